@@ -1,0 +1,66 @@
+"""Tokenizer speed: encode and decode frames per second at 640×360 (``python -m bench.speed``).
+
+Times ``VideoTokenizer.encode`` / ``decode`` (uint8 in, uint8 out, inference mode) on a synthetic clip, after one
+warm-up run, best of ``repeats``; on the CPU with the threads torch uses by default, and on the GPU when there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from bench.datasets import synthetic_clip
+from codec.tokenizer import load_tokenizer
+
+
+def measure_speed(model=None, frames: int = 33, width: int = 640, height: int = 360, repeats: int = 3,
+                  device: str = "cpu") -> dict:
+    tok = load_tokenizer(model, device=device)
+    clip = synthetic_clip(frames, height, width)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    tok.decode(tok.encode(clip))  # warm-up
+    enc, dec = [], []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        tokens = tok.encode(clip)
+        sync()
+        t1 = time.perf_counter()
+        tok.decode(tokens, size=clip.shape[:3])
+        sync()
+        t2 = time.perf_counter()
+        enc.append(t1 - t0)
+        dec.append(t2 - t1)
+    return {"device": device if device == "cpu" else torch.cuda.get_device_name(), "threads": torch.get_num_threads(),
+            "frames": frames, "width": width, "height": height, "model_id": tok.model_id,
+            "encode_fps": frames / min(enc), "decode_fps": frames / min(dec)}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--frames", type=int, default=33)
+    ap.add_argument("--size", default="640x360")
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args(argv)
+    run_speed(a.model, a.frames, a.size, a.repeats)
+
+
+def run_speed(model=None, frames: int = 33, size: str = "640x360", repeats: int = 3, log=print) -> list[dict]:
+    w, h = (int(v) for v in size.lower().split("x"))
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    results = []
+    for d in devices:
+        r = measure_speed(model, frames, w, h, repeats, d)
+        log(f"{r['device']} ({r['threads']} threads), {frames} frames {w}x{h}: "
+            f"encode {r['encode_fps']:.1f} fps, decode {r['decode_fps']:.1f} fps")
+        results.append(r)
+    log(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

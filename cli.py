@@ -1,0 +1,134 @@
+"""vtok command line: argument parsing only, one function call per subcommand.
+
+Run ``vtok --help`` (or ``python cli.py --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 640x360, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="vtok", description="vtok: a causal 3D-CNN video tokenizer and neural codec")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tokenize", help="video file -> token indices (.npz) for language-model use")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--model", help="tokenizer weights (.safetensors); default: the bundled model")
+    p.add_argument("--bits", type=int, help="keep the first N bits of every token (rate ladder)")
+    p.add_argument("--frames", type=int, help="tokenize only the first N frames")
+    p.add_argument("--resize", type=_size, help="resize frames to WxH first (bicubic)")
+    p.add_argument("--size", type=_size, help="frame size of a raw .yuv input")
+    p.add_argument("--fps", help="frame rate of a raw .yuv input")
+
+    p = sub.add_parser("detokenize", help="token indices (.npz) -> video (.mkv lossless, .mp4, .y4m or PNG folder)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--model", help="tokenizer weights (.safetensors); default: the bundled model")
+
+    p = sub.add_parser("train", help="train a tokenizer (resumable; torchrun for several processes)")
+    p.add_argument("--data", nargs="+", default=["../shared/datasets/train"], help="video files or folders")
+    p.add_argument("--run-dir", default="runs/tokenizer", help="run folder (checkpoints, metrics.jsonl, ema.safetensors)")
+    p.add_argument("--cache", default="", help="preprocessed clip cache (default: <run>/cache)")
+    p.add_argument("--resume", action="store_true", help="continue from <run>/state.safetensors")
+    p.add_argument("--init", default="", help="start from these tokenizer weights")
+    p.add_argument("--inflate", action="store_true", help="--init is image-trained: inflate it to video")
+    p.add_argument("--quantizer", default="lfq")
+    p.add_argument("--bits", type=int, default=18)
+    p.add_argument("--stem-ch", type=int, default=32)
+    p.add_argument("--ch", type=int, default=128)
+    p.add_argument("--nested-dropout", type=float, default=0.5)
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--frames", type=int, default=9, help="frames per clip, 1+4k (1 = image pre-training)")
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--lpips-weight", type=float, default=0.1)
+    p.add_argument("--adv-weight", type=float, default=0.0, help="adversarial loss weight (0: off)")
+    p.add_argument("--adv-start", type=int, default=5000, help="step at which the adversarial loss starts")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--save-every", type=float, default=300.0, help="seconds between checkpoints")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("eval", help="reconstruction quality of a tokenizer on evaluation clips")
+    p.add_argument("--model")
+    p.add_argument("--data", nargs="+", help="video files or folders (default: ../shared/datasets/eval)")
+    p.add_argument("--frames", type=int, default=33)
+    p.add_argument("--size", type=_size, default=(640, 360))
+    p.add_argument("--bits", type=int)
+    p.add_argument("--json", help="also write the results to this JSON file")
+
+    p = sub.add_parser("bench", help="benchmarks")
+    bsub = p.add_subparsers(dest="bench", required=True)
+    s = bsub.add_parser("speed", help="tokenizer encode/decode frames per second")
+    s.add_argument("--model")
+    s.add_argument("--frames", type=int, default=33)
+    s.add_argument("--size", default="640x360")
+    s.add_argument("--repeats", type=int, default=3)
+
+    p = sub.add_parser("demo", help="tokenize and reconstruct a sample clip with the bundled model")
+    p.add_argument("--model")
+    p.add_argument("--out", default="out")
+    return ap
+
+
+def _run(a: argparse.Namespace) -> None:
+    if a.command == "tokenize":
+        from codec.pipeline import tokenize_file
+        tokenize_file(a.input, a.output, a.model, a.bits, a.frames, a.resize, a.size, a.fps)
+    elif a.command == "detokenize":
+        from codec.pipeline import detokenize_file
+        detokenize_file(a.input, a.output, a.model)
+    elif a.command == "train":
+        from codec.tokenizer import TokenizerConfig
+        from codec.train import TrainConfig, train
+        train(TrainConfig(run_dir=a.run_dir, data=a.data, cache_dir=a.cache, steps=a.steps, batch=a.batch,
+                          frames=a.frames, crop=a.crop, lr=a.lr, warmup=a.warmup, lpips_weight=a.lpips_weight,
+                          adv_weight=a.adv_weight, adv_start=a.adv_start, init=a.init, inflate=a.inflate,
+                          threads=a.threads, save_every_s=a.save_every, seed=a.seed, progress=not a.quiet),
+              TokenizerConfig(quantizer=a.quantizer, bits=a.bits, stem_ch=a.stem_ch, ch=a.ch,
+                              nested_dropout=a.nested_dropout),
+              resume=a.resume)
+    elif a.command == "eval":
+        from bench.evaluate import run_evaluation
+        run_evaluation(a.model, a.data, a.frames, a.size, a.bits, a.json)
+    elif a.command == "bench" and a.bench == "speed":
+        from bench.speed import run_speed
+        run_speed(a.model, a.frames, a.size, a.repeats)
+    elif a.command == "demo":
+        from bench.demo import run_demo
+        run_demo(a.model, a.out)
+
+
+def main(argv=None) -> int:
+    a = _parser().parse_args(argv)
+    try:
+        _run(a)
+    except KeyboardInterrupt:
+        print("vtok: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as e:  # every vtok error type derives from one of these
+        print(f"vtok: error: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}", file=sys.stderr)
+        if os.environ.get("VTOK_DEBUG"):
+            raise
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

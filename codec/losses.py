@@ -1,0 +1,147 @@
+"""Training losses: reconstruction, LPIPS (offline backbone), and an optional adversarial loss.
+
+* LPIPS, Zhang et al., "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric" (arXiv 1801.03924),
+  with the AlexNet backbone read from a local safetensors file (``VTOK_LPIPS_BACKBONE``; default
+  ``../shared/weights/lpips/alexnet_features.safetensors``) since nothing may be downloaded at run time.
+* A 2D PatchGAN discriminator on frames (Isola et al., arXiv 1611.07004) with hinge loss and the LeCAM regularizer
+  (Tseng et al., "Regularizing Generative Adversarial Networks under Limited Data", arXiv 2104.03310), as MAGVIT-v2
+  uses; off unless its weight is set, and switched on only after a warm-up.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_REPO = Path(__file__).resolve().parent.parent
+DEFAULT_LPIPS_BACKBONE = _REPO.parent / "shared" / "weights" / "lpips" / "alexnet_features.safetensors"
+
+
+def lpips_backbone_path(path=None) -> Path | None:
+    """The AlexNet ``features`` weights to use: the argument, else ``VTOK_LPIPS_BACKBONE``, else ../shared's copy.
+
+    Returns None when none of these exists (then torchvision's usual download is the only way left).
+    """
+    for cand in (path, os.environ.get("VTOK_LPIPS_BACKBONE"), DEFAULT_LPIPS_BACKBONE):
+        if cand and Path(cand).is_file():
+            return Path(cand)
+    if path or os.environ.get("VTOK_LPIPS_BACKBONE"):
+        raise FileNotFoundError(f"LPIPS backbone not found: {path or os.environ.get('VTOK_LPIPS_BACKBONE')}")
+    return None
+
+
+def build_lpips(backbone=None, spatial: bool = False):
+    """``lpips.LPIPS(net='alex')`` with its AlexNet loaded from a local safetensors file, frozen, in eval mode.
+
+    The module takes images in [-1, 1] of shape ``(N, 3, H, W)``.
+    """
+    import lpips
+    from safetensors.torch import load_file
+
+    path = lpips_backbone_path(backbone)
+    with warnings.catch_warnings():  # lpips calls torchvision's deprecated ``pretrained=`` argument
+        warnings.simplefilter("ignore", UserWarning)
+        if path is None:  # a machine with internet: the package's own download path
+            model = lpips.LPIPS(net="alex", spatial=spatial, verbose=False)
+        else:
+            model = lpips.LPIPS(net="alex", pnet_rand=True, spatial=spatial, verbose=False)
+    if path is not None:
+        features = load_file(str(path))
+        net = model.net
+        slices = [net.slice1, net.slice2, net.slice3, net.slice4, net.slice5]
+        target = {}
+        for sl in slices:
+            for name, _ in sl.named_parameters():
+                target[name] = sl  # names are "<layer index>.weight" as in torchvision's alexnet().features
+        missing = set(target) - set(features)
+        if missing:
+            raise ValueError(f"{path}: missing AlexNet tensors {sorted(missing)}")
+        with torch.no_grad():
+            for name, sl in target.items():
+                dict(sl.named_parameters())[name].copy_(features[name])
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class PatchDiscriminator(nn.Module):
+    """2D PatchGAN on single frames. Input ``(N, 3, H, W)`` in [-1, 1] → logits ``(N, 1, H/8, W/8)``."""
+
+    def __init__(self, ch: int = 64, layers: int = 3):
+        super().__init__()
+        mods = [nn.Conv2d(3, ch, 4, 2, 1), nn.LeakyReLU(0.2)]
+        c = ch
+        for i in range(1, layers):
+            mods += [nn.Conv2d(c, c * 2, 4, 2, 1), nn.GroupNorm(8, c * 2), nn.LeakyReLU(0.2)]
+            c *= 2
+        mods += [nn.Conv2d(c, c, 3, 1, 1), nn.GroupNorm(8, c), nn.LeakyReLU(0.2), nn.Conv2d(c, 1, 3, 1, 1)]
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class LeCAM:
+    """Exponential moving averages of the discriminator's real/fake outputs and the LeCAM penalty built on them."""
+
+    def __init__(self, decay: float = 0.999):
+        self.decay = decay
+        self.real = 0.0
+        self.fake = 0.0
+
+    def update(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> None:
+        self.real = self.decay * self.real + (1 - self.decay) * float(real_logits.mean())
+        self.fake = self.decay * self.fake + (1 - self.decay) * float(fake_logits.mean())
+
+    def penalty(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return (F.relu(real_logits - self.fake).pow(2).mean() + F.relu(self.real - fake_logits).pow(2).mean())
+
+
+def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean())
+
+
+def frames_of(x: torch.Tensor, max_frames: int | None = None) -> torch.Tensor:
+    """``(B, C, T, H, W)`` → ``(B*T', C, H, W)``, keeping at most ``max_frames`` random frames of each clip."""
+    b, c, t, h, w = x.shape
+    if max_frames is not None and t > max_frames:
+        idx = torch.randperm(t)[:max_frames].sort().values.to(x.device)
+        x = x.index_select(2, idx)
+        t = max_frames
+    return x.transpose(1, 2).reshape(b * t, c, h, w)
+
+
+class TokenizerLoss(nn.Module):
+    """Reconstruction objective: ``l1 * |x - y| + lpips_weight * LPIPS(x, y)`` (+ the quantizer's own losses).
+
+    Args: lpips_weight (0 disables LPIPS); lpips_frames (frames per clip that LPIPS sees, to save compute);
+    lpips_backbone (path). ``forward(x, y, quantizer_losses)`` → (total, dict of float parts).
+    """
+
+    def __init__(self, l1_weight: float = 1.0, lpips_weight: float = 0.1, lpips_frames: int = 4,
+                 lpips_backbone=None):
+        super().__init__()
+        self.l1_weight = l1_weight
+        self.lpips_weight = lpips_weight
+        self.lpips_frames = lpips_frames
+        self.lpips = build_lpips(lpips_backbone) if lpips_weight > 0 else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, quantizer_losses: dict):
+        parts = {"l1": (x - y).abs().mean()}
+        total = self.l1_weight * parts["l1"]
+        if self.lpips is not None:
+            # The same random frames of x and y: select from both at once.
+            xy = frames_of(torch.cat([x, y]), self.lpips_frames)
+            xs, ys = xy.chunk(2)
+            parts["lpips"] = self.lpips(ys.float(), xs.float()).mean()
+            total = total + self.lpips_weight * parts["lpips"]
+        for k, v in quantizer_losses.items():
+            parts[k] = v
+            total = total + v
+        return total, {k: float(v.detach()) for k, v in parts.items()}

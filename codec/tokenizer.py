@@ -1,0 +1,314 @@
+"""The video tokenizer: causal 3D-CNN encoder, a quantizer, and a decoder with adaptive group norm.
+
+After MAGVIT-v2 (arXiv 2310.05737): a causal 3D CNN that maps ``1 + 4k`` frames to ``1 + k`` latent frames at 1/8 of
+the resolution (strided convolutions down, depth-to-space up), so the first frame is tokenized on its own and an
+image is a one-frame video. To run fast on a CPU the network starts with a space-to-depth stem (no convolution at full
+resolution) and keeps few channels at 1/4 resolution.
+
+Rate ladder: with nested dropout (Rippel et al., arXiv 1402.0915) during training, only the first ``k`` bits of every
+token are kept (the rest set to 0, "unknown", between the code values -1 and +1), so the decoder learns to work from
+any prefix of the bits. ``encode(video, bits=k)`` / ``decode(tokens, bits=k)`` use that at inference.
+
+Layouts: ``(B, C, T, H, W)`` float in ``[-1, 1]`` inside; uint8 ``(T, H, W, 3)`` video and integer ``(T', H', W')``
+tokens at the public edges (``encode`` / ``decode``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codec.layers import (AdaptiveGroupNorm, CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space,
+                          space_to_depth, time_depth_to_space)
+from codec.quantizers import build_quantizer
+
+SPATIAL_STRIDE = 8
+TEMPORAL_STRIDE = 4
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "vtok-default.safetensors"
+
+
+@dataclass
+class TokenizerConfig:
+    """Everything that defines a tokenizer's architecture; stored inside every checkpoint.
+
+    Attributes:
+        quantizer: registry name (``codec.quantizers.QUANTIZERS``). bits: bits per token (LFQ: latent channels).
+        group_bits: LFQ sub-token size (0: ``default_group_bits(bits)``). stem_ch: channels at 1/4 resolution. ch: channels at 1/8 resolution.
+        stem_blocks / blocks: residual blocks at 1/4 and at each 1/8-resolution stage.
+        nested_dropout: share of training samples that keep only a random prefix of their bits (0 disables).
+        min_bits: the shortest prefix kept by nested dropout. quantizer_args: extra quantizer keyword arguments.
+    """
+
+    quantizer: str = "lfq"
+    bits: int = 18
+    group_bits: int = 0
+    stem_ch: int = 32
+    ch: int = 128
+    stem_blocks: int = 1
+    blocks: int = 1
+    nested_dropout: float = 0.5
+    min_bits: int = 2
+    quantizer_args: dict = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TokenizerConfig":
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown tokenizer config fields: {sorted(unknown)}")
+        return cls(**data)
+
+
+def default_group_bits(bits: int) -> int:
+    """Sub-token size for LFQ's codebook-entropy term: the largest divisor of ``bits`` up to 12 (18 → 9)."""
+    return max(d for d in range(1, min(bits, 12) + 1) if bits % d == 0)
+
+
+class Encoder(nn.Module):
+    """``(B, 3, 1+4k, H, W)`` in [-1, 1] → ``(B, D, 1+k, H/8, W/8)`` latent (H, W multiples of 8)."""
+
+    def __init__(self, cfg: TokenizerConfig, out_ch: int):
+        super().__init__()
+        c1, c2 = cfg.stem_ch, cfg.ch
+        self.conv_in = CausalConv3d(3 * 16, c1, (1, 3, 3))
+        self.stem = nn.ModuleList(ResBlock(c1, (1, 3, 3)) for _ in range(cfg.stem_blocks))
+        self.down1 = CausalConv3d(c1, c2, 3, stride=(2, 2, 2))
+        self.mid1 = nn.ModuleList(ResBlock(c2, 3) for _ in range(cfg.blocks))
+        self.down2 = CausalConv3d(c2, c2, 3, stride=(2, 1, 1))
+        self.mid2 = nn.ModuleList(ResBlock(c2, 3) for _ in range(cfg.blocks))
+        self.norm_out = FrameGroupNorm(8, c2)
+        self.conv_out = CausalConv3d(c2, out_ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(space_to_depth(x, 4))
+        for blk in self.stem:
+            h = blk(h)
+        h = self.down1(F.silu(h))
+        for blk in self.mid1:
+            h = blk(h)
+        h = self.down2(h)
+        for blk in self.mid2:
+            h = blk(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Decoder(nn.Module):
+    """``(B, D, 1+k, H', W')`` quantized latent → ``(B, 3, 1+4k, 8H', 8W')`` in about [-1, 1]."""
+
+    def __init__(self, cfg: TokenizerConfig, in_ch: int):
+        super().__init__()
+        c1, c2 = cfg.stem_ch, cfg.ch
+        self.conv_in = CausalConv3d(in_ch, c2, 3)
+        self.mid1 = nn.ModuleList(ResBlock(c2, 3, latent_ch=in_ch) for _ in range(cfg.blocks))
+        self.up_t1 = CausalConv3d(c2, 2 * c2, 3)
+        self.mid2 = nn.ModuleList(ResBlock(c2, 3, latent_ch=in_ch) for _ in range(cfg.blocks))
+        self.up_t2 = CausalConv3d(c2, 2 * c2, (3, 1, 1))
+        self.up_s = CausalConv3d(c2, 4 * c1, (1, 3, 3))
+        self.stem = nn.ModuleList(ResBlock(c1, (1, 3, 3), latent_ch=in_ch) for _ in range(cfg.stem_blocks))
+        self.norm_out = AdaptiveGroupNorm(c1, in_ch, 8)
+        self.conv_out = CausalConv3d(c1, 3 * 16, (1, 3, 3))
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(q)
+        for blk in self.mid1:
+            h = blk(h, q)
+        h = time_depth_to_space(self.up_t1(F.silu(h)))
+        for blk in self.mid2:
+            h = blk(h, q)
+        h = time_depth_to_space(self.up_t2(F.silu(h)))
+        h = depth_to_space(self.up_s(h), 2)
+        for blk in self.stem:
+            h = blk(h, q)
+        h = self.conv_out(F.silu(self.norm_out(h, q)))
+        return depth_to_space(h, 4)
+
+
+def _as_frames(video) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` (numpy or torch) → float ``(1, 3, T, H, W)`` in [-1, 1]."""
+    v = torch.as_tensor(np.asarray(video) if not isinstance(video, torch.Tensor) else video)
+    if v.ndim != 4 or v.shape[-1] != 3 or v.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 video of shape (T, H, W, 3), got {tuple(v.shape)} {v.dtype}")
+    if v.shape[0] < 1:
+        raise ValueError("video has no frames")
+    return v.permute(3, 0, 1, 2).unsqueeze(0).float().div_(127.5).sub_(1.0)
+
+
+def padded_size(t: int, h: int, w: int) -> tuple[int, int, int]:
+    """Smallest ``(1 + 4k, 8a, 8b)`` that holds ``(t, h, w)``."""
+    tp = 1 + TEMPORAL_STRIDE * -(-(t - 1) // TEMPORAL_STRIDE)
+    return tp, -(-h // SPATIAL_STRIDE) * SPATIAL_STRIDE, -(-w // SPATIAL_STRIDE) * SPATIAL_STRIDE
+
+
+def token_shape(t: int, h: int, w: int) -> tuple[int, int, int]:
+    """Token grid ``(T', H', W')`` of a ``t``-frame ``h``×``w`` video."""
+    tp, hp, wp = padded_size(t, h, w)
+    return 1 + (tp - 1) // TEMPORAL_STRIDE, hp // SPATIAL_STRIDE, wp // SPATIAL_STRIDE
+
+
+def pad_video(x: torch.Tensor) -> torch.Tensor:
+    """Edge-replicate ``(B, C, T, H, W)`` to the padded size (later frames repeat the last one)."""
+    _, _, t, h, w = x.shape
+    tp, hp, wp = padded_size(t, h, w)
+    if (hp, wp) != (h, w):
+        x = F.pad(x, (0, wp - w, 0, hp - h, 0, 0), mode="replicate")
+    if tp != t:
+        x = torch.cat([x, x[:, :, -1:].expand(-1, -1, tp - t, -1, -1)], dim=2)
+    return x
+
+
+class VideoTokenizer(nn.Module):
+    """Encoder + quantizer + decoder.
+
+    Args: cfg (TokenizerConfig).
+    ``forward(x)`` (training): ``x (B, 3, 1+4k, H, W)`` in [-1, 1] with H, W multiples of 8 →
+    ``(reconstruction like x, QuantizerOutput)``.
+    ``encode(video, bits=None)`` / ``decode(tokens, bits=None, size=None)``: uint8 ``(T, H, W, 3)`` ⇄ int64
+    ``(T', H', W')``, a round trip:
+
+    >>> tok = VideoTokenizer(TokenizerConfig(stem_ch=16, ch=16, bits=10, group_bits=5)).eval()
+    >>> video = np.zeros((5, 16, 24, 3), np.uint8)
+    >>> tokens = tok.encode(video)
+    >>> tokens.shape
+    (2, 2, 3)
+    >>> tok.decode(tokens, size=video.shape[:3]).shape
+    (5, 16, 24, 3)
+    """
+
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        self.cfg = cfg
+        qargs = dict(cfg.quantizer_args)
+        if cfg.quantizer == "lfq":
+            qargs.setdefault("bits", cfg.bits)
+            qargs.setdefault("group_bits", cfg.group_bits or default_group_bits(cfg.bits))
+        self.quantizer = build_quantizer(cfg.quantizer, **qargs)
+        self.encoder = Encoder(cfg, self.quantizer.dim)
+        self.decoder = Decoder(cfg, self.quantizer.dim)
+
+    @property
+    def bits(self) -> int:
+        return self.quantizer.bits_per_token
+
+    @property
+    def model_id(self) -> str:
+        """A hash of the architecture and weights (16 hex digits)."""
+        h = hashlib.sha256(self.cfg.to_json().encode())
+        for k, v in sorted(self.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().to(torch.float16).cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def bit_mask(self, keep_bits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` bit counts → a ``(B, D, 1, 1, 1)`` 0/1 mask keeping the first ``keep_bits`` channels."""
+        ar = torch.arange(like.shape[1], device=like.device)
+        return (ar[None, :] < keep_bits[:, None]).to(like.dtype)[:, :, None, None, None]
+
+    def forward(self, x: torch.Tensor, keep_bits: torch.Tensor | None = None):
+        z = self.encoder(x)
+        out = self.quantizer(z)
+        codes = out.codes
+        if keep_bits is None and self.training and self.cfg.nested_dropout > 0:
+            b = x.shape[0]
+            drop = torch.rand(b, device=x.device) < self.cfg.nested_dropout
+            k = torch.randint(self.cfg.min_bits, self.bits, (b,), device=x.device)
+            keep_bits = torch.where(drop, k, torch.full_like(k, self.bits))
+        if keep_bits is not None:
+            codes = codes * self.bit_mask(keep_bits, codes)
+        return self.decoder(codes), out
+
+    def _check_bits(self, bits: int | None) -> int:
+        if bits is None:
+            return self.bits
+        if not 1 <= bits <= self.bits:
+            raise ValueError(f"bits must be in 1..{self.bits}, got {bits}")
+        return bits
+
+    @torch.inference_mode()
+    def encode(self, video, bits: int | None = None):
+        """uint8 ``(T, H, W, 3)`` → int64 tokens ``(T', H', W')`` holding the first ``bits`` bits of each token.
+
+        Returns numpy for numpy input, a tensor for tensor input.
+        """
+        bits = self._check_bits(bits)
+        x = pad_video(_as_frames(video).to(self._device()))
+        idx = self.quantizer(self.encoder(x)).indices[0]
+        if bits < self.bits:
+            idx = idx & ((1 << bits) - 1)
+        return idx.cpu() if isinstance(video, torch.Tensor) else idx.cpu().numpy()
+
+    @torch.inference_mode()
+    def decode(self, tokens, bits: int | None = None, size: tuple[int, int, int] | None = None):
+        """int ``(T', H', W')`` tokens → uint8 video ``(T, H, W, 3)``; ``size`` = ``(T, H, W)`` crops the padding."""
+        bits = self._check_bits(bits)
+        idx = torch.as_tensor(np.asarray(tokens) if not isinstance(tokens, torch.Tensor) else tokens)
+        if idx.ndim != 3:
+            raise ValueError(f"expected tokens of shape (T', H', W'), got {tuple(idx.shape)}")
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= 2 ** bits):
+            raise ValueError(f"token values must be in [0, 2**{bits})")
+        codes = self.quantizer.indices_to_codes(idx.to(self._device()).unsqueeze(0))
+        if bits < self.bits:
+            codes = codes * self.bit_mask(torch.tensor([bits], device=codes.device), codes)
+        x = self.decoder(codes)[0]
+        if size is not None:
+            t, h, w = size
+            x = x[:, :t, :h, :w]
+        return to_uint8(x, numpy=not isinstance(tokens, torch.Tensor))
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def to_uint8(x: torch.Tensor, numpy: bool = True):
+    """``(3, T, H, W)`` float in [-1, 1] → uint8 ``(T, H, W, 3)``."""
+    v = x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 3, 0).contiguous().cpu()
+    return v.numpy() if numpy else v
+
+
+def save_tokenizer(model: VideoTokenizer, path, half: bool = True, extra: dict | None = None) -> None:
+    """Write weights (fp16 by default) and the config to a safetensors file."""
+    from safetensors.torch import save_file
+
+    sd = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().contiguous()
+          for k, v in model.state_dict().items()}
+    meta = {"format": "vtok-tokenizer", "config": model.cfg.to_json()}
+    meta.update({k: str(v) for k, v in (extra or {}).items()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(sd, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load_tokenizer(path=None, device: str | torch.device = "cpu") -> VideoTokenizer:
+    """Load a tokenizer from a safetensors file (``None``: the bundled default), strictly, in eval mode."""
+    from safetensors import safe_open
+
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer weights at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise ValueError(f"{path} is not a safetensors tokenizer file ({e})") from None
+    if meta.get("format") != "vtok-tokenizer" or "config" not in meta:
+        raise ValueError(f"{path} is not a vtok tokenizer file (no vtok config in its metadata)")
+    model = VideoTokenizer(TokenizerConfig.from_json(meta["config"]))
+    ref = model.state_dict()
+    sd = {k: v.to(ref[k].dtype) if k in ref else v for k, v in sd.items()}
+    model.load_state_dict(sd, strict=True)
+    model.meta = meta
+    return model.to(device).eval()

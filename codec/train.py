@@ -1,0 +1,277 @@
+"""Training loop of the tokenizer: one CPU process, or many under ``torchrun`` (DDP; gloo on CPU, nccl on GPU).
+
+The recipe follows MAGVIT-v2 (arXiv 2310.05737) scaled down for small machines: image pre-training (``frames=1``,
+which trains the first-frame path of the causal network) and then *inflation* to video (``inflate_from_image``),
+random crops, Adam with linear warm-up and cosine decay, an EMA of the weights (what gets exported), gradient
+clipping, bf16 autocast on GPU, and the LFQ entropy penalty annealed from 3x to 1x over the first 2k steps.
+
+Everything is resumable: ``<run>/state.safetensors`` holds model, EMA, optimizer and discriminator tensors plus the
+step (safetensors only, no pickle); ``<run>/metrics.jsonl`` logs losses; ``<run>/ema.safetensors`` is the exported
+model (fp16), loadable by ``codec.load_tokenizer``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from codec.data import ClipSampler, build_cache
+from codec.losses import LeCAM, PatchDiscriminator, TokenizerLoss, frames_of, hinge_d_loss
+from codec.tokenizer import TokenizerConfig, VideoTokenizer, load_tokenizer, save_tokenizer
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (stored with its checkpoints)."""
+
+    run_dir: str = "runs/tokenizer"
+    data: list = field(default_factory=lambda: ["../shared/datasets/train"])
+    cache_dir: str = ""  # default: <run_dir>/cache
+    cache_short_side: int = 288
+    steps: int = 20000
+    batch: int = 4
+    frames: int = 9
+    crop: int = 128
+    lr: float = 4e-4
+    warmup: int = 500
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    l1_weight: float = 1.0
+    lpips_weight: float = 0.1
+    lpips_frames: int = 4
+    entropy_anneal_steps: int = 2000
+    adv_weight: float = 0.0
+    adv_start: int = 5000
+    lecam_weight: float = 0.001
+    max_source_share: float = 0.1
+    init: str = ""  # safetensors tokenizer to start from
+    inflate: bool = False  # the init model was image-trained: inflate its temporal kernels
+    log_every: int = 10
+    save_every_s: float = 300.0
+    seed: int = 0
+    threads: int = 0
+    progress: bool = True
+
+
+def inflate_from_image(model: VideoTokenizer) -> None:
+    """Turn an image-trained (one-frame) tokenizer into a video tokenizer that starts as a frame-wise one.
+
+    A one-frame clip sees every temporal tap of a causal kernel applied to the same (replicated) frame, so only their
+    sum was learned: that sum moves to the last tap (the current frame), the others start at zero (MAGVIT-v2's
+    inflation). Temporal depth-to-space layers only trained the half of their channels that makes the kept frame; the
+    other half is copied from it, so a latent frame first decodes to repeated frames.
+    """
+    from codec.layers import CausalConv3d
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, CausalConv3d) and m.kernel[0] > 1:
+                w = m.conv.weight
+                s = w.sum(2)
+                w.zero_()
+                w[:, :, -1] = s
+        for up in (model.decoder.up_t1, model.decoder.up_t2):
+            w, b = up.conv.weight, up.conv.bias
+            c = w.shape[0] // 2
+            w[:c] = w[c:]
+            b[:c] = b[c:]
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _flat_optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> dict:
+    out = {}
+    for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
+        for k, v in opt.state.get(p, {}).items():
+            out[f"{prefix}.{i}.{k}"] = v.detach().cpu() if torch.is_tensor(v) else torch.tensor(float(v))
+    return out
+
+
+def _load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict, prefix: str) -> None:
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        st = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"{prefix}.{i}.")}
+        if st:
+            opt.state[p] = {k: v.to(p.device) for k, v in st.items()}
+
+
+def save_state(path: Path, step: int, model, ema, opt, disc=None, dopt=None, extra: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    t = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    t.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
+    t.update(_flat_optimizer_state(opt, "opt"))
+    if disc is not None:
+        t.update({f"disc.{k}": v.detach().cpu().contiguous() for k, v in disc.state_dict().items()})
+        t.update(_flat_optimizer_state(dopt, "dopt"))
+    meta = {"step": str(step), "config": model.cfg.to_json()}
+    meta.update({k: str(v) for k, v in (extra or {}).items()})
+    tmp = path.with_suffix(".tmp")
+    save_file(t, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load_state(path: Path, model, ema, opt, disc=None, dopt=None) -> tuple[int, dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        t = {k: f.get_tensor(k) for k in f.keys()}
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
+    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")}, strict=True)
+    _load_optimizer_state(opt, t, "opt")
+    if disc is not None and any(k.startswith("disc.") for k in t):
+        disc.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("disc.")}, strict=True)
+        _load_optimizer_state(dopt, t, "dopt")
+    return int(meta["step"]), meta
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool = False, log=print) -> Path:
+    """Run (or continue, with ``resume``) a training run; returns the path of the exported EMA weights."""
+    rank, world, device = _setup_distributed()
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
+    torch.manual_seed(tcfg.seed + rank)
+    run = Path(tcfg.run_dir)
+    state_path = run / "state.safetensors"
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+    cache = Path(tcfg.cache_dir or run / "cache")
+    if rank == 0 and not (cache / "index.json").exists():
+        log(f"building training cache in {cache} from {', '.join(map(str, tcfg.data))}")
+        build_cache(tcfg.data, cache, short_side=tcfg.cache_short_side, log=log)
+    if dist.is_initialized():
+        dist.barrier()
+
+    if tcfg.init:
+        model = load_tokenizer(tcfg.init).train()
+        if tcfg.inflate:
+            inflate_from_image(model)
+    else:
+        model = VideoTokenizer(mcfg or TokenizerConfig())
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=tcfg.weight_decay)
+    disc = dopt = None
+    lecam = LeCAM()
+    if tcfg.adv_weight > 0:
+        disc = PatchDiscriminator().to(device)
+        dopt = torch.optim.Adam(disc.parameters(), lr=tcfg.lr, betas=(0.5, 0.99))
+    step = 0
+    if resume and state_path.exists():
+        step, _ = load_state(state_path, model, ema, opt, disc, dopt)
+        log(f"resumed {state_path} at step {step}")
+    elif resume:
+        log(f"nothing to resume in {run}: starting at step 0")
+    if rank == 0:
+        (run / "train_config.json").write_text(json.dumps(dataclasses.asdict(tcfg), indent=1))
+
+    net: nn.Module = model
+    if dist.is_initialized():
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if disc is not None:
+            disc = nn.parallel.DistributedDataParallel(disc, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_fn = TokenizerLoss(tcfg.l1_weight, tcfg.lpips_weight, tcfg.lpips_frames).to(device)
+    sampler = ClipSampler(cache, tcfg.frames, tcfg.crop, tcfg.max_source_share, seed=tcfg.seed * 1000 + rank + step)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    bar = None
+    if rank == 0 and tcfg.progress:
+        from tqdm import tqdm
+        bar = tqdm(total=tcfg.steps, initial=step, unit="step", dynamic_ncols=True)
+    metrics = open(run / "metrics.jsonl", "a") if rank == 0 else None
+    last_save = time.time()
+    t0, clips_done = time.time(), 0
+    while step < tcfg.steps:
+        x = sampler.sample(tcfg.batch).to(device, non_blocking=True)
+        lr = lr_at(step, tcfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with autocast:
+            y, qout = net(x)
+        anneal = 1.0 + 2.0 * max(0.0, 1.0 - step / max(1, tcfg.entropy_anneal_steps))
+        qlosses = {k: (v * anneal if k == "entropy" else v) for k, v in qout.losses.items()}
+        y = y.float()
+        total, parts = loss_fn(x, y, qlosses)
+        adv_on = disc is not None and step >= tcfg.adv_start
+        if adv_on:
+            g_logits = disc(frames_of(y, tcfg.lpips_frames))
+            g_loss = -g_logits.mean()
+            total = total + tcfg.adv_weight * g_loss
+            parts["gen"] = float(g_loss)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+        opt.step()
+        if adv_on:
+            real, fake = frames_of(torch.cat([x, y.detach()]), tcfg.lpips_frames).chunk(2)
+            r_logits, f_logits = disc(real), disc(fake)
+            d_loss = hinge_d_loss(r_logits, f_logits) + tcfg.lecam_weight * lecam.penalty(r_logits, f_logits)
+            lecam.update(r_logits, f_logits)
+            dopt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            dopt.step()
+            parts["disc"] = float(d_loss)
+        decay = min(tcfg.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm.detach(), 1 - decay)
+            for be, bm in zip(ema.buffers(), model.buffers()):
+                be.copy_(bm)
+        step += 1
+        clips_done += tcfg.batch * world
+        if rank == 0:
+            with torch.no_grad():
+                psnr = float(10 * torch.log10(4.0 / ((x - y.clamp(-1, 1)) ** 2).mean().clamp_min(1e-10)))
+            parts.update(loss=float(total), psnr=psnr, lr=lr, grad_norm=float(gnorm))
+            rate = clips_done / max(1e-9, time.time() - t0)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['loss']:.3f}", psnr=f"{psnr:.1f}", clips_s=f"{rate:.2f}")
+            if step % tcfg.log_every == 0 or step == tcfg.steps:
+                metrics.write(json.dumps({"step": step, "time": time.time(), "clips_per_s": rate, **parts}) + "\n")
+                metrics.flush()
+            if time.time() - last_save > tcfg.save_every_s or step == tcfg.steps:
+                save_state(state_path, step, model, ema, opt, disc.module if hasattr(disc, "module") else disc, dopt)
+                save_tokenizer(ema, run / "ema.safetensors", extra={"step": step})
+                last_save = time.time()
+    if bar is not None:
+        bar.close()
+    if metrics is not None:
+        metrics.close()
+    if rank == 0 and not (run / "ema.safetensors").exists():
+        save_tokenizer(ema, run / "ema.safetensors", extra={"step": step})
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return run / "ema.safetensors"

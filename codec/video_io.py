@@ -1,0 +1,240 @@
+"""The one place that opens video files: reading anything PyAV (FFmpeg) opens, raw ``.yuv``, and writing results.
+
+Frames at this edge are uint8 RGB ``(H, W, 3)``; a clip is ``(T, H, W, 3)``.
+Raw ``.yuv`` (8-bit 4:2:0) needs its size and rate: given explicitly, or read from a name such as
+``videoSRC01_1920x1080_30.yuv`` (MCL-JCV's convention).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+
+class VideoError(ValueError):
+    """A video file cannot be read or written; the message says why, in one line."""
+
+
+@dataclass
+class VideoInfo:
+    width: int
+    height: int
+    fps: Fraction
+    frames: int | None  # None when the container does not say
+
+
+_YUV_NAME = re.compile(r"(\d+)x(\d+)(?:_(\d+(?:\.\d+)?))?")
+
+
+def yuv_geometry(path, size: tuple[int, int] | None = None, fps=None) -> tuple[int, int, Fraction]:
+    """Width, height and rate of a raw ``.yuv``: given, or parsed from the file name (``..._WxH_FPS.yuv``)."""
+    m = None
+    for m in _YUV_NAME.finditer(Path(path).stem):
+        pass
+    if size is None:
+        if m is None:
+            raise VideoError(f"{path}: raw .yuv needs its size (--size WxH) or a name like clip_1920x1080_30.yuv")
+        size = (int(m.group(1)), int(m.group(2)))
+    if fps is None:
+        fps = m.group(3) if m is not None and m.group(3) else 30
+    w, h = size
+    if w <= 0 or h <= 0 or w % 2 or h % 2:
+        raise VideoError(f"{path}: raw 4:2:0 .yuv needs a positive even size, got {w}x{h}")
+    return w, h, Fraction(str(fps)).limit_denominator(1001)
+
+
+def _resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None or (frame.shape[1], frame.shape[0]) == tuple(size):
+        return frame
+    import av
+
+    vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+    return vf.reformat(width=size[0], height=size[1], interpolation="BICUBIC").to_ndarray()
+
+
+def _iter_yuv(path, size, fps, start: int, size_out) -> Iterator[np.ndarray]:
+    import av
+
+    w, h, _ = yuv_geometry(path, size, fps)
+    frame_bytes = w * h * 3 // 2
+    n = os.path.getsize(path) // frame_bytes
+    if n == 0:
+        raise VideoError(f"{path}: no complete {w}x{h} 4:2:0 frame in the file")
+    with open(path, "rb") as f:
+        f.seek(start * frame_bytes)
+        while True:
+            buf = f.read(frame_bytes)
+            if len(buf) < frame_bytes:
+                return
+            yuv = np.frombuffer(buf, np.uint8).reshape(h * 3 // 2, w)
+            vf = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            out = vf.reformat(width=size_out[0] if size_out else w, height=size_out[1] if size_out else h,
+                              format="rgb24", interpolation="BICUBIC")
+            yield out.to_ndarray()
+
+
+def probe(path, size=None, fps=None) -> VideoInfo:
+    """Size, rate and (when known) frame count of a video file."""
+    path = str(path)
+    if path.lower().endswith(".yuv"):
+        w, h, r = yuv_geometry(path, size, fps)
+        return VideoInfo(w, h, r, os.path.getsize(path) // (w * h * 3 // 2))
+    import av
+
+    try:
+        with av.open(path) as c:
+            if not c.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            s = c.streams.video[0]
+            rate = s.average_rate or s.guessed_rate or Fraction(30)
+            return VideoInfo(s.codec_context.width, s.codec_context.height, Fraction(rate), s.frames or None)
+    except VideoError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise VideoError(f"{path}: not a readable video ({e.__class__.__name__}: {e})") from None
+
+
+def iter_frames(path, start: int = 0, max_frames: int | None = None, resize: tuple[int, int] | None = None,
+                size: tuple[int, int] | None = None, fps=None, step: int = 1) -> Iterator[np.ndarray]:
+    """Yield uint8 RGB frames ``(H, W, 3)`` from frame ``start``, every ``step``-th, at most ``max_frames``.
+
+    ``resize`` = (width, height) resizes (bicubic); ``size`` / ``fps`` describe a raw ``.yuv``.
+    """
+    path = str(path)
+    count = 0
+    if path.lower().endswith(".yuv"):
+        source = _iter_yuv(path, size, fps, start, resize)
+        start = 0
+    else:
+        source = _iter_container(path, resize)
+    try:
+        for i, frame in enumerate(source):
+            if i < start or (i - start) % step:
+                continue
+            yield frame
+            count += 1
+            if max_frames is not None and count >= max_frames:
+                return
+    finally:
+        source.close()
+
+
+def _iter_container(path: str, resize) -> Iterator[np.ndarray]:
+    import av
+
+    try:
+        container = av.open(path)
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise VideoError(f"{path}: not a readable video ({e.__class__.__name__}: {e})") from None
+    try:
+        if not container.streams.video:
+            raise VideoError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                if resize is not None:
+                    frame = frame.reformat(width=resize[0], height=resize[1], format="rgb24", interpolation="BICUBIC")
+                yield frame.to_ndarray(format="rgb24")
+        except av.error.InvalidDataError as e:
+            raise VideoError(f"{path}: damaged video data ({e})") from None
+    finally:
+        container.close()
+
+
+def read_video(path, start: int = 0, max_frames: int | None = None, resize=None, size=None, fps=None,
+               step: int = 1) -> np.ndarray:
+    """All requested frames as one uint8 array ``(T, H, W, 3)``; raises VideoError if there are none."""
+    frames = list(iter_frames(path, start, max_frames, resize, size, fps, step))
+    if not frames:
+        raise VideoError(f"{path}: no frames decoded")
+    return np.stack(frames)
+
+
+def write_video(path, frames: np.ndarray, fps=30) -> None:
+    """Write uint8 ``(T, H, W, 3)`` frames: ``.mkv`` lossless FFV1 (planar RGB), ``.mp4`` H.264 (CRF 12), ``.y4m``, or a folder of
+    PNGs when ``path`` has no suffix. Written to a temporary name first and renamed, so no half-written file is left.
+    """
+    path = Path(path)
+    if not path.parent.exists():
+        raise VideoError(f"output folder {path.parent} does not exist")
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise VideoError(f"expected uint8 frames (T, H, W, 3), got {frames.shape} {frames.dtype}")
+    suffix = path.suffix.lower()
+    rate = Fraction(str(fps)).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
+    if suffix == "":
+        _write_pngs(path, frames)
+        return
+    tmp = path.with_name(f".{path.name}.part{suffix}")
+    try:
+        if suffix == ".y4m":
+            _write_y4m(tmp, frames, rate)
+        elif suffix in (".mp4", ".mkv", ".mov", ".avi"):
+            _write_container(tmp, frames, rate, suffix)
+        else:
+            raise VideoError(f"{path}: unsupported output type {suffix!r} (use .mkv, .mp4, .y4m or a folder)")
+        tmp.replace(path)
+    except OSError as e:
+        raise VideoError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_container(path: Path, frames: np.ndarray, rate: Fraction, suffix: str) -> None:
+    import av
+
+    h, w = frames.shape[1:3]
+    with av.open(str(path), "w") as c:
+        if suffix == ".mkv":
+            s = c.add_stream("ffv1", rate=rate)
+            s.pix_fmt = "bgr0"  # RGB kept as RGB: lossless
+        else:
+            s = c.add_stream("libx264", rate=rate, options={"crf": "12", "preset": "medium"})
+            s.pix_fmt = "yuv444p" if (w % 2 or h % 2) else "yuv420p"
+        s.width, s.height = w, h
+        for f in frames:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+def _write_y4m(path: Path, frames: np.ndarray, rate: Fraction) -> None:
+    import av
+
+    h, w = frames.shape[1:3]
+    cs = "444" if (w % 2 or h % 2) else "420jpeg"
+    fmt = "yuv444p" if cs == "444" else "yuv420p"
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{rate.numerator}:{rate.denominator} Ip A1:1 C{cs}\n".encode())
+        for fr in frames:
+            yuv = av.VideoFrame.from_ndarray(fr, format="rgb24").reformat(format=fmt).to_ndarray()
+            f.write(b"FRAME\n")
+            f.write(np.ascontiguousarray(yuv).tobytes())
+
+
+def _write_pngs(folder: Path, frames: np.ndarray) -> None:
+    import av
+
+    tmp = folder.with_name(f".{folder.name}.part")
+    tmp.mkdir(exist_ok=True)
+    try:
+        for i, fr in enumerate(frames):
+            av.VideoFrame.from_ndarray(fr, format="rgb24").to_image().save(tmp / f"{i:06d}.png")
+        folder.mkdir(exist_ok=True)
+        for p in sorted(tmp.iterdir()):
+            p.replace(folder / p.name)
+    except OSError as e:
+        raise VideoError(f"cannot write {folder}: {e.strerror or e}") from None
+    finally:
+        for p in tmp.glob("*"):
+            p.unlink()
+        tmp.rmdir()

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny random tokenizers, synthetic clips and files, and the paths of ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codec.tokenizer import TokenizerConfig, VideoTokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+def tiny_config(**kw) -> TokenizerConfig:
+    base = dict(stem_ch=8, ch=16, bits=10, group_bits=5, stem_blocks=1, blocks=1)
+    base.update(kw)
+    return TokenizerConfig(**base)
+
+
+@pytest.fixture
+def tiny_tokenizer() -> VideoTokenizer:
+    torch.manual_seed(0)
+    return VideoTokenizer(tiny_config()).eval()
+
+
+def random_clip(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+
+
+def smooth_clip(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    from bench.datasets import synthetic_clip
+    return synthetic_clip(t, h, w, seed)
+
+
+def need_shared(*parts) -> Path:
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"needs {p} (../shared beside the repository)")
+    return p

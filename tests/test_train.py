@@ -1,0 +1,129 @@
+"""Training: a tiny clip overfits, train() runs/resumes/inflates, adversarial steps, and a 2-process DDP run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from codec.data import ClipSampler, build_cache, source_capped_weights
+from codec.tokenizer import VideoTokenizer, load_tokenizer, save_tokenizer
+from codec.train import TrainConfig, inflate_from_image, lr_at, train
+from codec.video_io import write_video
+from tests.conftest import REPO, SHARED, smooth_clip, tiny_config
+
+LPIPS_WEIGHT = 0.1 if (SHARED / "weights" / "lpips" / "alexnet_features.safetensors").exists() else 0.0
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("videos")
+    write_video(d / "srcA__one.mkv", smooth_clip(12, 48, 64, seed=1), 25)
+    write_video(d / "srcB__two.mkv", smooth_clip(12, 40, 56, seed=2), 25)
+    return d
+
+
+def test_tiny_clip_overfits():
+    torch.manual_seed(0)
+    tok = VideoTokenizer(tiny_config(nested_dropout=0.0)).train()
+    x = torch.from_numpy(smooth_clip(5, 32, 32)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    opt = torch.optim.Adam(tok.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(120):
+        y, out = tok(x)
+        loss = (x - y).abs().mean() + sum(out.losses.values())
+        rec = float((x - y).abs().mean())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(rec)
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:3])
+
+
+def test_cache_and_sampler(video_dir, tmp_path):
+    cache = build_cache([video_dir], tmp_path / "cache", segments=2, segment_frames=9, short_side=32, log=lambda *a: None)
+    index = json.loads((cache / "index.json").read_text())
+    assert len(index) == 2 and {v["source"] for v in index.values()} == {"srcA", "srcB"}
+    s = ClipSampler(cache, frames=5, crop=24, seed=0)
+    x = s.sample(3)
+    assert x.shape == (3, 3, 5, 24, 24) and x.min() >= -1 and x.max() <= 1
+
+
+def test_source_cap():
+    w = source_capped_weights(["a"] * 8 + ["b", "c"], max_share=0.4)
+    share = {s: w[[i for i, x in enumerate(["a"] * 8 + ["b", "c"]) if x == s]].sum() for s in "abc"}
+    assert share["a"] == pytest.approx(0.4) and share["b"] == pytest.approx(0.3) and share["c"] == pytest.approx(0.3)
+    # A cap below 1/sources is relaxed to 1/sources.
+    w2 = source_capped_weights(["a", "a", "b"], max_share=0.1)
+    assert w2[:2].sum() == pytest.approx(0.5)
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(lr=1.0, warmup=10, steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+
+
+def _cfg(run, video_dir, **kw):
+    base = dict(run_dir=str(run), data=[str(video_dir)], cache_short_side=40, steps=3, batch=2, frames=5, crop=32,
+                lpips_weight=LPIPS_WEIGHT, warmup=2, progress=False, save_every_s=0.0, log_every=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_resume_and_export(video_dir, tmp_path):
+    run = tmp_path / "run"
+    out = train(_cfg(run, video_dir), tiny_config(), log=lambda *a: None)
+    assert out.exists() and (run / "state.safetensors").exists()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in rows)
+    train(_cfg(run, video_dir, steps=5), tiny_config(), resume=True, log=lambda *a: None)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    tok = load_tokenizer(out)
+    assert tok.encode(smooth_clip(5, 16, 16)).shape == (2, 2, 2)
+
+
+def test_adversarial_steps(video_dir, tmp_path):
+    run = tmp_path / "adv"
+    train(_cfg(run, video_dir, adv_weight=0.1, adv_start=1, lpips_weight=0.0), tiny_config(), log=lambda *a: None)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "gen" not in rows[0] and "disc" in rows[-1] and np.isfinite(rows[-1]["disc"])
+
+
+def test_inflation_keeps_image_behaviour(tmp_path):
+    torch.manual_seed(0)
+    tok = VideoTokenizer(tiny_config()).eval()
+    img = torch.rand(1, 3, 1, 16, 16) * 2 - 1
+    with torch.inference_mode():
+        before = tok.decoder(tok.quantizer(tok.encoder(img)).codes)
+    inflate_from_image(tok)
+    static = img.expand(-1, -1, 9, -1, -1)
+    with torch.inference_mode():
+        z_img = tok.encoder(img)
+        z_vid = tok.encoder(static)
+        after = tok.decoder(tok.quantizer(z_img).codes)
+        dec = tok.decoder(tok.quantizer(z_vid).codes)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)
+    # A static clip encodes every latent frame like the image and decodes every frame like it.
+    torch.testing.assert_close(z_vid, z_img.expand_as(z_vid), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(dec, before.expand_as(dec), atol=1e-4, rtol=1e-4)
+
+
+def test_ddp_two_processes(video_dir, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(REPO / "cli.py"), "train", "--data", str(video_dir), "--run-dir", str(run), "--steps", "2", "--batch", "1",
+           "--frames", "5", "--crop", "24", "--stem-ch", "8", "--ch", "16", "--bits", "10", "--lpips-weight", "0",
+           "--quiet", "--threads", "1", "--save-every", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 2
+    assert load_tokenizer(run / "ema.safetensors").bits == 10
