@@ -24,6 +24,31 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vtok", description="vtok: a causal 3D-CNN video tokenizer and neural codec")
     sub = ap.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("compress", help="video file -> .vtok bitstream")
+    p.add_argument("input", help="anything PyAV opens, a .y4m, or raw .yuv with --size and --fps")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--model", help="tokenizer weights (.safetensors); default: the bundled model")
+    p.add_argument("--prior", help="token prior weights; default: <model>-prior.safetensors beside the model")
+    p.add_argument("--gop", type=int, default=17, help="frames per independently decodable unit (1+4k)")
+    p.add_argument("--bits", type=int, help="code only the first N bits of every token (coarser, smaller)")
+    p.add_argument("--frames", type=int, help="compress only the first N frames")
+    p.add_argument("--size", type=_size, help="frame size of a raw .yuv input")
+    p.add_argument("--fps", help="frame rate of a raw .yuv input")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("decompress", help=".vtok -> video (.y4m, .mkv lossless FFV1, .mp4 H.264, or PNG folder)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--model")
+    p.add_argument("--prior")
+    p.add_argument("--start", type=int, default=0, help="first frame to decode")
+    p.add_argument("--frames", type=int, help="number of frames to decode")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("info", help="header, GOPs, sizes and rates of a .vtok file")
+    p.add_argument("input")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("tokenize", help="video file -> token indices (.npz) for language-model use")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
@@ -65,6 +90,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
 
+    p = sub.add_parser("train-prior", help="train the token prior on a tokenizer's tokens")
+    p.add_argument("--model", help="tokenizer weights; default: the bundled model")
+    p.add_argument("-o", "--output", default="runs/prior/prior.safetensors")
+    p.add_argument("--data", nargs="+", default=["../shared/datasets/train"])
+    p.add_argument("--cache", default="")
+    p.add_argument("--run-dir", default="runs/prior")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=32, help="crop of the token grid")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--channels", type=int, default=48)
+    p.add_argument("--threads", type=int, default=0)
+
     p = sub.add_parser("eval", help="reconstruction quality of a tokenizer on evaluation clips")
     p.add_argument("--model")
     p.add_argument("--data", nargs="+", help="video files or folders (default: ../shared/datasets/eval)")
@@ -88,7 +126,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(a: argparse.Namespace) -> None:
-    if a.command == "tokenize":
+    if a.command == "compress":
+        from codec.pipeline import compress_file
+        compress_file(a.input, a.output, a.model, a.prior, a.gop, a.bits, a.size, a.fps, a.frames, a.quiet)
+    elif a.command == "decompress":
+        from codec.pipeline import decompress_file
+        decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet)
+    elif a.command == "info":
+        from bench.report import print_info
+        print_info(a.input, a.json)
+    elif a.command == "train-prior":
+        from codec.train_prior import train_prior
+        train_prior(a.model, a.output, a.data, a.cache, a.run_dir, a.steps, a.batch, a.crop, a.lr, a.channels,
+                    threads=a.threads)
+    elif a.command == "tokenize":
         from codec.pipeline import tokenize_file
         tokenize_file(a.input, a.output, a.model, a.bits, a.frames, a.resize, a.size, a.fps)
     elif a.command == "detokenize":

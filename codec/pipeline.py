@@ -1,7 +1,10 @@
-"""File-level flows of the codec: video file ⇄ tokens (``.npz`` export for language-model use).
+"""File-level flows of the codec, in data-flow order.
 
-``tokenize_file`` reads frames (``codec.video_io``), tokenizes them with a ``VideoTokenizer`` and writes the token
-indices with everything needed to decode them; ``detokenize_file`` reverses it.
+* ``compress_file``: frames are read (``codec.video_io``) one GOP at a time → tokenized (``VideoTokenizer``) →
+  their bits' probabilities computed (``IntegerPrior``) → range-coded (``bitstream.rangecoder``) → framed as one
+  unit per GOP (``bitstream.container``). ``decompress_file`` runs the same steps backwards; memory stays that of
+  one GOP whatever the clip's length.
+* ``tokenize_file`` / ``detokenize_file``: video file ⇄ tokens (``.npz`` export for language-model use).
 
 The ``.npz`` holds: ``tokens`` (int32 or int64 ``(T', H', W')``), ``sub_tokens`` (``(T', H', W', G)``, the index
 split into ``group_bits``-bit sub-tokens, least significant first), ``size`` (``T, H, W`` of the video),
@@ -10,13 +13,25 @@ split into ``group_bits``-bit sub-tokens, least significant first), ``size`` (``
 
 from __future__ import annotations
 
+import hashlib
+import struct
+import sys
+import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from codec.tokenizer import load_tokenizer
-from codec.video_io import VideoError, probe, read_video, write_video
+from bitstream.container import (UNKNOWN_FRAMES, BitstreamError, ContainerReader, ContainerWriter, Header)
+from bitstream.rangecoder import BitDecoder, BitEncoder
+from codec.prior import IntegerPrior, anchor_mask, bits_to_tokens, steps_for, tokens_to_bits
+from codec.tokenizer import DEFAULT_WEIGHTS, VideoTokenizer, load_tokenizer, token_shape
+from codec.video_io import VideoError, VideoWriter, iter_frames, probe, read_video, write_video
+
+DEFAULT_PRIOR = DEFAULT_WEIGHTS.with_name("vtok-default-prior.safetensors")
+DEFAULT_GOP = 17
+PERFECT = False  # constriction model construction; recorded in every header
 
 
 class TokenFileError(ValueError):
@@ -87,4 +102,272 @@ def detokenize_file(src, out, model=None, log=print) -> dict:
     return {"frames": t, "height": h, "width": w}
 
 
-__all__ = ["TokenFileError", "VideoError", "tokenize_file", "detokenize_file", "load_token_file"]
+
+
+# --- the codec ---------------------------------------------------------------------------------------------------
+
+class ModelMismatch(ValueError):
+    """A ``.vtok`` file was made by other weights than the ones loaded."""
+
+
+@dataclass
+class Codec:
+    """A tokenizer and its token prior, as one coding model. ``model_id`` hashes both."""
+
+    tokenizer: VideoTokenizer
+    prior: IntegerPrior
+
+    @property
+    def model_id(self) -> str:
+        return hashlib.sha256((self.tokenizer.model_id + self.prior.model_id).encode()).hexdigest()[:16]
+
+
+def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
+    """Tokenizer weights (default: bundled) and prior weights (default: the file beside them, ``*-prior``)."""
+    tok = load_tokenizer(model, device=device)
+    if prior is None:
+        base = Path(model) if model is not None else DEFAULT_WEIGHTS
+        prior = base.with_name(base.stem + "-prior.safetensors")
+    if not Path(prior).is_file():
+        raise FileNotFoundError(f"no token prior at {prior} (pass --prior)")
+    ip = IntegerPrior.load(prior).to(device)
+    if ip.cfg.bits != tok.bits:
+        raise ValueError(f"prior {prior} codes {ip.cfg.bits}-bit tokens but the tokenizer makes {tok.bits}-bit tokens")
+    return Codec(tok, ip)
+
+
+_PAYLOAD = struct.Struct("<Q")  # cross-entropy of the unit under the prior, in 1/1024 bits
+
+
+def encode_tokens(prior: IntegerPrior, tokens: np.ndarray, bits: int) -> tuple[bytes, float]:
+    """Range-code one GOP's tokens ``(T', H', W')`` (first ``bits`` bits of each). Returns (payload, CE bits)."""
+    enc = BitEncoder(prior.cfg.prob_bits, PERFECT)
+    planes = tokens_to_bits(tokens, bits)  # (T', k, H, W)
+    d = prior.cfg.bits
+    t_, _, h, w = planes.shape
+    signed = np.zeros((t_, d, h, w), np.int8)
+    signed[:, :bits] = planes.astype(np.int8) * 2 - 1
+    anchor = anchor_mask(h, w)
+    one = 1 << prior.cfg.prob_bits
+    ce = 0.0
+    for t in range(t_):
+        prev = signed[t - 1] if t else np.zeros((d, h, w), np.int8)
+        cur = np.zeros((d, h, w), np.int8)
+        for step in steps_for(bits, prior.cfg.group_bits):
+            p, _, s, e = step
+            pos = anchor if p == 0 else ~anchor
+            p1 = prior.step_probabilities(prev, cur, t > 0, step)
+            b = planes[t, s:e][:, pos].ravel()
+            enc.encode(b, p1)
+            ce -= float(np.log2(np.where(b == 1, p1, one - p1) / one).sum())
+            cur[s:e][:, pos] = signed[t, s:e][:, pos]
+    return _PAYLOAD.pack(int(round(ce * 1024))) + enc.finish(), ce
+
+
+def decode_tokens(prior: IntegerPrior, payload: bytes, shape: tuple[int, int, int], bits: int) -> np.ndarray:
+    """Inverse of ``encode_tokens``: payload → int64 tokens of ``shape`` ``(T', H', W')``."""
+    if len(payload) < _PAYLOAD.size:
+        raise BitstreamError("unit payload too short: the file is damaged")
+    dec = BitDecoder(payload[_PAYLOAD.size:], prior.cfg.prob_bits, PERFECT)
+    d = prior.cfg.bits
+    t_, h, w = shape
+    planes = np.zeros((t_, bits, h, w), np.uint8)
+    signed = np.zeros((t_, d, h, w), np.int8)
+    anchor = anchor_mask(h, w)
+    for t in range(t_):
+        prev = signed[t - 1] if t else np.zeros((d, h, w), np.int8)
+        cur = np.zeros((d, h, w), np.int8)
+        for step in steps_for(bits, prior.cfg.group_bits):
+            p, _, s, e = step
+            pos = anchor if p == 0 else ~anchor
+            p1 = prior.step_probabilities(prev, cur, t > 0, step)
+            b = dec.decode(p1).reshape(e - s, -1)
+            planes[t, s:e][:, pos] = b
+            cur[s:e][:, pos] = b.astype(np.int8) * 2 - 1
+        signed[t, :bits] = cur[:bits]
+    return bits_to_tokens(planes)
+
+
+def payload_cross_entropy(payload: bytes) -> float:
+    return _PAYLOAD.unpack_from(payload)[0] / 1024
+
+
+class _Progress:
+    """A small progress line on stderr (frames, fps, running bpp); silent when ``quiet``."""
+
+    def __init__(self, total: int | None, quiet: bool, what: str):
+        self.quiet, self.total, self.what = quiet or not sys.stderr.isatty(), total, what
+        self.t0 = time.perf_counter()
+
+    def update(self, frames: int, bpp: float | None = None) -> None:
+        if self.quiet:
+            return
+        fps = frames / max(1e-9, time.perf_counter() - self.t0)
+        tot = f"/{self.total}" if self.total else ""
+        rate = f", {bpp:.4f} bpp" if bpp is not None else ""
+        print(f"\r{self.what}: {frames}{tot} frames, {fps:.1f} fps{rate}   ", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if not self.quiet:
+            print(file=sys.stderr)
+
+
+def _gops(frames_iter, gop: int):
+    buf = []
+    for fr in frames_iter:
+        buf.append(fr)
+        if len(buf) == gop:
+            yield np.stack(buf)
+            buf = []
+    if buf:
+        yield np.stack(buf)
+
+
+def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits: int | None = None,
+                  size=None, fps=None, max_frames: int | None = None, quiet: bool = False, log=print) -> dict:
+    """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps)."""
+    out = Path(out)
+    _check_output(out)
+    if gop < 1 or (gop - 1) % 4:
+        raise ValueError(f"GOP length must be 1 + 4k frames (1, 5, 9, 13, 17, ...), got {gop}")
+    codec = load_codec(model, prior)
+    tok = codec.tokenizer
+    bits = bits or tok.bits
+    if not 1 <= bits <= tok.bits:
+        raise ValueError(f"bits must be in 1..{tok.bits}, got {bits}")
+    info = probe(src, size, fps)
+    if str(src).lower().endswith((".mp4", ".mkv", ".mov", ".webm", ".avi")):
+        _note_audio(src, log)
+    header = Header(width=info.width, height=info.height, frames=UNKNOWN_FRAMES, fps_num=info.fps.numerator,
+                    fps_den=info.fps.denominator, bits_per_token=bits, model_bits=tok.bits, gop=gop,
+                    prob_bits=codec.prior.cfg.prob_bits, perfect=PERFECT, model_id=codec.model_id)
+    header.validate()
+    tmp = out.with_name(f".{out.name}.part")
+    frames = 0
+    ce_total = 0.0
+    t0 = time.perf_counter()
+    bar = _Progress(max_frames or info.frames, quiet, "compress")
+    try:
+        with open(tmp, "wb") as f:
+            writer = ContainerWriter(f, header)
+            for gi, clip in enumerate(_gops(iter_frames(src, max_frames=max_frames, size=size, fps=fps), gop)):
+                if clip.shape[1:3] != (info.height, info.width):
+                    raise VideoError(f"{src}: frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
+                tokens = tok.encode(clip, bits=bits)
+                payload, ce = encode_tokens(codec.prior, tokens, bits)
+                writer.write_unit(gi, frames, len(clip), payload)
+                frames += len(clip)
+                ce_total += ce
+                bar.update(frames, f.tell() * 8 / (frames * info.width * info.height))
+            if frames == 0:
+                raise VideoError(f"{src}: no frames decoded")
+            writer.close()
+            nbytes = f.tell()
+        tmp.replace(out)
+    finally:
+        bar.close()
+        if tmp.exists():
+            tmp.unlink()
+    dt = time.perf_counter() - t0
+    pixels = frames * info.width * info.height
+    summary = {"frames": frames, "width": info.width, "height": info.height, "bytes": nbytes, "bpp": nbytes * 8 / pixels,
+               "cross_entropy_bits": ce_total, "raw_token_bits": _raw_bits(frames, info, gop, bits),
+               "fps": frames / dt, "model_id": codec.model_id}
+    log(f"{src} -> {out}: {frames} frames {info.width}x{info.height}, {nbytes} bytes, {summary['bpp']:.4f} bpp, "
+        f"{summary['fps']:.1f} fps")
+    return summary
+
+
+def _raw_bits(frames: int, info, gop: int, bits: int) -> int:
+    total = 0
+    for first in range(0, frames, gop):
+        t_, h_, w_ = token_shape(min(gop, frames - first), info.height, info.width)
+        total += t_ * h_ * w_ * bits
+    return total
+
+
+def _note_audio(src, log) -> None:
+    try:
+        import av
+
+        with av.open(str(src)) as c:
+            if c.streams.audio:
+                log(f"note: {src} has audio; vtok codes the video only")
+    except Exception:  # the video read that follows reports unreadable input
+        pass
+
+
+def read_vtok_header(f) -> tuple[ContainerReader, list]:
+    """Open a ``.vtok`` stream and walk its unit headers (validates the framing and the end unit)."""
+    reader = ContainerReader(f)
+    units = list(reader.units())
+    return reader, units
+
+
+def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: int | None = None,
+                    quiet: bool = False, log=print) -> dict:
+    """Decode ``.vtok`` to a video file; ``start``/``frames`` pick a range and only its GOPs are decoded."""
+    out = Path(out)
+    _check_output(out)
+    if start < 0 or (frames is not None and frames < 1):
+        raise ValueError("--start must be >= 0 and --frames >= 1")
+    with open(src, "rb") as f:
+        reader, units = read_vtok_header(f)
+        h = reader.header
+        codec = load_codec(model, prior)
+        if h.model_id != codec.model_id:
+            raise ModelMismatch(f"{src} was made by model {h.model_id}, but the loaded model is {codec.model_id}: "
+                                f"pass --model/--prior with the weights of model {h.model_id}")
+        if h.model_bits != codec.tokenizer.bits:
+            raise ModelMismatch(f"{src} has {h.model_bits}-bit tokens but the model makes {codec.tokenizer.bits}")
+        end = h.frames if frames is None else min(h.frames, start + frames)
+        if start >= h.frames:
+            raise ValueError(f"--start {start} is past the last frame ({h.frames} frames)")
+        t0 = time.perf_counter()
+        written = 0
+        bar = _Progress(end - start, quiet, "decompress")
+        with VideoWriter(out, h.width, h.height, Fraction(h.fps_num, h.fps_den)) as w:
+            for u in units:
+                if u.first_frame + u.frames <= start or u.first_frame >= end:
+                    continue
+                payload = reader.read_payload(u)
+                shape = token_shape(u.frames, h.height, h.width)
+                tokens = decode_tokens(codec.prior, payload, shape, h.bits_per_token)
+                video = codec.tokenizer.decode(tokens, bits=h.bits_per_token, size=(u.frames, h.height, h.width))
+                lo, hi = max(start, u.first_frame) - u.first_frame, min(end, u.first_frame + u.frames) - u.first_frame
+                w.write(video[lo:hi])
+                written += hi - lo
+                bar.update(written)
+        bar.close()
+    dt = time.perf_counter() - t0
+    log(f"{src} -> {out}: {written} frames {h.width}x{h.height}, {written / dt:.1f} fps")
+    return {"frames": written, "width": h.width, "height": h.height, "fps": written / dt}
+
+
+def vtok_info(src) -> dict:
+    """Header fields and per-GOP sizes of a ``.vtok`` file (no model needed)."""
+    import os
+
+    with open(src, "rb") as f:
+        reader, units = read_vtok_header(f)
+        h = reader.header
+        payload_bits = 0
+        ce = 0.0
+        gops = []
+        for u in units:
+            p = reader.read_payload(u)
+            payload_bits += (len(p) - _PAYLOAD.size) * 8
+            ce += payload_cross_entropy(p)
+            gops.append({"index": u.gop_index, "first_frame": u.first_frame, "frames": u.frames,
+                         "bytes": u.payload_size})
+    size = os.path.getsize(src)
+    return {"width": h.width, "height": h.height, "frames": h.frames, "fps": f"{h.fps_num}/{h.fps_den}",
+            "bits_per_token": h.bits_per_token, "model_bits": h.model_bits, "gop": h.gop,
+            "coder": h.coder.name, "perfect": h.perfect, "prob_bits": h.prob_bits, "rate": h.rate,
+            "pixel_format": h.pixel_format.name, "model_id": h.model_id, "file_bytes": size,
+            "payload_bits": payload_bits, "cross_entropy_bits": ce,
+            "bpp": size * 8 / (h.frames * h.width * h.height), "gop_units": gops}
+
+
+__all__ = ["Codec", "ModelMismatch", "TokenFileError", "VideoError", "compress_file", "decompress_file",
+           "detokenize_file", "load_codec", "load_token_file", "tokenize_file", "vtok_info"]

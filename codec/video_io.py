@@ -158,83 +158,136 @@ def read_video(path, start: int = 0, max_frames: int | None = None, resize=None,
 
 
 def write_video(path, frames: np.ndarray, fps=30) -> None:
-    """Write uint8 ``(T, H, W, 3)`` frames: ``.mkv`` lossless FFV1 (planar RGB), ``.mp4`` H.264 (CRF 12), ``.y4m``, or a folder of
-    PNGs when ``path`` has no suffix. Written to a temporary name first and renamed, so no half-written file is left.
-    """
-    path = Path(path)
-    if not path.parent.exists():
-        raise VideoError(f"output folder {path.parent} does not exist")
+    """Write uint8 ``(T, H, W, 3)`` frames in one go (see ``VideoWriter`` for the formats)."""
     frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+    if frames.ndim != 4 or len(frames) == 0:
         raise VideoError(f"expected uint8 frames (T, H, W, 3), got {frames.shape} {frames.dtype}")
-    suffix = path.suffix.lower()
-    rate = Fraction(str(fps)).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
-    if suffix == "":
-        _write_pngs(path, frames)
-        return
-    tmp = path.with_name(f".{path.name}.part{suffix}")
-    try:
-        if suffix == ".y4m":
-            _write_y4m(tmp, frames, rate)
-        elif suffix in (".mp4", ".mkv", ".mov", ".avi"):
-            _write_container(tmp, frames, rate, suffix)
+    with VideoWriter(path, frames.shape[2], frames.shape[1], fps) as w:
+        w.write(frames)
+
+
+class VideoWriter:
+    """Streaming writer: ``.mkv`` lossless FFV1 (RGB kept as RGB), ``.mp4`` H.264 (CRF 12), ``.y4m``, or a folder
+    of PNGs when ``path`` has no suffix.
+
+    Frames go to a temporary name that ``close()`` renames into place; ``abort()`` (or leaving the ``with`` block
+    by an exception) removes it, so no half-written output is ever left.
+    """
+
+    def __init__(self, path, width: int, height: int, fps=30):
+        import av
+
+        self.path = Path(path)
+        if not self.path.parent.exists():
+            raise VideoError(f"output folder {self.path.parent} does not exist")
+        self.width, self.height = int(width), int(height)
+        self.rate = fps if isinstance(fps, Fraction) else Fraction(str(fps)).limit_denominator(1001)
+        self.suffix = self.path.suffix.lower()
+        if self.suffix not in ("", ".y4m", ".mp4", ".mkv", ".mov"):
+            raise VideoError(f"{self.path}: unsupported output type {self.suffix!r} (use .mkv, .mp4, .y4m or a folder)")
+        self.tmp = self.path.with_name(f".{self.path.name}.part{self.suffix}")
+        self.count = 0
+        self._container = self._stream = self._file = None
+        odd = self.width % 2 or self.height % 2
+        try:
+            if self.suffix == "":
+                self.tmp.mkdir(exist_ok=True)
+            elif self.suffix == ".y4m":
+                self._file = open(self.tmp, "wb")
+                cs = "444" if odd else "420jpeg"
+                self._y4m_fmt = "yuv444p" if odd else "yuv420p"
+                self._file.write(f"YUV4MPEG2 W{self.width} H{self.height} F{self.rate.numerator}:"
+                                 f"{self.rate.denominator} Ip A1:1 C{cs}\n".encode())
+            else:
+                self._container = av.open(str(self.tmp), "w")
+                if self.suffix == ".mkv":
+                    self._stream = self._container.add_stream("ffv1", rate=self.rate)
+                    self._stream.pix_fmt = "bgr0"
+                else:
+                    self._stream = self._container.add_stream("libx264", rate=self.rate,
+                                                              options={"crf": "12", "preset": "medium"})
+                    self._stream.pix_fmt = "yuv444p" if odd else "yuv420p"
+                self._stream.width, self._stream.height = self.width, self.height
+        except OSError as e:
+            self.abort()
+            raise VideoError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def write(self, frames: np.ndarray) -> None:
+        import av
+
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.dtype != np.uint8 or frames.shape[1:] != (self.height, self.width, 3):
+            raise VideoError(f"expected uint8 frames ({self.height}, {self.width}, 3), got {frames.shape[1:]} "
+                             f"{frames.dtype}")
+        try:
+            for fr in frames:
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(fr), format="rgb24")
+                if self.suffix == "":
+                    vf.to_image().save(self.tmp / f"{self.count:06d}.png")
+                elif self.suffix == ".y4m":
+                    self._file.write(b"FRAME\n")
+                    self._file.write(_planes(vf.reformat(format=self._y4m_fmt)))
+                else:
+                    for pkt in self._stream.encode(vf):
+                        self._container.mux(pkt)
+                self.count += 1
+        except OSError as e:
+            self.abort()
+            raise VideoError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def close(self) -> None:
+        try:
+            if self._container is not None:
+                for pkt in self._stream.encode():
+                    self._container.mux(pkt)
+                self._container.close()
+                self._container = None
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            if self.suffix == "":
+                self.path.mkdir(exist_ok=True)
+                for p in sorted(self.tmp.iterdir()):
+                    p.replace(self.path / p.name)
+                self.tmp.rmdir()
+            else:
+                self.tmp.replace(self.path)
+        except OSError as e:
+            self.abort()
+            raise VideoError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        for closer in (self._container, self._file):
+            try:
+                if closer is not None:
+                    closer.close()
+            except Exception:  # already failing: the temporary output is removed below either way
+                pass
+        self._container = self._file = None
+        if self.tmp.is_dir():
+            for p in self.tmp.iterdir():
+                p.unlink()
+            self.tmp.rmdir()
+        elif self.tmp.exists():
+            self.tmp.unlink()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
         else:
-            raise VideoError(f"{path}: unsupported output type {suffix!r} (use .mkv, .mp4, .y4m or a folder)")
-        tmp.replace(path)
-    except OSError as e:
-        raise VideoError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+            self.abort()
 
 
-def _write_container(path: Path, frames: np.ndarray, rate: Fraction, suffix: str) -> None:
-    import av
-
-    h, w = frames.shape[1:3]
-    with av.open(str(path), "w") as c:
-        if suffix == ".mkv":
-            s = c.add_stream("ffv1", rate=rate)
-            s.pix_fmt = "bgr0"  # RGB kept as RGB: lossless
-        else:
-            s = c.add_stream("libx264", rate=rate, options={"crf": "12", "preset": "medium"})
-            s.pix_fmt = "yuv444p" if (w % 2 or h % 2) else "yuv420p"
-        s.width, s.height = w, h
-        for f in frames:
-            for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-
-
-def _write_y4m(path: Path, frames: np.ndarray, rate: Fraction) -> None:
-    import av
-
-    h, w = frames.shape[1:3]
-    cs = "444" if (w % 2 or h % 2) else "420jpeg"
-    fmt = "yuv444p" if cs == "444" else "yuv420p"
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F{rate.numerator}:{rate.denominator} Ip A1:1 C{cs}\n".encode())
-        for fr in frames:
-            yuv = av.VideoFrame.from_ndarray(fr, format="rgb24").reformat(format=fmt).to_ndarray()
-            f.write(b"FRAME\n")
-            f.write(np.ascontiguousarray(yuv).tobytes())
-
-
-def _write_pngs(folder: Path, frames: np.ndarray) -> None:
-    import av
-
-    tmp = folder.with_name(f".{folder.name}.part")
-    tmp.mkdir(exist_ok=True)
-    try:
-        for i, fr in enumerate(frames):
-            av.VideoFrame.from_ndarray(fr, format="rgb24").to_image().save(tmp / f"{i:06d}.png")
-        folder.mkdir(exist_ok=True)
-        for p in sorted(tmp.iterdir()):
-            p.replace(folder / p.name)
-    except OSError as e:
-        raise VideoError(f"cannot write {folder}: {e.strerror or e}") from None
-    finally:
-        for p in tmp.glob("*"):
-            p.unlink()
-        tmp.rmdir()
+def _planes(frame) -> bytes:
+    """The raw planes of a planar YUV frame, without line padding."""
+    out = []
+    for plane in frame.planes:
+        a = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+        out.append(np.ascontiguousarray(a).tobytes())
+    return b"".join(out)

@@ -1,0 +1,116 @@
+"""The bytes layer: range coder round trips and the container's framing, checksums and limits."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+import pytest
+
+from bitstream.container import (BadMagic, BitstreamError, ContainerReader, ContainerWriter, CorruptData, Header,
+                                 HeaderOutOfRange, Truncated, UnsupportedVersion)
+from bitstream.rangecoder import BitDecoder, BitEncoder
+
+
+def _header(**kw):
+    base = dict(width=64, height=48, frames=20, fps_num=30000, fps_den=1001, bits_per_token=18, model_bits=18,
+                gop=17, prob_bits=16, perfect=False, model_id="00112233445566ff")
+    base.update(kw)
+    return Header(**base)
+
+
+def _file(payloads=(b"first unit", b"second")):
+    buf = io.BytesIO()
+    w = ContainerWriter(buf, _header(frames=17 + 3))
+    w.write_unit(0, 0, 17, payloads[0])
+    w.write_unit(1, 17, 3, payloads[1])
+    w.close()
+    return buf.getvalue()
+
+
+def _read_all(data: bytes):
+    r = ContainerReader(io.BytesIO(data))
+    return r.header, [r.read_payload(u) for u in list(r.units())]
+
+
+@pytest.mark.parametrize("perfect", [False, True])
+def test_range_coder_round_trip_and_rate(perfect):
+    rng = np.random.default_rng(0)
+    n = 20000
+    p1 = rng.integers(1, 1 << 16, n).astype(np.uint32)
+    bits = (rng.random(n) < p1 / 65536).astype(np.uint8)
+    enc = BitEncoder(16, perfect)
+    enc.encode(bits[:7000], p1[:7000])
+    enc.encode(bits[7000:], p1[7000:])
+    data = enc.finish()
+    dec = BitDecoder(data, 16, perfect)
+    out = np.concatenate([dec.decode(p1[:123]), dec.decode(p1[123:])])
+    np.testing.assert_array_equal(out, bits)
+    ce = -np.log2(np.where(bits == 1, p1, 65536 - p1) / 65536).sum()
+    assert len(data) * 8 <= ce * 1.005 + 64
+
+
+def test_range_coder_rejects_bad_probabilities():
+    enc = BitEncoder(16, False)
+    with pytest.raises(ValueError, match="1, 65535"):
+        enc.encode(np.array([1], np.uint8), np.array([0], np.uint32))
+    with pytest.raises(ValueError, match="one probability per bit"):
+        enc.encode(np.array([1, 0], np.uint8), np.array([5], np.uint32))
+
+
+def test_container_round_trip_and_frames_patch():
+    h, payloads = _read_all(_file())
+    assert payloads == [b"first unit", b"second"]
+    assert h == _header(frames=20)
+    buf = io.BytesIO()
+    w = ContainerWriter(buf, _header(frames=0xFFFFFFFF))
+    w.write_unit(0, 0, 5, b"x")
+    w.close()
+    assert _read_all(buf.getvalue())[0].frames == 5
+
+
+def test_every_single_bit_flip_is_detected():
+    data = _file()
+    for i in range(len(data)):
+        for bit in range(8):
+            bad = bytearray(data)
+            bad[i] ^= 1 << bit
+            with pytest.raises(BitstreamError):
+                _read_all(bytes(bad))
+
+
+def test_truncation_at_every_byte_is_detected():
+    data = _file()
+    for n in range(len(data)):
+        with pytest.raises(BitstreamError):
+            _read_all(data[:n])
+
+
+def test_magic_version_and_ranges():
+    data = _file()
+    with pytest.raises(BadMagic):
+        _read_all(b"XTOK" + data[4:])
+    with pytest.raises(UnsupportedVersion, match="version 7"):
+        _read_all(data[:4] + struct.pack("<H", 7) + data[6:])
+    with pytest.raises(HeaderOutOfRange):
+        _header(width=10 ** 9).pack()
+    with pytest.raises(HeaderOutOfRange):
+        _header(gop=16).pack()
+    with pytest.raises(HeaderOutOfRange):
+        _header(bits_per_token=19).pack()
+
+
+def test_huge_header_values_are_rejected_before_allocation():
+    # A well-formed header (valid CRC) that claims 10^9 x 10^9 pixels.
+    import zlib
+    from bitstream.container import _BODY, _PREFIX, MAGIC, VERSION
+    body = _BODY.pack(10 ** 9, 10 ** 9, 10 ** 9, 30, 1, 0, 18, 18, 17, 1, 0, 16, 255, bytes(8))
+    head = _PREFIX.pack(MAGIC, VERSION, len(body)) + body
+    with pytest.raises(HeaderOutOfRange, match="size"):
+        ContainerReader(io.BytesIO(head + struct.pack("<I", zlib.crc32(head))))
+
+
+def test_errors_are_typed():
+    for cls in (BadMagic, UnsupportedVersion, HeaderOutOfRange, CorruptData, Truncated):
+        assert issubclass(cls, BitstreamError) and issubclass(cls, ValueError)

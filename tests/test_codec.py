@@ -1,0 +1,159 @@
+"""The codec end to end: prior exactness, .vtok round trips, GOP access, and bad input at the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from codec.pipeline import compress_file, decode_tokens, decompress_file, encode_tokens, load_codec, vtok_info
+from codec.prior import IntegerPrior, PriorConfig, TokenPrior, context
+from codec.tokenizer import VideoTokenizer, save_tokenizer
+from codec.video_io import read_video, write_video
+from tests.conftest import REPO, smooth_clip, tiny_config
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("codec")
+    torch.manual_seed(0)
+    save_tokenizer(VideoTokenizer(tiny_config()).eval(), d / "tiny.safetensors")
+    TokenPrior(PriorConfig(bits=10, group_bits=5, channels=8, layers=2)).freeze().save(d / "tiny-prior.safetensors")
+    torch.manual_seed(5)
+    save_tokenizer(VideoTokenizer(tiny_config()).eval(), d / "other.safetensors")
+    TokenPrior(PriorConfig(bits=10, group_bits=5, channels=8, layers=2)).freeze().save(d / "other-prior.safetensors")
+    write_video(d / "clip.mkv", smooth_clip(23, 40, 56), 25)
+    return d
+
+
+def vtok(*args):
+    return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def _one_line_error(r, *outputs):
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vtok: error:") and "Traceback" not in r.stderr, r.stderr
+    for o in outputs:
+        assert not os.path.exists(o), o
+
+
+def test_integer_prior_matches_float_prior():
+    torch.manual_seed(0)
+    cfg = PriorConfig(bits=6, group_bits=3, channels=8, layers=2)
+    prior = TokenPrior(cfg)
+    frozen = prior.freeze()
+    sign = torch.randint(-1, 2, (1, 6, 9, 11)).double()
+    x = context(cfg, sign, sign.flip(-1), torch.tensor([1.0]), 1, 0)
+    with torch.no_grad():
+        f = prior(x.float()) * 16
+    i = frozen.logits(x)
+    assert torch.equal(i, torch.round(i))  # integers
+    assert (f.double() - i).abs().max() <= 2  # within 2/16 of a logit
+
+
+def test_token_round_trip_every_bit_count(models):
+    codec = load_codec(models / "tiny.safetensors")
+    tokens = codec.tokenizer.encode(smooth_clip(9, 40, 56))
+    for bits in (10, 7, 1):
+        t = tokens & ((1 << bits) - 1)
+        payload, ce = encode_tokens(codec.prior, t, bits)
+        np.testing.assert_array_equal(decode_tokens(codec.prior, payload, t.shape, bits), t)
+        assert ce > 0
+
+
+def test_file_round_trip_and_gop_access(models, tmp_path):
+    m = models / "tiny.safetensors"
+    s = compress_file(models / "clip.mkv", tmp_path / "a.vtok", m, gop=9, quiet=True, log=lambda *a: None)
+    assert s["frames"] == 23
+    info = vtok_info(tmp_path / "a.vtok")
+    assert [g["frames"] for g in info["gop_units"]] == [9, 9, 5]
+    decompress_file(tmp_path / "a.vtok", tmp_path / "full.mkv", m, quiet=True, log=lambda *a: None)
+    full = read_video(tmp_path / "full.mkv")
+    codec = load_codec(m)
+    src = read_video(models / "clip.mkv")
+    expect = np.concatenate([codec.tokenizer.decode(codec.tokenizer.encode(src[i:i + 9]), size=src[i:i + 9].shape[:3])
+                             for i in range(0, 23, 9)])
+    np.testing.assert_array_equal(full, expect)
+    decompress_file(tmp_path / "a.vtok", tmp_path / "part.mkv", m, start=10, frames=6, quiet=True, log=lambda *a: None)
+    np.testing.assert_array_equal(read_video(tmp_path / "part.mkv"), full[10:16])
+
+
+def test_encode_one_thread_decode_two_threads(models, tmp_path):
+    code = ("import sys, torch; sys.path.insert(0, sys.argv[3]); torch.set_num_threads(int(sys.argv[4]));"
+            "from codec.pipeline import compress_file;"
+            "compress_file(sys.argv[1], sys.argv[2], sys.argv[5], gop=9, quiet=True, log=lambda *a: None)")
+    r = subprocess.run([sys.executable, "-c", code, models / "clip.mkv", tmp_path / "t1.vtok", REPO, "1",
+                        models / "tiny.safetensors"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    torch.set_num_threads(2)
+    decompress_file(tmp_path / "t1.vtok", tmp_path / "t1.mkv", models / "tiny.safetensors", quiet=True,
+                    log=lambda *a: None)
+    compress_file(models / "clip.mkv", tmp_path / "t2.vtok", models / "tiny.safetensors", gop=9, quiet=True,
+                  log=lambda *a: None)
+    assert (tmp_path / "t1.vtok").read_bytes() == (tmp_path / "t2.vtok").read_bytes()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_encode_cpu_decode_gpu(models):
+    cpu = load_codec(models / "tiny.safetensors")
+    gpu = load_codec(models / "tiny.safetensors", device="cuda")
+    tokens = cpu.tokenizer.encode(smooth_clip(9, 40, 56))
+    payload, _ = encode_tokens(cpu.prior, tokens, 10)
+    np.testing.assert_array_equal(decode_tokens(gpu.prior, payload, tokens.shape, 10), tokens)
+
+
+def test_cli_compress_info_decompress(models, tmp_path):
+    m = models / "tiny.safetensors"
+    r = vtok("compress", models / "clip.mkv", "-o", tmp_path / "c.vtok", "--model", m, "--gop", "9", "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = vtok("info", tmp_path / "c.vtok", "--json")
+    info = json.loads(r.stdout)
+    for k in ("width", "height", "frames", "fps", "bits_per_token", "gop", "payload_bits", "cross_entropy_bits", "bpp",
+              "model_id"):
+        assert k in info
+    for out in ("d.y4m", "d.mp4", "frames"):
+        r = vtok("decompress", tmp_path / "c.vtok", "-o", tmp_path / out, "--model", m, "--quiet")
+        assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 23
+    assert read_video(tmp_path / "d.y4m").shape == (23, 40, 56, 3)
+
+
+def test_cli_bad_inputs(models, tmp_path):
+    m = models / "tiny.safetensors"
+    (tmp_path / "junk.mp4").write_bytes(b"no video here")
+    _one_line_error(vtok("compress", tmp_path / "junk.mp4", "-o", tmp_path / "j.vtok", "--model", m), tmp_path / "j.vtok")
+    (tmp_path / "empty_16x16_25.yuv").write_bytes(b"")
+    _one_line_error(vtok("compress", tmp_path / "empty_16x16_25.yuv", "-o", tmp_path / "e.vtok", "--model", m),
+                    tmp_path / "e.vtok")
+    _one_line_error(vtok("compress", models / "clip.mkv", "-o", tmp_path / "nodir" / "x.vtok", "--model", m))
+    (tmp_path / "afile").write_bytes(b"")
+    _one_line_error(vtok("compress", models / "clip.mkv", "-o", tmp_path / "afile" / "x.vtok", "--model", m))
+    _one_line_error(vtok("compress", models / "clip.mkv", "-o", tmp_path / "g.vtok", "--model", m, "--gop", "8"),
+                    tmp_path / "g.vtok")
+
+    r = vtok("compress", models / "clip.mkv", "-o", tmp_path / "ok.vtok", "--model", m, "--gop", "9", "--quiet")
+    assert r.returncode == 0
+    data = (tmp_path / "ok.vtok").read_bytes()
+    (tmp_path / "trunc.vtok").write_bytes(data[:-7])
+    _one_line_error(vtok("decompress", tmp_path / "trunc.vtok", "-o", tmp_path / "t.mkv", "--model", m),
+                    tmp_path / "t.mkv")
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 4
+    (tmp_path / "flip.vtok").write_bytes(bytes(flipped))
+    _one_line_error(vtok("decompress", tmp_path / "flip.vtok", "-o", tmp_path / "f.mkv", "--model", m),
+                    tmp_path / "f.mkv")
+    (tmp_path / "magic.vtok").write_bytes(b"RIFF" + data[4:])
+    _one_line_error(vtok("decompress", tmp_path / "magic.vtok", "-o", tmp_path / "g.mkv", "--model", m),
+                    tmp_path / "g.mkv")
+    r = vtok("decompress", tmp_path / "ok.vtok", "-o", tmp_path / "o.mkv", "--model", models / "other.safetensors")
+    _one_line_error(r, tmp_path / "o.mkv")
+    assert vtok_info(tmp_path / "ok.vtok")["model_id"] in r.stderr
+    _one_line_error(vtok("decompress", tmp_path / "ok.vtok", "-o", tmp_path / "nodir" / "o.mkv", "--model", m))
+    _one_line_error(vtok("info", tmp_path / "trunc.vtok"))
