@@ -119,6 +119,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--size", default="640x360")
     s.add_argument("--repeats", type=int, default=3)
 
+    c = bsub.add_parser("codec", help="bpp, prior saving, coder overhead, fps and peak memory of the codec")
+    c.add_argument("--model")
+    c.add_argument("--prior")
+    c.add_argument("--data", nargs="+")
+    c.add_argument("--frames", type=int, default=33)
+    c.add_argument("--skip-memory", action="store_true")
+    c.add_argument("--json")
+
     p = sub.add_parser("demo", help="tokenize and reconstruct a sample clip with the bundled model")
     p.add_argument("--model")
     p.add_argument("--out", default="out")
@@ -161,6 +169,9 @@ def _run(a: argparse.Namespace) -> None:
     elif a.command == "bench" and a.bench == "speed":
         from bench.speed import run_speed
         run_speed(a.model, a.frames, a.size, a.repeats)
+    elif a.command == "bench" and a.bench == "codec":
+        from bench.codec_bench import run_codec_bench
+        run_codec_bench(a.model, a.prior, a.data, a.frames, a.skip_memory, a.json)
     elif a.command == "demo":
         from bench.demo import run_demo
         run_demo(a.model, a.out)

@@ -167,8 +167,8 @@ class TokenPrior(nn.Module):
 class IntegerPrior:
     """Integer inference form of the token prior (what ``compress``/``decompress`` use).
 
-    ``probabilities(prev_bits, cur_signed, has_prev, pass_, group)`` → int64 logits table indices; see
-    ``p1_for_step``. All arithmetic: float64 tensors holding integers (exact), on CPU or GPU.
+    ``step_probabilities(prev, cur, has_prev, step)`` gives the integer probabilities of one coding step. All arithmetic is on integers held in float tensors: float64, or float32 where every
+    partial sum stays below 2**24 (both exact), on CPU or GPU.
     """
 
     def __init__(self, cfg: PriorConfig, weights: list, biases: list, shifts: list, table: np.ndarray):
@@ -178,6 +178,33 @@ class IntegerPrior:
         self.shifts = [int(s) for s in shifts]
         self.table = np.asarray(table, dtype=np.int64)
         self.device = torch.device("cpu")
+        self.dtype = torch.float64
+        self._choose_dtype()
+
+    def _accumulator_bound(self) -> float:
+        """Largest |partial sum| any layer can reach (inputs are at most 1, later activations at most ACT_MAX)."""
+        bound, in_max = 0.0, 1.0
+        for w, b in zip(self.weights, self.biases):
+            per_out = w.abs().flatten(1).sum(1) * in_max + b.abs()
+            bound = max(bound, float(per_out.max()))
+            in_max = float(ACT_MAX)
+        return bound
+
+    def _choose_dtype(self) -> None:
+        """float32 when it is exact too: every partial sum below 2**24 and a self-check against float64 agrees.
+
+        Either dtype gives the same integers; float32 is only faster. The check guards against a backend that would
+        not compute float32 convolutions exactly (e.g. reduced-precision modes).
+        """
+        self.dtype = torch.float64
+        if self._accumulator_bound() >= 2 ** 24:
+            return
+        g = torch.Generator().manual_seed(0)
+        x = torch.randint(-1, 2, (1, self.cfg.in_channels, 12, 13), generator=g).to(self.device, torch.float64)
+        ref = self.logits(x)
+        self.dtype = torch.float32
+        if not torch.equal(self.logits(x).double(), ref):
+            self.dtype = torch.float64
 
     @classmethod
     def from_float(cls, prior: TokenPrior) -> "IntegerPrior":
@@ -204,6 +231,7 @@ class IntegerPrior:
         self.device = torch.device(device)
         self.weights = [w.to(self.device) for w in self.weights]
         self.biases = [b.to(self.device) for b in self.biases]
+        self._choose_dtype()
         return self
 
     @staticmethod
@@ -214,13 +242,19 @@ class IntegerPrior:
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Integer logits (units of 1/16) ``(B, D, H, W)`` from an integer context ``(B, in_ch, H, W)``."""
-        with torch.backends.cudnn.flags(enabled=False):  # cuDNN may pick inexact (Winograd/FFT) algorithms
-            n = len(self.weights)
-            for i, (w, b, s) in enumerate(zip(self.weights, self.biases, self.shifts)):
-                x = F.conv2d(x, w, b, padding=w.shape[-1] // 2)
-                x = self._requant(x, s)
-                x = x.clamp(-LOGIT_MAX, LOGIT_MAX) if i == n - 1 else x.clamp(0, ACT_MAX)
-        return x
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would round the products
+        try:
+            with torch.backends.cudnn.flags(enabled=False):  # cuDNN may pick inexact (Winograd/FFT) algorithms
+                n = len(self.weights)
+                x = x.to(self.dtype)
+                for i, (w, b, s) in enumerate(zip(self.weights, self.biases, self.shifts)):
+                    x = F.conv2d(x, w.to(self.dtype), b.to(self.dtype), padding=w.shape[-1] // 2)
+                    x = self._requant(x, s)
+                    x = x.clamp(-LOGIT_MAX, LOGIT_MAX) if i == n - 1 else x.clamp(0, ACT_MAX)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        return x.double()
 
     def step_probabilities(self, prev: np.ndarray, cur: np.ndarray, has_prev: bool, step) -> np.ndarray:
         """Integer ``P(bit = 1)`` (units of ``2**-prob_bits``) for the bits coded in ``step``, in coding order.

@@ -137,7 +137,10 @@ class Decoder(nn.Module):
 
 def _as_frames(video) -> torch.Tensor:
     """uint8 ``(T, H, W, 3)`` (numpy or torch) → float ``(1, 3, T, H, W)`` in [-1, 1]."""
-    v = torch.as_tensor(np.asarray(video) if not isinstance(video, torch.Tensor) else video)
+    if not isinstance(video, torch.Tensor):
+        video = np.asarray(video)
+        video = video if video.flags.writeable else video.copy()
+    v = torch.as_tensor(video)
     if v.ndim != 4 or v.shape[-1] != 3 or v.dtype != torch.uint8:
         raise ValueError(f"expected uint8 video of shape (T, H, W, 3), got {tuple(v.shape)} {v.dtype}")
     if v.shape[0] < 1:

@@ -90,7 +90,8 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=("../shared
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
         opt.step()
-        ema_loss = float(loss) if ema_loss is None else 0.98 * ema_loss + 0.02 * float(loss)
+        value = loss.item()
+        ema_loss = value if ema_loss is None else 0.98 * ema_loss + 0.02 * value
         if (step + 1) % 50 == 0 or step + 1 == steps:
             row = {"step": step + 1, "bits_per_bit": ema_loss, "lr": lr_now, "time": time.time() - t0}
             log_rows.write(json.dumps(row) + "\n")

@@ -157,3 +157,50 @@ def test_cli_bad_inputs(models, tmp_path):
     assert vtok_info(tmp_path / "ok.vtok")["model_id"] in r.stderr
     _one_line_error(vtok("decompress", tmp_path / "ok.vtok", "-o", tmp_path / "nodir" / "o.mkv", "--model", m))
     _one_line_error(vtok("info", tmp_path / "trunc.vtok"))
+
+
+def test_float32_path_equals_float64_path():
+    torch.manual_seed(1)
+    ip = TokenPrior(PriorConfig(bits=18, group_bits=9, channels=48, layers=3)).freeze()
+    assert ip.dtype == torch.float32 and ip._accumulator_bound() < 2 ** 24
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(-1, 2, (2, ip.cfg.in_channels, 20, 24), generator=g).double()
+    a = ip.logits(x)
+    ip.dtype = torch.float64
+    assert torch.equal(a, ip.logits(x))
+
+
+def test_prior_file_round_trip(tmp_path):
+    torch.manual_seed(2)
+    ip = TokenPrior(PriorConfig(bits=10, group_bits=5, channels=8, layers=2)).freeze()
+    ip.save(tmp_path / "p.safetensors")
+    back = IntegerPrior.load(tmp_path / "p.safetensors")
+    assert back.model_id == ip.model_id and back.shifts == ip.shifts
+    with pytest.raises(ValueError, match="not a vtok prior"):
+        save_tokenizer(VideoTokenizer(tiny_config()), tmp_path / "t.safetensors")
+        IntegerPrior.load(tmp_path / "t.safetensors")
+
+
+def test_every_bit_flip_and_truncation_of_a_real_file_is_detected(models, tmp_path):
+    from bitstream.container import BitstreamError, ContainerReader
+    import io
+
+    compress_file(models / "clip.mkv", tmp_path / "s.vtok", models / "tiny.safetensors", gop=5, max_frames=6,
+                  quiet=True, log=lambda *a: None)
+    data = (tmp_path / "s.vtok").read_bytes()
+
+    def read_all(b):
+        r = ContainerReader(io.BytesIO(b))
+        for u in list(r.units()):
+            r.read_payload(u)
+
+    read_all(data)
+    for i in range(len(data)):
+        for bit in range(8):
+            bad = bytearray(data)
+            bad[i] ^= 1 << bit
+            with pytest.raises(BitstreamError):
+                read_all(bytes(bad))
+    for n in range(len(data)):
+        with pytest.raises(BitstreamError):
+            read_all(data[:n])

@@ -1,0 +1,107 @@
+"""Codec benchmark (``python -m bench.codec_bench`` or ``vtok bench codec``): the whole codec through real files.
+
+* rate on evaluation clips: bpp, raw token bits, the prior's cross-entropy, the coded payload → the prior's saving
+  (1 − payload / raw bits) and the range coder's overhead (payload / cross-entropy − 1);
+* encode / decode frames per second of ``compress_file`` / ``decompress_file`` (reading and writing files included);
+* peak memory (max RSS of a fresh process) of compress and decompress for a short and a long synthetic clip, which
+  shows whether memory grows with the clip's length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.datasets import eval_clips, synthetic_clip
+from codec.pipeline import compress_file, decompress_file
+from codec.video_io import VideoWriter
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def rate_on_clips(model=None, prior=None, data=None, frames: int = 33, size=(640, 360), bits=None, log=print) -> dict:
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for name, clip in eval_clips(data, frames, size):
+            src = Path(d) / "src.mkv"
+            with VideoWriter(src, clip.shape[2], clip.shape[1], 30) as w:
+                w.write(clip)
+            s = compress_file(src, Path(d) / "c.vtok", model, prior, bits=bits, quiet=True, log=lambda *a: None)
+            r = decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", model, prior, quiet=True, log=lambda *a: None)
+            from codec.pipeline import vtok_info
+            info = vtok_info(Path(d) / "c.vtok")
+            row = {"clip": name, "frames": s["frames"], "bpp": s["bpp"], "raw_token_bits": s["raw_token_bits"],
+                   "cross_entropy_bits": info["cross_entropy_bits"], "payload_bits": info["payload_bits"],
+                   "file_bits": info["file_bytes"] * 8,
+                   "prior_saving": 1 - info["payload_bits"] / s["raw_token_bits"],
+                   "coder_overhead": info["payload_bits"] / info["cross_entropy_bits"] - 1,
+                   "encode_fps": s["fps"], "decode_fps": r["fps"]}
+            rows.append(row)
+            log(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}))
+    tot = {k: sum(r[k] for r in rows) for k in ("raw_token_bits", "cross_entropy_bits", "payload_bits", "file_bits")}
+    summary = {"clips": len(rows), "frames": frames, "size": list(size), "bpp_mean": sum(r["bpp"] for r in rows) / len(rows),
+               "prior_saving": 1 - tot["payload_bits"] / tot["raw_token_bits"],
+               "coder_overhead": tot["payload_bits"] / tot["cross_entropy_bits"] - 1,
+               "encode_fps_mean": sum(r["encode_fps"] for r in rows) / len(rows),
+               "decode_fps_mean": sum(r["decode_fps"] for r in rows) / len(rows)}
+    log("rate summary: " + json.dumps(summary))
+    return {"rows": rows, "summary": summary}
+
+
+def _child_peak(args: list[str]) -> float:
+    """Run ``cli.py`` in a fresh process; its peak resident memory in MiB."""
+    code = ("import resource, sys; sys.path.insert(0, sys.argv[1]); import cli; rc = cli.main(sys.argv[2:]);"
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code, str(_REPO), *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "benchmark child failed")
+    return int(r.stdout.split("PEAK")[-1]) / 1024
+
+
+def memory_by_length(model=None, seconds=(10, 60), fps: int = 24, size=(320, 180), log=print) -> list[dict]:
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for s in seconds:
+            src = Path(d) / f"syn{s}.y4m"
+            n = s * fps
+            with VideoWriter(src, size[0], size[1], fps) as w:
+                for i in range(0, n, 24):
+                    w.write(synthetic_clip(min(24, n - i), size[1], size[0], seed=i))
+            extra = ["--model", str(model)] if model else []
+            enc = _child_peak(["compress", str(src), "-o", str(Path(d) / "m.vtok"), "--quiet", *extra])
+            dec = _child_peak(["decompress", str(Path(d) / "m.vtok"), "-o", str(Path(d) / "m.y4m"), "--quiet", *extra])
+            row = {"seconds": s, "frames": n, "width": size[0], "height": size[1], "compress_peak_mib": enc,
+                   "decompress_peak_mib": dec}
+            log(json.dumps(row))
+            out.append(row)
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.codec_bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--model")
+    ap.add_argument("--prior")
+    ap.add_argument("--data", nargs="+")
+    ap.add_argument("--frames", type=int, default=33)
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--json")
+    a = ap.parse_args(argv)
+    run_codec_bench(a.model, a.prior, a.data, a.frames, a.skip_memory, a.json)
+
+
+def run_codec_bench(model=None, prior=None, data=None, frames: int = 33, skip_memory: bool = False, json_path=None,
+                    log=print) -> dict:
+    res = {"rate": rate_on_clips(model, prior, data, frames, log=log)}
+    if not skip_memory:
+        res["memory"] = memory_by_length(model, log=log)
+    if json_path:
+        Path(json_path).write_text(json.dumps(res, indent=1))
+    return res
+
+
+if __name__ == "__main__":
+    main()
