@@ -20,6 +20,13 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _list(text: str, kind) -> list:
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"expected a comma-separated list, got {text!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vtok", description="vtok: a causal 3D-CNN video tokenizer and neural codec")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -111,8 +118,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", type=int)
     p.add_argument("--json", help="also write the results to this JSON file")
 
-    p = sub.add_parser("bench", help="benchmarks")
-    bsub = p.add_subparsers(dest="bench", required=True)
+    p = sub.add_parser("bench", help="rate-distortion benchmark against x265 and VVC (or: bench speed | codec)")
+    p.add_argument("--data", nargs="+", help="video files or folders (default: ../shared/datasets/eval)")
+    p.add_argument("--mcl-jcv", help="folder with the MCL-JCV sequences (videoSRC*_1920x1080_*.yuv)")
+    p.add_argument("--codecs", default="vtok,x265,vvc")
+    p.add_argument("--qps", default="22,27,32,37,42,47", help="anchor QP ladder")
+    p.add_argument("--vtok-bits", default="18,12,8,5,3", help="vtok operating points (bits per token)")
+    p.add_argument("--frames", type=int, default=33, help="frames per clip (0: all)")
+    p.add_argument("--size", type=_size, default=(640, 360))
+    p.add_argument("--keep-size", action="store_true", help="no resizing (e.g. MCL-JCV at 1080p)")
+    p.add_argument("--config", default="low-delay", choices=["low-delay", "random-access"])
+    p.add_argument("--preset", default="medium")
+    p.add_argument("--intra-period", type=int, help="frames between intra frames (default: one per clip)")
+    p.add_argument("--model", help="vtok tokenizer weights (default: bundled)")
+    p.add_argument("--anchor", default="x265", help="BD-rates are against this codec")
+    p.add_argument("--jobs", type=int, default=1, help="anchor encodes in parallel")
+    p.add_argument("--out", default="bench-out")
+    p.add_argument("--no-lpips", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    bsub = p.add_subparsers(dest="bench", required=False)
     s = bsub.add_parser("speed", help="tokenizer encode/decode frames per second")
     s.add_argument("--model")
     s.add_argument("--frames", type=int, default=33)
@@ -126,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--frames", type=int, default=33)
     c.add_argument("--skip-memory", action="store_true")
     c.add_argument("--json")
+
+    p = sub.add_parser("plot", help="rate-distortion plot of a results.json")
+    p.add_argument("results")
+    p.add_argument("-o", "--output", default="rd.png")
 
     p = sub.add_parser("demo", help="tokenize and reconstruct a sample clip with the bundled model")
     p.add_argument("--model")
@@ -172,6 +200,14 @@ def _run(a: argparse.Namespace) -> None:
     elif a.command == "bench" and a.bench == "codec":
         from bench.codec_bench import run_codec_bench
         run_codec_bench(a.model, a.prior, a.data, a.frames, a.skip_memory, a.json)
+    elif a.command == "bench":
+        from bench.rd import run_bench
+        run_bench(a.data, a.mcl_jcv, _list(a.codecs, str), _list(a.qps, int), _list(a.vtok_bits, int),
+                  a.frames or None, a.size, a.keep_size, a.out, a.jobs, a.config, a.preset, a.intra_period, a.model,
+                  a.anchor, lpips=not a.no_lpips, progress=not a.quiet)
+    elif a.command == "plot":
+        from bench.plot import plot_rd
+        print(plot_rd(a.results, a.output))
     elif a.command == "demo":
         from bench.demo import run_demo
         run_demo(a.model, a.out)

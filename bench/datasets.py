@@ -44,3 +44,15 @@ def synthetic_clip(frames: int = 17, height: int = 360, width: int = 640, seed: 
         wave = 60 * np.sin((xx + 4 * t) / 23.0)[..., None] * np.cos(yy / 31.0)[..., None]
         out[t] = np.clip(0.6 * tex + 0.4 * 128 + wave, 0, 255).astype(np.uint8)
     return out
+
+
+def mcl_jcv_files(folder) -> list[Path]:
+    """The MCL-JCV sequences in a user's folder: raw 8-bit 4:2:0 files named like ``videoSRC01_1920x1080_30.yuv``
+    (size and frame rate from the name)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"MCL-JCV folder not found: {folder}")
+    files = sorted(folder.glob("videoSRC*_*x*_*.yuv"))
+    if not files:
+        raise FileNotFoundError(f"no MCL-JCV sequences (videoSRC*_WxH_FPS.yuv) in {folder}")
+    return files

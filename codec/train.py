@@ -253,7 +253,7 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
         if rank == 0:
             with torch.no_grad():
                 psnr = float(10 * torch.log10(4.0 / ((x - y.clamp(-1, 1)) ** 2).mean().clamp_min(1e-10)))
-            parts.update(loss=float(total), psnr=psnr, lr=lr, grad_norm=float(gnorm))
+            parts.update(loss=total.item(), psnr=psnr, lr=lr, grad_norm=float(gnorm))
             rate = clips_done / max(1e-9, time.time() - t0)
             if bar is not None:
                 bar.update(1)

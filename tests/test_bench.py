@@ -1,0 +1,114 @@
+"""Benchmark harness: BD-rate, anchors, the results schema, plots, and the CLI's errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bench import results
+from bench.anchors import VVenC, X265
+from bench.bdrate import bd, bd_table
+from bench.metrics import psnr_frames
+from bench.rd import run_bench
+from codec.prior import PriorConfig, TokenPrior
+from codec.tokenizer import VideoTokenizer, save_tokenizer
+from codec.video_io import write_video
+from tests.conftest import REPO, smooth_clip, tiny_config
+
+
+def test_bd_rate_hand_checked():
+    rate = [0.01, 0.02, 0.04, 0.08]
+    psnr = [28.0, 30.0, 32.0, 34.0]
+    r, d = bd(rate, psnr, [x / 2 for x in rate], psnr)
+    assert r == pytest.approx(-50.0, abs=1e-6)
+    # Same rates, +1 dB everywhere: BD-PSNR = 1; the rate saving is 2**(-1/2) - 1 in this log-linear curve.
+    r, d = bd(rate, psnr, rate, [q + 1 for q in psnr])
+    assert d == pytest.approx(1.0, abs=1e-6)
+    assert r == pytest.approx(100 * (2 ** (-0.5) - 1), abs=1e-3)
+
+
+def test_bd_for_lower_is_better_metric():
+    rate = [0.01, 0.02, 0.04, 0.08]
+    lp = [0.40, 0.30, 0.20, 0.10]
+    r, d = bd(rate, lp, [x / 2 for x in rate], lp, higher_is_better=False)
+    assert r == pytest.approx(-50.0, abs=1e-6)
+    r, d = bd(rate, lp, rate, [v - 0.05 for v in lp], higher_is_better=False)
+    assert d == pytest.approx(-0.05, abs=1e-6) and r < 0
+
+
+def test_bd_without_overlap_or_points_is_nan():
+    assert all(math.isnan(v) for v in bd([1, 2, 3, 4], [30, 31, 32, 33], [1, 2, 3, 4], [10, 11, 12, 13]))
+    assert all(math.isnan(v) for v in bd([1, 2, 3], [30, 31, 32], [1, 2, 3], [30, 31, 32]))
+
+
+@pytest.mark.parametrize("anchor", [X265(), VVenC(), X265(config="random-access")])
+def test_anchor_bpp_falls_as_qp_rises(anchor):
+    clip = smooth_clip(5, 64, 96)
+    sizes, quality = [], []
+    for qp in (22, 32, 42):
+        dec, nbytes, times = anchor.encode_decode(clip, qp)
+        assert dec.shape == clip.shape and times["encode_s"] > 0
+        sizes.append(nbytes)
+        quality.append(float(psnr_frames(clip, dec).mean()))
+    assert sizes[0] > sizes[1] > sizes[2]
+    assert quality[0] > quality[2]
+    assert anchor.version().startswith("ffmpeg")
+
+
+def test_anchor_settings_are_recorded():
+    s = VVenC(config="low-delay").settings(37)
+    assert s["qp"] == 37 and s["encoder"] == "libvvenc" and s["input_pix_fmt"] == "yuv420p10le"
+    assert "-qpa" in VVenC().encoder_args(37, 33)
+    with pytest.raises(ValueError, match="config"):
+        X265(config="fast")
+
+
+@pytest.fixture(scope="module")
+def bench_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bench")
+    write_video(d / "clip_a.mkv", smooth_clip(5, 48, 64, seed=1), 25)
+    torch.manual_seed(0)
+    save_tokenizer(VideoTokenizer(tiny_config()).eval(), d / "tiny.safetensors")
+    TokenPrior(PriorConfig(bits=10, group_bits=5, channels=8, layers=2)).freeze().save(d / "tiny-prior.safetensors")
+    return d
+
+
+def test_run_bench_writes_valid_results_and_uses_cache(bench_files, tmp_path):
+    kw = dict(data=[bench_files / "clip_a.mkv"], codecs=("vtok", "x265"), qps=(27, 32, 37, 42), vtok_bits=(10, 7, 5, 3),
+              frames=5, size=(64, 48), out_dir=tmp_path / "out", model=bench_files / "tiny.safetensors",
+              lpips=False, progress=False, log=lambda *a: None)
+    doc = run_bench(**kw)
+    assert len(doc["points"]) == 8
+    loaded = results.load(tmp_path / "out" / "results.json")
+    assert {p["codec"] for p in loaded["points"]} == {"vtok", "x265"}
+    assert (tmp_path / "out" / "results.csv").read_text().startswith("clip,codec,point")
+    assert (tmp_path / "out" / "rd.png").stat().st_size > 1000
+    bdrows = json.loads((tmp_path / "out" / "bdrate.json").read_text())
+    assert {r["metric"] for r in bdrows} == {"psnr"}  # no LPIPS asked, frames too small for MS-SSIM
+    cached = run_bench(**kw)
+    assert [p["bytes"] for p in cached["points"]] == [p["bytes"] for p in doc["points"]]
+    assert bd_table(loaded, "x265")[0]["codec"] == "vtok"
+
+
+def test_results_schema_rejects_bad_documents():
+    with pytest.raises(results.ResultsError):
+        results.validate({"schema": "other"})
+    doc = {"schema": results.SCHEMA, "protocol": {}, "codecs": {}, "points": [{"clip": "a"}]}
+    with pytest.raises(results.ResultsError, match="lacks"):
+        results.validate(doc)
+
+
+def test_cli_errors_for_missing_mcl_jcv_and_bad_results(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / "cli.py"), "bench", "--mcl-jcv", str(tmp_path / "nope"),
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "MCL-JCV folder not found" in r.stderr
+    (tmp_path / "bad.json").write_text("{}")
+    r = subprocess.run([sys.executable, str(REPO / "cli.py"), "plot", str(tmp_path / "bad.json")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and r.stderr.startswith("vtok: error:") and r.stderr.count("\n") == 1
