@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="tokenizer weights (.safetensors); default: the bundled model")
     p.add_argument("--prior", help="token prior weights; default: <model>-prior.safetensors beside the model")
     p.add_argument("--gop", type=int, default=17, help="frames per independently decodable unit (1+4k)")
+    p.add_argument("--rate", type=int, help="rate point: 0 = smallest file; larger = more bits, better picture")
     p.add_argument("--bits", type=int, help="code only the first N bits of every token (coarser, smaller)")
     p.add_argument("--frames", type=int, help="compress only the first N frames")
     p.add_argument("--size", type=_size, help="frame size of a raw .yuv input")
@@ -123,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mcl-jcv", help="folder with the MCL-JCV sequences (videoSRC*_1920x1080_*.yuv)")
     p.add_argument("--codecs", default="vtok,x265,vvc")
     p.add_argument("--qps", default="22,27,32,37,42,47", help="anchor QP ladder")
-    p.add_argument("--vtok-bits", default="18,12,8,5,3", help="vtok operating points (bits per token)")
+    p.add_argument("--vtok-rates", default="all", help="vtok rate points (comma-separated; all: the whole ladder)")
     p.add_argument("--frames", type=int, default=33, help="frames per clip (0: all)")
     p.add_argument("--size", type=_size, default=(640, 360))
     p.add_argument("--keep-size", action="store_true", help="no resizing (e.g. MCL-JCV at 1080p)")
@@ -164,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(a: argparse.Namespace) -> None:
     if a.command == "compress":
         from codec.pipeline import compress_file
-        compress_file(a.input, a.output, a.model, a.prior, a.gop, a.bits, a.size, a.fps, a.frames, a.quiet)
+        compress_file(a.input, a.output, a.model, a.prior, a.gop, a.bits, a.size, a.fps, a.frames, a.quiet, a.rate)
     elif a.command == "decompress":
         from codec.pipeline import decompress_file
         decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet)
@@ -202,7 +203,8 @@ def _run(a: argparse.Namespace) -> None:
         run_codec_bench(a.model, a.prior, a.data, a.frames, a.skip_memory, a.json)
     elif a.command == "bench":
         from bench.rd import run_bench
-        run_bench(a.data, a.mcl_jcv, _list(a.codecs, str), _list(a.qps, int), _list(a.vtok_bits, int),
+        run_bench(a.data, a.mcl_jcv, _list(a.codecs, str), _list(a.qps, int),
+                  None if a.vtok_rates == "all" else _list(a.vtok_rates, int),
                   a.frames or None, a.size, a.keep_size, a.out, a.jobs, a.config, a.preset, a.intra_period, a.model,
                   a.anchor, lpips=not a.no_lpips, progress=not a.quiet)
     elif a.command == "plot":

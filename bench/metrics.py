@@ -43,7 +43,8 @@ def psnr_yuv_frames(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _to_tensor(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float()
+    x = np.ascontiguousarray(x)
+    return torch.from_numpy(x if x.flags.writeable else x.copy()).permute(0, 3, 1, 2).float()
 
 
 def msssim_frames(a: np.ndarray, b: np.ndarray, batch: int = 8) -> np.ndarray:

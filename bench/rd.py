@@ -29,7 +29,6 @@ from codec.pipeline import compress_file, decompress_file, load_codec
 from codec.video_io import VideoWriter, read_video
 
 DEFAULT_QPS = (22, 27, 32, 37, 42, 47)
-DEFAULT_VTOK_BITS = (18, 12, 8, 5, 3)
 
 
 def _metrics(ref: np.ndarray, dec: np.ndarray, lpips: LPIPSMetric | None) -> dict:
@@ -47,13 +46,13 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _vtok_point(clip: np.ndarray, bits: int, model, fps: float) -> tuple[np.ndarray, int, dict]:
+def _vtok_point(clip: np.ndarray, rate: int, model, fps: float) -> tuple[np.ndarray, int, dict]:
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "src.mkv"
         with VideoWriter(src, clip.shape[2], clip.shape[1], fps) as w:
             w.write(clip)
         t0 = time.perf_counter()
-        s = compress_file(src, Path(d) / "c.vtok", model, bits=bits, quiet=True, log=lambda *a: None)
+        s = compress_file(src, Path(d) / "c.vtok", model, rate=rate, quiet=True, log=lambda *a: None)
         t1 = time.perf_counter()
         decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", model, quiet=True, log=lambda *a: None)
         t2 = time.perf_counter()
@@ -68,12 +67,14 @@ def collect_clips(data=None, mcl_jcv=None, frames: int | None = 33, size=(640, 3
     return list(eval_clips(data, frames, None if keep_size else size))
 
 
-def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAULT_QPS,
-              vtok_bits=DEFAULT_VTOK_BITS, frames: int | None = 33, size=(640, 360), keep_size: bool = False,
+def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAULT_QPS, vtok_rates=None, frames: int | None = 33, size=(640, 360), keep_size: bool = False,
               out_dir="bench-out", jobs: int = 1, config: str = "low-delay", preset: str = "medium",
               intra_period: int | None = None, model=None, anchor: str = "x265", cache_dir=None, lpips: bool = True,
               progress: bool = True, log=print) -> dict:
-    """Run the benchmark, write ``results.json``, ``results.csv``, ``rd.png`` and ``bdrate.json`` into ``out_dir``."""
+    """Run the benchmark, write ``results.json``, ``results.csv``, ``rd.png`` and ``bdrate.json`` into ``out_dir``.
+
+    vtok's points are the rates of its rate ladder (``vtok_rates``; None: all of them); the anchors' are ``qps``.
+    """
     unknown = [c for c in codecs if c != "vtok" and c not in ANCHORS]
     if unknown:
         raise ValueError(f"unknown codec(s) {', '.join(unknown)}; choose from vtok, {', '.join(ANCHORS)}")
@@ -97,12 +98,19 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
     for c in codecs:
         if c == "vtok":
             cm = load_codec(model)
+            ladder = cm.tokenizer.rate_ladder
+            rates = list(range(len(ladder))) if vtok_rates is None else list(vtok_rates)
+            bad = [r for r in rates if not 0 <= r < len(ladder)]
+            if bad:
+                raise ValueError(f"vtok rates must be in 0..{len(ladder) - 1}, got {bad}")
             version = f"vtok model {cm.model_id}"
-            doc["codecs"]["vtok"] = {"settings": {"model": str(model or "bundled default"), "gop": 17}, "version": version}
+            doc["codecs"]["vtok"] = {"settings": {"model": str(model or "bundled default"), "gop": 17,
+                                                  "rate_ladder_bits": ladder}, "version": version}
             for name, clip in clips:
-                for b in vtok_bits:
-                    st = {"codec": "vtok", "bits_per_token": b, "gop": 17}
-                    tasks.append((name, clip, "vtok", b, st, version, lambda clip=clip, b=b: _vtok_point(clip, b, model, 30.0)))
+                for r in rates:
+                    st = {"codec": "vtok", "rate": r, "bits_per_token": ladder[r], "gop": 17}
+                    tasks.append((name, clip, "vtok", r, st, version,
+                                  lambda clip=clip, r=r: _vtok_point(clip, r, model, 30.0)))
         else:
             a = build_anchor(c, preset=preset, config=config, intra_period=intra_period)
             version = a.version()

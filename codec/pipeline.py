@@ -27,7 +27,7 @@ from bitstream.container import (UNKNOWN_FRAMES, BitstreamError, ContainerReader
 from bitstream.rangecoder import BitDecoder, BitEncoder
 from codec.prior import IntegerPrior, anchor_mask, bits_to_tokens, steps_for, tokens_to_bits
 from codec.tokenizer import DEFAULT_WEIGHTS, VideoTokenizer, load_tokenizer, token_shape
-from codec.video_io import VideoError, VideoWriter, iter_frames, probe, read_video, write_video
+from codec.video_io import VideoError, VideoWriter, has_audio, iter_frames, probe, read_video, write_video
 
 DEFAULT_PRIOR = DEFAULT_WEIGHTS.with_name("vtok-default-prior.safetensors")
 DEFAULT_GOP = 17
@@ -224,23 +224,36 @@ def _gops(frames_iter, gop: int):
 
 
 def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits: int | None = None,
-                  size=None, fps=None, max_frames: int | None = None, quiet: bool = False, log=print) -> dict:
-    """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps)."""
+                  size=None, fps=None, max_frames: int | None = None, quiet: bool = False, rate: int | None = None,
+                  log=print) -> dict:
+    """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps).
+
+    ``rate`` picks a point of the tokenizer's rate ladder (0 = smallest file); ``bits`` sets the bits per token
+    directly. Give at most one of them; neither codes the full tokens.
+    """
     out = Path(out)
     _check_output(out)
     if gop < 1 or (gop - 1) % 4:
         raise ValueError(f"GOP length must be 1 + 4k frames (1, 5, 9, 13, 17, ...), got {gop}")
     codec = load_codec(model, prior)
     tok = codec.tokenizer
+    if rate is not None and bits is not None:
+        raise ValueError("give --rate or --bits, not both")
+    ladder = tok.rate_ladder
+    if rate is not None:
+        if not 0 <= rate < len(ladder):
+            raise ValueError(f"rate must be in 0..{len(ladder) - 1} for this model, got {rate}")
+        bits = ladder[rate]
     bits = bits or tok.bits
     if not 1 <= bits <= tok.bits:
         raise ValueError(f"bits must be in 1..{tok.bits}, got {bits}")
     info = probe(src, size, fps)
-    if str(src).lower().endswith((".mp4", ".mkv", ".mov", ".webm", ".avi")):
-        _note_audio(src, log)
+    if has_audio(src):
+        log(f"note: {src} has audio; vtok codes the video only")
     header = Header(width=info.width, height=info.height, frames=UNKNOWN_FRAMES, fps_num=info.fps.numerator,
                     fps_den=info.fps.denominator, bits_per_token=bits, model_bits=tok.bits, gop=gop,
-                    prob_bits=codec.prior.cfg.prob_bits, perfect=PERFECT, model_id=codec.model_id)
+                    prob_bits=codec.prior.cfg.prob_bits, perfect=PERFECT, model_id=codec.model_id,
+                    rate=rate if rate is not None else 255)
     header.validate()
     tmp = out.with_name(f".{out.name}.part")
     frames = 0
@@ -284,17 +297,6 @@ def _raw_bits(frames: int, info, gop: int, bits: int) -> int:
         t_, h_, w_ = token_shape(min(gop, frames - first), info.height, info.width)
         total += t_ * h_ * w_ * bits
     return total
-
-
-def _note_audio(src, log) -> None:
-    try:
-        import av
-
-        with av.open(str(src)) as c:
-            if c.streams.audio:
-                log(f"note: {src} has audio; vtok codes the video only")
-    except Exception:  # the video read that follows reports unreadable input
-        pass
 
 
 def read_vtok_header(f) -> tuple[ContainerReader, list]:

@@ -231,6 +231,19 @@ class VideoTokenizer(nn.Module):
             codes = codes * self.bit_mask(keep_bits, codes)
         return self.decoder(codes), out
 
+    @property
+    def rate_ladder(self) -> list[int]:
+        """Bits per token of each rate point, from the smallest file (rate 0) to the full token (the last rate).
+
+        Seven points spaced geometrically between ``cfg.min_bits`` and ``bits`` (for 18 bits: 2, 3, 4, 6, 9, 12, 18);
+        a model trained without nested dropout has the full token only.
+        """
+        if self.cfg.nested_dropout <= 0:
+            return [self.bits]
+        lo = max(1, min(self.cfg.min_bits, self.bits))
+        pts = sorted({round(lo * (self.bits / lo) ** (i / 6)) for i in range(7)})
+        return pts
+
     def _check_bits(self, bits: int | None) -> int:
         if bits is None:
             return self.bits

@@ -100,6 +100,19 @@ def probe(path, size=None, fps=None) -> VideoInfo:
         raise VideoError(f"{path}: not a readable video ({e.__class__.__name__}: {e})") from None
 
 
+def has_audio(path) -> bool:
+    """Whether a container file has an audio stream (raw .yuv and unreadable files: False)."""
+    if str(path).lower().endswith(".yuv"):
+        return False
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            return bool(c.streams.audio)
+    except (av.error.FFmpegError, OSError, ValueError):
+        return False
+
+
 def iter_frames(path, start: int = 0, max_frames: int | None = None, resize: tuple[int, int] | None = None,
                 size: tuple[int, int] | None = None, fps=None, step: int = 1) -> Iterator[np.ndarray]:
     """Yield uint8 RGB frames ``(H, W, 3)`` from frame ``start``, every ``step``-th, at most ``max_frames``.

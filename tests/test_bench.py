@@ -80,7 +80,7 @@ def bench_files(tmp_path_factory):
 
 
 def test_run_bench_writes_valid_results_and_uses_cache(bench_files, tmp_path):
-    kw = dict(data=[bench_files / "clip_a.mkv"], codecs=("vtok", "x265"), qps=(27, 32, 37, 42), vtok_bits=(10, 7, 5, 3),
+    kw = dict(data=[bench_files / "clip_a.mkv"], codecs=("vtok", "x265"), qps=(27, 32, 37, 42), vtok_rates=(0, 2, 4, 5),
               frames=5, size=(64, 48), out_dir=tmp_path / "out", model=bench_files / "tiny.safetensors",
               lpips=False, progress=False, log=lambda *a: None)
     doc = run_bench(**kw)
