@@ -152,6 +152,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--skip-memory", action="store_true")
     c.add_argument("--json")
 
+    c = bsub.add_parser("ladder", help="compare two ways to get many rates from one model (bits vs. resizing)")
+    c.add_argument("--model")
+    c.add_argument("--data", nargs="+")
+    c.add_argument("--frames", type=int, default=33)
+    c.add_argument("--json")
+
     p = sub.add_parser("plot", help="rate-distortion plot of a results.json")
     p.add_argument("results")
     p.add_argument("-o", "--output", default="rd.png")
@@ -201,6 +207,9 @@ def _run(a: argparse.Namespace) -> None:
     elif a.command == "bench" and a.bench == "codec":
         from bench.codec_bench import run_codec_bench
         run_codec_bench(a.model, a.prior, a.data, a.frames, a.skip_memory, a.json)
+    elif a.command == "bench" and a.bench == "ladder":
+        from bench.ladder import compare_ladders
+        compare_ladders(a.model, a.data, a.frames, json_path=a.json)
     elif a.command == "bench":
         from bench.rd import run_bench
         run_bench(a.data, a.mcl_jcv, _list(a.codecs, str), _list(a.qps, int),

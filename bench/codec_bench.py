@@ -1,4 +1,4 @@
-"""Codec benchmark (``python -m bench.codec_bench`` or ``vtok bench codec``): the whole codec through real files.
+"""Codec benchmark (``vtok bench codec``): the whole codec through real files.
 
 * rate on evaluation clips: bpp, raw token bits, the prior's cross-entropy, the coded payload → the prior's saving
   (1 − payload / raw bits) and the range coder's overhead (payload / cross-entropy − 1);
@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -81,18 +80,6 @@ def memory_by_length(model=None, seconds=(10, 60), fps: int = 24, size=(320, 180
     return out
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench.codec_bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--model")
-    ap.add_argument("--prior")
-    ap.add_argument("--data", nargs="+")
-    ap.add_argument("--frames", type=int, default=33)
-    ap.add_argument("--skip-memory", action="store_true")
-    ap.add_argument("--json")
-    a = ap.parse_args(argv)
-    run_codec_bench(a.model, a.prior, a.data, a.frames, a.skip_memory, a.json)
-
-
 def run_codec_bench(model=None, prior=None, data=None, frames: int = 33, skip_memory: bool = False, json_path=None,
                     log=print) -> dict:
     res = {"rate": rate_on_clips(model, prior, data, frames, log=log)}
@@ -101,7 +88,3 @@ def run_codec_bench(model=None, prior=None, data=None, frames: int = 33, skip_me
     if json_path:
         Path(json_path).write_text(json.dumps(res, indent=1))
     return res
-
-
-if __name__ == "__main__":
-    main()

@@ -139,29 +139,45 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
 _PAYLOAD = struct.Struct("<Q")  # cross-entropy of the unit under the prior, in 1/1024 bits
 
 
-def encode_tokens(prior: IntegerPrior, tokens: np.ndarray, bits: int) -> tuple[bytes, float]:
-    """Range-code one GOP's tokens ``(T', H', W')`` (first ``bits`` bits of each). Returns (payload, CE bits)."""
-    enc = BitEncoder(prior.cfg.prob_bits, PERFECT)
-    planes = tokens_to_bits(tokens, bits)  # (T', k, H, W)
+def _walk_gop(prior: IntegerPrior, shape: tuple[int, int, int], bits: int, code_step) -> np.ndarray:
+    """Visit one GOP's coding steps in coding order (docs/BITSTREAM.md) and return its bit planes.
+
+    ``code_step(t, start, end, positions, p1)`` codes (encoder) or decodes (decoder) the bits of one step and returns
+    them as uint8 ``(end - start, n_positions)``; everything else — context, order, probabilities — is shared, so
+    encoder and decoder mirror each other by construction.
+    """
     d = prior.cfg.bits
-    t_, _, h, w = planes.shape
-    signed = np.zeros((t_, d, h, w), np.int8)
-    signed[:, :bits] = planes.astype(np.int8) * 2 - 1
+    t_, h, w = shape
     anchor = anchor_mask(h, w)
-    one = 1 << prior.cfg.prob_bits
-    ce = 0.0
+    planes = np.zeros((t_, bits, h, w), np.uint8)
+    prev = np.zeros((d, h, w), np.int8)
     for t in range(t_):
-        prev = signed[t - 1] if t else np.zeros((d, h, w), np.int8)
         cur = np.zeros((d, h, w), np.int8)
         for step in steps_for(bits, prior.cfg.group_bits):
             p, _, s, e = step
             pos = anchor if p == 0 else ~anchor
-            p1 = prior.step_probabilities(prev, cur, t > 0, step)
-            b = planes[t, s:e][:, pos].ravel()
-            enc.encode(b, p1)
-            ce -= float(np.log2(np.where(b == 1, p1, one - p1) / one).sum())
-            cur[s:e][:, pos] = signed[t, s:e][:, pos]
-    return _PAYLOAD.pack(int(round(ce * 1024))) + enc.finish(), ce
+            b = code_step(t, s, e, pos, prior.step_probabilities(prev, cur, t > 0, step))
+            planes[t, s:e][:, pos] = b
+            cur[s:e][:, pos] = b.astype(np.int8) * 2 - 1
+        prev = cur
+    return planes
+
+
+def encode_tokens(prior: IntegerPrior, tokens: np.ndarray, bits: int) -> tuple[bytes, float]:
+    """Range-code one GOP's tokens ``(T', H', W')`` (first ``bits`` bits of each). Returns (payload, CE bits)."""
+    enc = BitEncoder(prior.cfg.prob_bits, PERFECT)
+    source = tokens_to_bits(tokens, bits)  # (T', k, H, W)
+    one = 1 << prior.cfg.prob_bits
+    ce = [0.0]
+
+    def code(t, s, e, pos, p1):
+        b = source[t, s:e][:, pos]
+        enc.encode(b.ravel(), p1)
+        ce[0] -= float(np.log2(np.where(b.ravel() == 1, p1, one - p1) / one).sum())
+        return b
+
+    _walk_gop(prior, tokens.shape, bits, code)
+    return _PAYLOAD.pack(int(round(ce[0] * 1024))) + enc.finish(), ce[0]
 
 
 def decode_tokens(prior: IntegerPrior, payload: bytes, shape: tuple[int, int, int], bits: int) -> np.ndarray:
@@ -169,22 +185,7 @@ def decode_tokens(prior: IntegerPrior, payload: bytes, shape: tuple[int, int, in
     if len(payload) < _PAYLOAD.size:
         raise BitstreamError("unit payload too short: the file is damaged")
     dec = BitDecoder(payload[_PAYLOAD.size:], prior.cfg.prob_bits, PERFECT)
-    d = prior.cfg.bits
-    t_, h, w = shape
-    planes = np.zeros((t_, bits, h, w), np.uint8)
-    signed = np.zeros((t_, d, h, w), np.int8)
-    anchor = anchor_mask(h, w)
-    for t in range(t_):
-        prev = signed[t - 1] if t else np.zeros((d, h, w), np.int8)
-        cur = np.zeros((d, h, w), np.int8)
-        for step in steps_for(bits, prior.cfg.group_bits):
-            p, _, s, e = step
-            pos = anchor if p == 0 else ~anchor
-            p1 = prior.step_probabilities(prev, cur, t > 0, step)
-            b = dec.decode(p1).reshape(e - s, -1)
-            planes[t, s:e][:, pos] = b
-            cur[s:e][:, pos] = b.astype(np.int8) * 2 - 1
-        signed[t, :bits] = cur[:bits]
+    planes = _walk_gop(prior, shape, bits, lambda t, s, e, pos, p1: dec.decode(p1).reshape(e - s, -1))
     return bits_to_tokens(planes)
 
 

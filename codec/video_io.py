@@ -49,13 +49,15 @@ def yuv_geometry(path, size: tuple[int, int] | None = None, fps=None) -> tuple[i
     return w, h, Fraction(str(fps)).limit_denominator(1001)
 
 
-def _resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    if size is None or (frame.shape[1], frame.shape[0]) == tuple(size):
-        return frame
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of uint8 ``(T, H, W, 3)`` frames to ``size`` = (width, height) (FFmpeg's swscale)."""
     import av
 
-    vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-    return vf.reformat(width=size[0], height=size[1], interpolation="BICUBIC").to_ndarray()
+    out = []
+    for fr in frames:
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(fr), format="rgb24")
+        out.append(vf.reformat(width=size[0], height=size[1], interpolation="BICUBIC").to_ndarray())
+    return np.stack(out)
 
 
 def _iter_yuv(path, size, fps, start: int, size_out) -> Iterator[np.ndarray]:

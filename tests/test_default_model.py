@@ -1,0 +1,71 @@
+"""The bundled default model: it loads, round-trips, and its rate ladder behaves (bpp and quality rise with N)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.metrics import psnr_frames
+from codec.pipeline import DEFAULT_PRIOR, compress_file, decompress_file, load_codec
+from codec.tokenizer import DEFAULT_WEIGHTS, load_tokenizer
+from codec.video_io import VideoWriter, read_video
+from tests.conftest import SHARED
+
+
+def _sample_clip() -> np.ndarray:
+    """9 frames of a real eval clip at 640x360 when ../shared is there, else a synthetic clip."""
+    from bench.datasets import synthetic_clip
+    from codec.data import list_videos
+
+    folder = SHARED / "datasets" / "eval"
+    if folder.is_dir():
+        files = list_videos([folder])
+        return read_video(files[1], max_frames=9, resize=(640, 360))
+    return synthetic_clip(9, 360, 640)
+
+
+def test_bundled_files_are_small_safetensors():
+    for p in (DEFAULT_WEIGHTS, DEFAULT_PRIOR):
+        assert p.is_file() and p.stat().st_size <= 20 * 1024 * 1024
+    tok = load_tokenizer()
+    assert tok.bits == 18 and tok.rate_ladder == [2, 3, 4, 6, 9, 12, 18]
+
+
+@pytest.fixture(scope="module")
+def ladder_results(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ladder")
+    clip = _sample_clip()
+    with VideoWriter(d / "src.mkv", clip.shape[2], clip.shape[1], 30) as w:
+        w.write(clip)
+    out = []
+    for rate in range(len(load_tokenizer().rate_ladder)):
+        s = compress_file(d / "src.mkv", d / f"r{rate}.vtok", rate=rate, quiet=True, log=lambda *a: None)
+        decompress_file(d / f"r{rate}.vtok", d / f"r{rate}.mkv", quiet=True, log=lambda *a: None)
+        dec = read_video(d / f"r{rate}.mkv")
+        out.append((s["bpp"], float(psnr_frames(clip, dec).mean()), dec.shape == clip.shape))
+    return out
+
+
+def test_every_rate_point_decodes(ladder_results):
+    assert all(ok for _, _, ok in ladder_results)
+
+
+def test_bpp_rises_strictly_with_rate(ladder_results):
+    bpps = [b for b, _, _ in ladder_results]
+    assert all(a < b for a, b in zip(bpps, bpps[1:])), bpps
+    assert bpps[-1] >= 8 * bpps[0], bpps
+
+
+def test_quality_rises_with_rate(ladder_results):
+    psnr = [p for _, p, _ in ladder_results]
+    assert all(b > a for a, b in zip(psnr, psnr[1:])), psnr
+
+
+def test_default_codec_round_trip_tokens():
+    from codec.pipeline import decode_tokens, encode_tokens
+
+    codec = load_codec()
+    tokens = codec.tokenizer.encode(_sample_clip()[:5, :64, :96])
+    payload, ce = encode_tokens(codec.prior, tokens, 18)
+    np.testing.assert_array_equal(decode_tokens(codec.prior, payload, tokens.shape, 18), tokens)
+    assert len(payload) * 8 < 18 * tokens.size  # the prior saves bits on real content
