@@ -3,8 +3,8 @@
 * rate on evaluation clips: bpp, raw token bits, the prior's cross-entropy, the coded payload → the prior's saving
   (1 − payload / raw bits) and the range coder's overhead (payload / cross-entropy − 1);
 * encode / decode frames per second of ``compress_file`` / ``decompress_file`` (reading and writing files included);
-* peak memory (max RSS of a fresh process) of compress and decompress for a short and a long synthetic clip, which
-  shows whether memory grows with the clip's length.
+* peak memory (peak RSS of a fresh process during the command, after its imports) of compress and decompress for a
+  short and a long synthetic clip, which shows whether memory grows with the clip's length.
 """
 
 from __future__ import annotations
@@ -52,9 +52,15 @@ def rate_on_clips(model=None, prior=None, data=None, frames: int = 33, size=(640
 
 
 def _child_peak(args: list[str]) -> float:
-    """Run ``cli.py`` in a fresh process; its peak resident memory in MiB."""
-    code = ("import resource, sys; sys.path.insert(0, sys.argv[1]); import cli; rc = cli.main(sys.argv[2:]);"
-            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    """Run ``cli.py`` in a fresh process; the peak resident memory of its work in MiB.
+
+    Heavy imports happen first; then the kernel's peak-RSS mark is reset (``/proc/self/clear_refs``), so what is read
+    back (``VmHWM``) is the peak during the command itself, not the import of torch.
+    """
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import cli, torch, codec.pipeline, bench.metrics;"
+            "open('/proc/self/clear_refs', 'w').write('5'); rc = cli.main(sys.argv[2:]);"
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1];"
+            "print('PEAK', hwm); sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code, str(_REPO), *args], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "benchmark child failed")

@@ -22,7 +22,7 @@ import numpy as np
 from bench import results
 from bench.anchors import ANCHORS, build_anchor
 from bench.bdrate import bd_table
-from bench.datasets import default_eval_dir, eval_clips, mcl_jcv_files
+from bench.datasets import eval_clips, mcl_jcv_files
 from bench.metrics import LPIPSMetric, msssim_frames, psnr_frames, psnr_yuv_frames
 from bench.plot import plot_rd
 from codec.pipeline import compress_file, decompress_file, load_codec
@@ -87,7 +87,7 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
     clips = collect_clips(data, mcl_jcv, frames, size, keep_size)
     metric = LPIPSMetric() if lpips else None
     doc = {"schema": results.SCHEMA, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-           "protocol": {"dataset": "MCL-JCV" if mcl_jcv else ", ".join(map(str, data or [default_eval_dir()])),
+           "protocol": {"dataset": "MCL-JCV" if mcl_jcv else (", ".join(map(str, data)) if data else "shared eval set"),
                         "clips": [n for n, _ in clips], "frames": frames,
                         "size": "native" if keep_size else f"{size[0]}x{size[1]} (bicubic)", "config": config,
                         "preset": preset, "intra_period": intra_period or "one intra frame per clip",

@@ -37,7 +37,7 @@ def test_tiny_clip_overfits():
     for _ in range(120):
         y, out = tok(x)
         loss = (x - y).abs().mean() + sum(out.losses.values())
-        rec = float((x - y).abs().mean())
+        rec = (x - y).abs().mean().item()
         opt.zero_grad()
         loss.backward()
         opt.step()
