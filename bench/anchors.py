@@ -33,6 +33,13 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def _encoder_banner(encoder_args: list[str]) -> str:
+    """What an encoder prints (to stderr) when it codes one tiny frame: where its version is found."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-f", "lavfi", "-i", "color=s=64x64:d=0.04", "-frames:v", "1", *encoder_args,
+           "-f", "null", "-"]
+    return subprocess.run(cmd, capture_output=True, text=True).stderr
+
+
 def _run(cmd: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess:
     r = subprocess.run(cmd, input=stdin, capture_output=True)
     if r.returncode != 0:
@@ -113,10 +120,7 @@ class X265(Anchor):
         return ["-c:v", "libx265", "-preset", self.preset, "-x265-params", ":".join(params), "-f", "hevc"]
 
     def _library_version(self) -> str:
-        exe = ffmpeg_exe()
-        r = subprocess.run([exe, "-hide_banner", "-f", "lavfi", "-i", "color=s=64x64:d=0.04", "-frames:v", "1",
-                            "-c:v", "libx265", "-f", "null", "-"], capture_output=True, text=True)
-        m = re.search(r"HEVC encoder version (\S+)", r.stderr)
+        m = re.search(r"HEVC encoder version (\S+)", _encoder_banner(["-c:v", "libx265"]))
         return f"x265 {m.group(1)}" if m else "x265 (version unknown)"
 
 
@@ -138,12 +142,9 @@ class VVenC(Anchor):
                 "-f", "rawvideo"]
 
     def _library_version(self) -> str:
-        exe = ffmpeg_exe()
-        r = subprocess.run([exe, "-hide_banner", "-f", "lavfi", "-i", "color=s=64x64:d=0.04", "-frames:v", "1",
-                            "-pix_fmt", "yuv420p10le", "-c:v", "libvvenc", "-f", "null", "-"],
-                           capture_output=True, text=True)
-        m = re.search(r"vvenc[^\n]*?version\s*:?\s*(\S+)", r.stderr, re.IGNORECASE) or \
-            re.search(r"VVenC[^\n]*?(\d+\.\d+\.\d+)", r.stderr)
+        banner = _encoder_banner(["-pix_fmt", "yuv420p10le", "-c:v", "libvvenc"])
+        m = re.search(r"vvenc[^\n]*?version\s*:?\s*(\S+)", banner, re.IGNORECASE) or \
+            re.search(r"VVenC[^\n]*?(\d+\.\d+\.\d+)", banner)
         return f"vvenc {m.group(1)}" if m else "vvenc (version unknown)"
 
 
