@@ -258,7 +258,8 @@ class VideoTokenizer(nn.Module):
         Returns numpy for numpy input, a tensor for tensor input.
         """
         bits = self._check_bits(bits)
-        x = pad_video(_as_frames(video).to(self._device()))
+        # channels-last activations run the CPU convolutions faster (oneDNN's preferred layout)
+        x = pad_video(_as_frames(video).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
         idx = self.quantizer(self.encoder(x)).indices[0]
         if bits < self.bits:
             idx = idx & ((1 << bits) - 1)
@@ -276,7 +277,7 @@ class VideoTokenizer(nn.Module):
         codes = self.quantizer.indices_to_codes(idx.to(self._device()).unsqueeze(0))
         if bits < self.bits:
             codes = codes * self.bit_mask(torch.tensor([bits], device=codes.device), codes)
-        x = self.decoder(codes)[0]
+        x = self.decoder(codes.contiguous(memory_format=torch.channels_last_3d))[0]
         if size is not None:
             t, h, w = size
             x = x[:, :t, :h, :w]
