@@ -123,7 +123,7 @@ class ClipSampler:
             h, w = seg.shape[1:3]
             side = min(h, w, int(self.crop * self.rng.uniform(1.0, 1.6)))
             y0, x0 = self.rng.integers(0, h - side + 1), self.rng.integers(0, w - side + 1)
-            x = np.asarray(seg[t0:t0 + span:step, y0:y0 + side, x0:x0 + side])
+            x = np.array(seg[t0:t0 + span:step, y0:y0 + side, x0:x0 + side])  # a writable copy
             if x.shape[0] < self.frames:  # short segment: hold the last frame
                 x = np.concatenate([x, np.repeat(x[-1:], self.frames - x.shape[0], 0)])
             v = torch.from_numpy(x).permute(3, 0, 1, 2).float()
