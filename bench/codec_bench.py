@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from bench.datasets import eval_clips, synthetic_clip
-from codec.pipeline import compress_file, decompress_file
+from codec.pipeline import compress_file, decompress_file, vtok_info
 from codec.video_io import VideoWriter
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +31,6 @@ def rate_on_clips(model=None, prior=None, data=None, frames: int = 33, size=(640
                 w.write(clip)
             s = compress_file(src, Path(d) / "c.vtok", model, prior, bits=bits, quiet=True, log=lambda *a: None)
             r = decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", model, prior, quiet=True, log=lambda *a: None)
-            from codec.pipeline import vtok_info
             info = vtok_info(Path(d) / "c.vtok")
             row = {"clip": name, "frames": s["frames"], "bpp": s["bpp"], "raw_token_bits": s["raw_token_bits"],
                    "cross_entropy_bits": info["cross_entropy_bits"], "payload_bits": info["payload_bits"],

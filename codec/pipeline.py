@@ -13,6 +13,7 @@ split into ``group_bits``-bit sub-tokens, least significant first), ``size`` (``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import sys
@@ -117,8 +118,8 @@ class Codec:
     tokenizer: VideoTokenizer
     prior: IntegerPrior
 
-    @property
-    def model_id(self) -> str:
+    @functools.cached_property
+    def model_id(self) -> str:  # hashes every weight: computed once per loaded codec
         return hashlib.sha256((self.tokenizer.model_id + self.prior.model_id).encode()).hexdigest()[:16]
 
 

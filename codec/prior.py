@@ -196,15 +196,20 @@ class IntegerPrior:
         Either dtype gives the same integers; float32 is only faster. The check guards against a backend that would
         not compute float32 convolutions exactly (e.g. reduced-precision modes).
         """
-        self.dtype = torch.float64
+        self._set_dtype(torch.float64)
         if self._accumulator_bound() >= 2 ** 24:
             return
         g = torch.Generator().manual_seed(0)
         x = torch.randint(-1, 2, (1, self.cfg.in_channels, 12, 13), generator=g).to(self.device, torch.float64)
         ref = self.logits(x)
-        self.dtype = torch.float32
+        self._set_dtype(torch.float32)
         if not torch.equal(self.logits(x).double(), ref):
-            self.dtype = torch.float64
+            self._set_dtype(torch.float64)
+
+    def _set_dtype(self, dtype: torch.dtype) -> None:
+        """Keep the weights in the dtype inference runs in, converted once rather than at every step."""
+        self.dtype = dtype
+        self._run_weights = [(w.to(dtype), b.to(dtype)) for w, b in zip(self.weights, self.biases)]
 
     @classmethod
     def from_float(cls, prior: TokenPrior) -> "IntegerPrior":
@@ -248,8 +253,8 @@ class IntegerPrior:
             with torch.backends.cudnn.flags(enabled=False):  # cuDNN may pick inexact (Winograd/FFT) algorithms
                 n = len(self.weights)
                 x = x.to(self.dtype)
-                for i, (w, b, s) in enumerate(zip(self.weights, self.biases, self.shifts)):
-                    x = F.conv2d(x, w.to(self.dtype), b.to(self.dtype), padding=w.shape[-1] // 2)
+                for i, ((w, b), s) in enumerate(zip(self._run_weights, self.shifts)):
+                    x = F.conv2d(x, w, b, padding=w.shape[-1] // 2)
                     x = self._requant(x, s)
                     x = x.clamp(-LOGIT_MAX, LOGIT_MAX) if i == n - 1 else x.clamp(0, ACT_MAX)
         finally:
