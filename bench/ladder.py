@@ -1,8 +1,10 @@
 """Two ways to get many rates from one set of weights, measured on the same clips (``vtok bench ladder``).
 
-* ``bits``: the rate ladder — code only the first ``k`` bits of every token (the tokenizer was trained with nested
-  dropout of trailing bits, Rippel et al., arXiv 1402.0915), ``vtok compress --rate N``.
+* ``bits``: code only the first ``k`` bits of every token (the tokenizer was trained with nested dropout of trailing
+  bits, Rippel et al., arXiv 1402.0915), ``vtok compress --bits k``.
 * ``scale``: resolution scaling — resize the clip by ``s`` (bicubic), code it with full tokens, decode and resize back.
+
+``vtok compress --rate N`` combines them (``codec.pipeline.rate_ladder``): scales below the bit ladder.
 
 Both go through real ``.vtok`` files; quality is measured at the clip's own size against the source frames.
 """
@@ -18,18 +20,18 @@ import numpy as np
 from bench.bdrate import bd
 from bench.datasets import eval_clips
 from bench.metrics import LPIPSMetric, clip_metrics
-from codec.pipeline import compress_file, decompress_file, load_codec
+from codec.pipeline import coded_size, compress_file, decompress_file, load_codec
 from codec.video_io import VideoWriter, read_video, resize_frames
 
 DEFAULT_SCALES = (1.0, 0.75, 0.5, 0.375, 0.25)
 
 
-def _round_trip(clip: np.ndarray, model, rate=None) -> tuple[np.ndarray, int]:
+def _round_trip(clip: np.ndarray, model, bits=None) -> tuple[np.ndarray, int]:
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "s.mkv"
         with VideoWriter(src, clip.shape[2], clip.shape[1], 30) as w:
             w.write(clip)
-        s = compress_file(src, Path(d) / "c.vtok", model, rate=rate, quiet=True, log=lambda *a: None)
+        s = compress_file(src, Path(d) / "c.vtok", model, bits=bits, quiet=True, log=lambda *a: None)
         decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", model, quiet=True, log=lambda *a: None)
         return read_video(Path(d) / "d.mkv"), s["bytes"]
 
@@ -42,12 +44,11 @@ def compare_ladders(model=None, data=None, frames: int = 33, size=(640, 360), sc
     acc = {"bits": {}, "scale": {}}
     for name, clip in eval_clips(data, frames, size):
         pixels = clip[..., 0].size
-        for r, k in enumerate(ladder):
-            dec, nbytes = _round_trip(clip, model, rate=r)
+        for k in ladder:
+            dec, nbytes = _round_trip(clip, model, bits=k)
             acc["bits"].setdefault(k, []).append({"bpp": nbytes * 8 / pixels, **clip_metrics(clip, dec, lp)})
         for s in scales:
-            w, h = max(8, round(clip.shape[2] * s / 2) * 2), max(8, round(clip.shape[1] * s / 2) * 2)
-            small = resize_frames(clip, (w, h))
+            small = resize_frames(clip, coded_size(clip.shape[2], clip.shape[1], s)) if s < 1 else clip
             dec, nbytes = _round_trip(small, model)
             back = resize_frames(dec, (clip.shape[2], clip.shape[1]))
             acc["scale"].setdefault(s, []).append({"bpp": nbytes * 8 / pixels, **clip_metrics(clip, back, lp)})

@@ -25,7 +25,7 @@ from bench.bdrate import bd_table
 from bench.datasets import eval_clips, mcl_jcv_files
 from bench.metrics import LPIPSMetric, msssim_frames, psnr_frames, psnr_yuv_frames
 from bench.plot import plot_rd
-from codec.pipeline import compress_file, decompress_file, load_codec
+from codec.pipeline import compress_file, decompress_file, load_codec, rate_ladder
 from codec.video_io import VideoWriter, read_video
 
 DEFAULT_QPS = (22, 27, 32, 37, 42, 47)
@@ -98,17 +98,19 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
     for c in codecs:
         if c == "vtok":
             cm = load_codec(model)
-            ladder = cm.tokenizer.rate_ladder
+            ladder = rate_ladder(cm.tokenizer)
             rates = list(range(len(ladder))) if vtok_rates is None else list(vtok_rates)
             bad = [r for r in rates if not 0 <= r < len(ladder)]
             if bad:
                 raise ValueError(f"vtok rates must be in 0..{len(ladder) - 1}, got {bad}")
             version = f"vtok model {cm.model_id}"
             doc["codecs"]["vtok"] = {"settings": {"model": str(model or "bundled default"), "gop": 17,
-                                                  "rate_ladder_bits": ladder}, "version": version}
+                                                  "rate_ladder": [vars(p) for p in ladder]},
+                                     "version": version}
             for name, clip in clips:
                 for r in rates:
-                    st = {"codec": "vtok", "rate": r, "bits_per_token": ladder[r], "gop": 17}
+                    st = {"codec": "vtok", "rate": r, "bits_per_token": ladder[r].bits, "scale": ladder[r].scale,
+                          "gop": 17}
                     tasks.append((name, clip, "vtok", r, st, version,
                                   lambda clip=clip, r=r: _vtok_point(clip, r, model, 30.0)))
         else:

@@ -12,8 +12,8 @@ def print_info(path, as_json: bool = False, log=print) -> dict:
     if as_json:
         log(json.dumps(info, indent=1))
         return info
-    for k in ("width", "height", "frames", "fps", "bits_per_token", "model_bits", "gop", "coder", "perfect",
-              "prob_bits", "pixel_format", "model_id", "file_bytes", "payload_bits"):
+    for k in ("width", "height", "coded_width", "coded_height", "frames", "fps", "bits_per_token", "model_bits", "gop", "coder", "perfect",
+              "prob_bits", "rate", "pixel_format", "model_id", "file_bytes", "payload_bits"):
         log(f"{k:>20}: {info[k]}")
     log(f"{'cross_entropy_bits':>20}: {info['cross_entropy_bits']:.1f} (coder overhead "
         f"{100 * (info['payload_bits'] / max(info['cross_entropy_bits'], 1e-9) - 1):.2f} %)")

@@ -23,7 +23,7 @@ from enum import IntEnum
 from typing import BinaryIO, Iterator
 
 MAGIC = b"VTOK"
-VERSION = 1
+VERSION = 2  # written; versions 1 and 2 are read (version 1 has no coded size: it equals the frame size)
 
 # Field limits: a header outside them is rejected before anything is allocated.
 MAX_SIDE = 16384
@@ -70,7 +70,9 @@ class UnitType(IntEnum):
 
 
 _PREFIX = struct.Struct("<4sHH")  # magic, version, header body size
-_BODY = struct.Struct("<IIIIIBBBHBBBB8s")
+_BODY_V1 = struct.Struct("<IIIIIBBBHBBBB8s")
+_CODED = struct.Struct("<II")  # version 2 appends the coded (tokenized) width and height
+_BODY = {1: _BODY_V1.size, 2: _BODY_V1.size + _CODED.size}
 _UNIT = struct.Struct("<BIIHI")  # type, gop index, first frame, frame count, payload size
 _END = struct.Struct("<II")  # GOP units, frames
 _CRC = struct.Struct("<I")
@@ -93,14 +95,21 @@ class Header:
     perfect: bool
     model_id: str  # 16 hex digits
     rate: int = 255  # rate-ladder index, 255: none
+    coded_width: int = 0  # size the tokens describe (resolution scaling); 0: the frame size
+    coded_height: int = 0
     pixel_format: PixelFormat = PixelFormat.RGB24
     coder: CoderId = CoderId.RANGE_CONSTRICTION_Q32
 
+    def __post_init__(self):
+        self.coded_width = self.coded_width or self.width
+        self.coded_height = self.coded_height or self.height
+
     def pack(self) -> bytes:
         self.validate()
-        body = _BODY.pack(self.width, self.height, self.frames, self.fps_num, self.fps_den, int(self.pixel_format),
-                          self.bits_per_token, self.model_bits, self.gop, int(self.coder), int(self.perfect),
-                          self.prob_bits, self.rate, bytes.fromhex(self.model_id))
+        body = _BODY_V1.pack(self.width, self.height, self.frames, self.fps_num, self.fps_den, int(self.pixel_format),
+                             self.bits_per_token, self.model_bits, self.gop, int(self.coder), int(self.perfect),
+                             self.prob_bits, self.rate, bytes.fromhex(self.model_id))
+        body += _CODED.pack(self.coded_width, self.coded_height)
         head = _PREFIX.pack(MAGIC, VERSION, len(body)) + body
         return head + _CRC.pack(zlib.crc32(head))
 
@@ -111,6 +120,8 @@ class Header:
 
         need(1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE,
              f"size {self.width}x{self.height} (1..{MAX_SIDE})")
+        need(1 <= self.coded_width <= self.width and 1 <= self.coded_height <= self.height,
+             f"coded size {self.coded_width}x{self.coded_height} (1..frame size)")
         need(1 <= self.frames < MAX_FRAMES or self.frames == UNKNOWN_FRAMES, f"frames {self.frames}")
         need(self.fps_num > 0 and self.fps_den > 0, f"frame rate {self.fps_num}/{self.fps_den}")
         need(1 <= self.model_bits <= 62 and 1 <= self.bits_per_token <= self.model_bits,
@@ -128,23 +139,26 @@ class Header:
         magic, version, size = _PREFIX.unpack(raw)
         if magic != MAGIC:
             raise BadMagic("not a .vtok file (wrong magic bytes)")
-        if version != VERSION:
-            raise UnsupportedVersion(f".vtok format version {version} is not supported (this vtok reads version "
-                                     f"{VERSION}): use a vtok release that supports it")
-        if size != _BODY.size:
-            raise CorruptData(f"header size {size} does not match format version {VERSION}")
+        if version not in _BODY:
+            raise UnsupportedVersion(f".vtok format version {version} is not supported (this vtok reads versions "
+                                     f"{', '.join(map(str, _BODY))}): use a vtok release that supports it")
+        if size != _BODY[version]:
+            raise CorruptData(f"header size {size} does not match format version {version}")
         body = _read(f, size, "file header")
         (crc,) = _CRC.unpack(_read(f, _CRC.size, "header checksum"))
         if zlib.crc32(raw + body) != crc:
             raise CorruptData("header checksum mismatch: the file is damaged")
-        (w, h, frames, fn, fd, pf, bpt, mb, gop, coder, perfect, pb, rate, mid) = _BODY.unpack(body)
+        (w, h, frames, fn, fd, pf, bpt, mb, gop, coder, perfect, pb, rate, mid) = _BODY_V1.unpack_from(body)
+        cw, ch = _CODED.unpack_from(body, _BODY_V1.size) if version >= 2 else (w, h)
         try:
             pf, coder = PixelFormat(pf), CoderId(coder)
         except ValueError:
             raise HeaderOutOfRange(f"unknown pixel format {pf} or coder {coder}") from None
         if perfect > 1:
             raise HeaderOutOfRange(f"coder flag 'perfect' must be 0 or 1, got {perfect}")
-        hdr = cls(w, h, frames, fn, fd, bpt, mb, gop, pb, bool(perfect), mid.hex(), rate, pf, coder)
+        if cw == 0 or ch == 0:
+            raise HeaderOutOfRange(f"header field out of range: coded size {cw}x{ch}")
+        hdr = cls(w, h, frames, fn, fd, bpt, mb, gop, pb, bool(perfect), mid.hex(), rate, cw, ch, pf, coder)
         hdr.validate()
         return hdr
 

@@ -28,7 +28,8 @@ from bitstream.container import (UNKNOWN_FRAMES, BitstreamError, ContainerReader
 from bitstream.rangecoder import BitDecoder, BitEncoder
 from codec.prior import IntegerPrior, anchor_mask, bits_to_tokens, steps_for, tokens_to_bits
 from codec.tokenizer import DEFAULT_WEIGHTS, VideoTokenizer, load_tokenizer, token_shape
-from codec.video_io import VideoError, VideoWriter, has_audio, iter_frames, probe, read_video, write_video
+from codec.video_io import (VideoError, VideoWriter, has_audio, iter_frames, probe, read_video, resize_frames,
+                            write_video)
 
 DEFAULT_PRIOR = DEFAULT_WEIGHTS.with_name("vtok-default-prior.safetensors")
 DEFAULT_GOP = 17
@@ -137,6 +138,42 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     return Codec(tok, ip)
 
 
+# --- the rate ladder ---------------------------------------------------------------------------------------------
+
+LADDER_SCALES = (0.25, 0.375, 0.5)  # coded-size scales below the bit ladder, each with full tokens
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """One point of the rate ladder: code the clip at ``scale`` × its size with the first ``bits`` bits per token."""
+
+    scale: float
+    bits: int
+
+
+def rate_ladder(tok: VideoTokenizer) -> list[RatePoint]:
+    """``vtok compress --rate N`` picks ``rate_ladder(tok)[N]``; rate 0 is the smallest file.
+
+    Resolution scaling first (``LADDER_SCALES`` × the frame size, every bit of the token; the decoder resizes back),
+    then the tokenizer's bit ladder at full size without its smallest point (at the same rate the half-size picture
+    is 1.6 dB better in PSNR; docs/RATE.md). For 18-bit tokens: 9 points, 1/4, 3/8, 1/2 size, then 3, 4, 6, 9, 12, 18
+    bits. A model trained without nested dropout has its full token and the three scales.
+    """
+    bits = tok.rate_ladder
+    return [RatePoint(s, tok.bits) for s in LADDER_SCALES] + [RatePoint(1.0, k) for k in bits[1:] or bits]
+
+
+def coded_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The size a clip of ``width`` × ``height`` is coded at for ``scale``: even sides, at least 8, at most the frame."""
+    if scale >= 1:
+        return width, height
+
+    def side(n):
+        return min(n, max(8, round(n * scale / 2) * 2))
+
+    return side(width), side(height)
+
+
 _PAYLOAD = struct.Struct("<Q")  # cross-entropy of the unit under the prior, in 1/1024 bits
 
 
@@ -230,8 +267,8 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
                   log=print) -> dict:
     """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps).
 
-    ``rate`` picks a point of the tokenizer's rate ladder (0 = smallest file); ``bits`` sets the bits per token
-    directly. Give at most one of them; neither codes the full tokens.
+    ``rate`` picks a point of ``rate_ladder`` (0 = smallest file); ``bits`` sets the bits per token directly at full
+    size. Give at most one of them; neither codes the full tokens at full size.
     """
     out = Path(out)
     _check_output(out)
@@ -241,21 +278,23 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     tok = codec.tokenizer
     if rate is not None and bits is not None:
         raise ValueError("give --rate or --bits, not both")
-    ladder = tok.rate_ladder
+    ladder = rate_ladder(tok)
+    scale = 1.0
     if rate is not None:
         if not 0 <= rate < len(ladder):
             raise ValueError(f"rate must be in 0..{len(ladder) - 1} for this model, got {rate}")
-        bits = ladder[rate]
+        scale, bits = ladder[rate].scale, ladder[rate].bits
     bits = bits or tok.bits
     if not 1 <= bits <= tok.bits:
         raise ValueError(f"bits must be in 1..{tok.bits}, got {bits}")
     info = probe(src, size, fps)
     if has_audio(src):
         log(f"note: {src} has audio; vtok codes the video only")
+    cw, ch = coded_size(info.width, info.height, scale)
     header = Header(width=info.width, height=info.height, frames=UNKNOWN_FRAMES, fps_num=info.fps.numerator,
                     fps_den=info.fps.denominator, bits_per_token=bits, model_bits=tok.bits, gop=gop,
                     prob_bits=codec.prior.cfg.prob_bits, perfect=PERFECT, model_id=codec.model_id,
-                    rate=rate if rate is not None else 255)
+                    rate=rate if rate is not None else 255, coded_width=cw, coded_height=ch)
     header.validate()
     tmp = out.with_name(f".{out.name}.part")
     frames = 0
@@ -268,6 +307,8 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             for gi, clip in enumerate(_gops(iter_frames(src, max_frames=max_frames, size=size, fps=fps), gop)):
                 if clip.shape[1:3] != (info.height, info.width):
                     raise VideoError(f"{src}: frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
+                if (cw, ch) != (info.width, info.height):
+                    clip = resize_frames(clip, (cw, ch))
                 tokens = tok.encode(clip, bits=bits)
                 payload, ce = encode_tokens(codec.prior, tokens, bits)
                 writer.write_unit(gi, frames, len(clip), payload)
@@ -286,17 +327,17 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     dt = time.perf_counter() - t0
     pixels = frames * info.width * info.height
     summary = {"frames": frames, "width": info.width, "height": info.height, "bytes": nbytes, "bpp": nbytes * 8 / pixels,
-               "cross_entropy_bits": ce_total, "raw_token_bits": _raw_bits(frames, info, gop, bits),
+               "cross_entropy_bits": ce_total, "raw_token_bits": _raw_bits(frames, cw, ch, gop, bits),
                "fps": frames / dt, "model_id": codec.model_id}
     log(f"{src} -> {out}: {frames} frames {info.width}x{info.height}, {nbytes} bytes, {summary['bpp']:.4f} bpp, "
         f"{summary['fps']:.1f} fps")
     return summary
 
 
-def _raw_bits(frames: int, info, gop: int, bits: int) -> int:
+def _raw_bits(frames: int, width: int, height: int, gop: int, bits: int) -> int:
     total = 0
     for first in range(0, frames, gop):
-        t_, h_, w_ = token_shape(min(gop, frames - first), info.height, info.width)
+        t_, h_, w_ = token_shape(min(gop, frames - first), height, width)
         total += t_ * h_ * w_ * bits
     return total
 
@@ -335,9 +376,12 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
                 if u.first_frame + u.frames <= start or u.first_frame >= end:
                     continue
                 payload = reader.read_payload(u)
-                shape = token_shape(u.frames, h.height, h.width)
+                shape = token_shape(u.frames, h.coded_height, h.coded_width)
                 tokens = decode_tokens(codec.prior, payload, shape, h.bits_per_token)
-                video = codec.tokenizer.decode(tokens, bits=h.bits_per_token, size=(u.frames, h.height, h.width))
+                video = codec.tokenizer.decode(tokens, bits=h.bits_per_token,
+                                               size=(u.frames, h.coded_height, h.coded_width))
+                if (h.coded_width, h.coded_height) != (h.width, h.height):
+                    video = resize_frames(video, (h.width, h.height))
                 lo, hi = max(start, u.first_frame) - u.first_frame, min(end, u.first_frame + u.frames) - u.first_frame
                 w.write(video[lo:hi])
                 written += hi - lo
@@ -365,7 +409,8 @@ def vtok_info(src) -> dict:
             gops.append({"index": u.gop_index, "first_frame": u.first_frame, "frames": u.frames,
                          "bytes": u.payload_size})
     size = os.path.getsize(src)
-    return {"width": h.width, "height": h.height, "frames": h.frames, "fps": f"{h.fps_num}/{h.fps_den}",
+    return {"width": h.width, "height": h.height, "coded_width": h.coded_width, "coded_height": h.coded_height,
+            "frames": h.frames, "fps": f"{h.fps_num}/{h.fps_den}",
             "bits_per_token": h.bits_per_token, "model_bits": h.model_bits, "gop": h.gop,
             "coder": h.coder.name, "perfect": h.perfect, "prob_bits": h.prob_bits, "rate": h.rate,
             "pixel_format": h.pixel_format.name, "model_id": h.model_id, "file_bytes": size,
@@ -373,5 +418,5 @@ def vtok_info(src) -> dict:
             "bpp": size * 8 / (h.frames * h.width * h.height), "gop_units": gops}
 
 
-__all__ = ["Codec", "ModelMismatch", "TokenFileError", "VideoError", "compress_file", "decompress_file",
-           "detokenize_file", "load_codec", "load_token_file", "tokenize_file", "vtok_info"]
+__all__ = ["Codec", "ModelMismatch", "RatePoint", "TokenFileError", "VideoError", "compress_file", "decompress_file",
+           "detokenize_file", "load_codec", "load_token_file", "rate_ladder", "tokenize_file", "vtok_info"]

@@ -101,14 +101,39 @@ def test_magic_version_and_ranges():
         _header(bits_per_token=19).pack()
 
 
+def _signed_header(version: int, width: int, height: int, coded=None) -> bytes:
+    """A header with a valid CRC, built field by field as docs/BITSTREAM.md lays it out."""
+    import zlib
+    from bitstream.container import _BODY_V1, _CODED, _PREFIX, MAGIC
+    body = _BODY_V1.pack(width, height, 17, 30, 1, 0, 18, 18, 17, 1, 0, 16, 255, bytes.fromhex("00112233445566ff"))
+    if version >= 2:
+        body += _CODED.pack(*(coded or (width, height)))
+    head = _PREFIX.pack(MAGIC, version, len(body)) + body
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
 def test_huge_header_values_are_rejected_before_allocation():
     # A well-formed header (valid CRC) that claims 10^9 x 10^9 pixels.
-    import zlib
-    from bitstream.container import _BODY, _PREFIX, MAGIC, VERSION
-    body = _BODY.pack(10 ** 9, 10 ** 9, 10 ** 9, 30, 1, 0, 18, 18, 17, 1, 0, 16, 255, bytes(8))
-    head = _PREFIX.pack(MAGIC, VERSION, len(body)) + body
     with pytest.raises(HeaderOutOfRange, match="size"):
-        ContainerReader(io.BytesIO(head + struct.pack("<I", zlib.crc32(head))))
+        ContainerReader(io.BytesIO(_signed_header(2, 10 ** 9, 10 ** 9)))
+
+
+def test_coded_size_round_trips_and_is_checked():
+    h = _header(coded_width=16, coded_height=12)
+    r = ContainerReader(io.BytesIO(h.pack()))
+    assert (r.header.coded_width, r.header.coded_height) == (16, 12) and r.header == h
+    assert (_header().coded_width, _header().coded_height) == (64, 48)  # default: the frame size
+    for coded in ((65, 48), (64, 0), (0, 0)):
+        with pytest.raises(HeaderOutOfRange, match="coded size"):
+            ContainerReader(io.BytesIO(_signed_header(2, 64, 48, coded)))
+
+
+def test_version_1_headers_are_still_read():
+    # Version 1 has no coded size: the tokens describe the frame size.
+    h = ContainerReader(io.BytesIO(_signed_header(1, 64, 48))).header
+    assert (h.width, h.height, h.coded_width, h.coded_height) == (64, 48, 64, 48)
+    with pytest.raises(UnsupportedVersion):
+        ContainerReader(io.BytesIO(_signed_header(3, 64, 48)))
 
 
 def test_errors_are_typed():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.metrics import psnr_frames
-from codec.pipeline import DEFAULT_PRIOR, compress_file, decompress_file, load_codec
+from codec.pipeline import DEFAULT_PRIOR, RatePoint, compress_file, decompress_file, load_codec, rate_ladder, vtok_info
 from codec.tokenizer import DEFAULT_WEIGHTS, load_tokenizer
 from codec.video_io import VideoWriter, read_video
 from tests.conftest import SHARED
@@ -29,6 +29,8 @@ def test_bundled_files_are_small_safetensors():
         assert p.is_file() and p.stat().st_size <= 20 * 1024 * 1024
     tok = load_tokenizer()
     assert tok.bits == 18 and tok.rate_ladder == [2, 3, 4, 6, 9, 12, 18]
+    assert rate_ladder(tok) == [RatePoint(0.25, 18), RatePoint(0.375, 18), RatePoint(0.5, 18)] + [
+        RatePoint(1.0, k) for k in (3, 4, 6, 9, 12, 18)]
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +40,19 @@ def ladder_results(tmp_path_factory):
     with VideoWriter(d / "src.mkv", clip.shape[2], clip.shape[1], 30) as w:
         w.write(clip)
     out = []
-    for rate in range(len(load_tokenizer().rate_ladder)):
+    for rate, point in enumerate(rate_ladder(load_tokenizer())):
         s = compress_file(d / "src.mkv", d / f"r{rate}.vtok", rate=rate, quiet=True, log=lambda *a: None)
+        info = vtok_info(d / f"r{rate}.vtok")
+        assert (info["rate"], info["bits_per_token"]) == (rate, point.bits)
+        assert (info["coded_width"] < 640) == (point.scale < 1) and info["width"] == 640
         decompress_file(d / f"r{rate}.vtok", d / f"r{rate}.mkv", quiet=True, log=lambda *a: None)
         dec = read_video(d / f"r{rate}.mkv")
         out.append((s["bpp"], float(psnr_frames(clip, dec).mean()), dec.shape == clip.shape))
     return out
+
+
+def test_ladder_spans_eight_times(ladder_results):
+    assert ladder_results[-1][0] >= 8 * ladder_results[0][0], [b for b, _, _ in ladder_results]
 
 
 def test_every_rate_point_decodes(ladder_results):
