@@ -193,12 +193,15 @@ class VideoTokenizer(nn.Module):
         super().__init__()
         self.cfg = cfg
         qargs = dict(cfg.quantizer_args)
+        qargs.setdefault("bits", cfg.bits)
         if cfg.quantizer == "lfq":
-            qargs.setdefault("bits", cfg.bits)
             qargs.setdefault("group_bits", cfg.group_bits or default_group_bits(cfg.bits))
         self.quantizer = build_quantizer(cfg.quantizer, **qargs)
+        if cfg.nested_dropout > 0 and not self.quantizer.nested:
+            raise ValueError(f"nested dropout needs a quantizer whose index bits are ordered (lfq), not "
+                             f"{cfg.quantizer!r}: set nested_dropout to 0")
         self.encoder = Encoder(cfg, self.quantizer.dim)
-        self.decoder = Decoder(cfg, self.quantizer.dim)
+        self.decoder = Decoder(cfg, self.quantizer.code_dim)
 
     @property
     def bits(self) -> int:
@@ -220,7 +223,7 @@ class VideoTokenizer(nn.Module):
 
     def forward(self, x: torch.Tensor, keep_bits: torch.Tensor | None = None):
         z = self.encoder(x)
-        out = self.quantizer(z)
+        out = self.quantizer(z, x)
         codes = out.codes
         if keep_bits is None and self.training and self.cfg.nested_dropout > 0:
             b = x.shape[0]
@@ -249,6 +252,9 @@ class VideoTokenizer(nn.Module):
             return self.bits
         if not 1 <= bits <= self.bits:
             raise ValueError(f"bits must be in 1..{self.bits}, got {bits}")
+        if bits < self.bits and (self.cfg.nested_dropout <= 0 or not self.quantizer.nested):
+            raise ValueError(f"this model decodes whole {self.bits}-bit tokens only (it was not trained on bit "
+                             f"prefixes), got bits={bits}")
         return bits
 
     @torch.inference_mode()

@@ -1,10 +1,18 @@
-"""Quantizers, one per file, and the one name table that selects them."""
+"""Quantizers, one per file, and the one name table that selects them (``vtok train --quantizer NAME``)."""
 
-from codec.quantizers.base import Quantizer, QuantizerOutput
+from codec.quantizers.base import Quantizer, QuantizerOutput, codebook_usage
+from codec.quantizers.fq import FactorizedQuantizer
+from codec.quantizers.gsq import GroupedSphericalQuantizer
 from codec.quantizers.lfq import LookupFreeQuantizer
+from codec.quantizers.regvq import RegularizedVectorQuantizer
+from codec.quantizers.vq import VectorQuantizer
 
 QUANTIZERS = {
     "lfq": LookupFreeQuantizer,
+    "vq": VectorQuantizer,
+    "fq": FactorizedQuantizer,
+    "gsq": GroupedSphericalQuantizer,
+    "regvq": RegularizedVectorQuantizer,
 }
 
 
@@ -14,7 +22,11 @@ def build_quantizer(name: str, **kwargs) -> Quantizer:
         cls = QUANTIZERS[name]
     except KeyError:
         raise ValueError(f"unknown quantizer {name!r}; choose one of {', '.join(sorted(QUANTIZERS))}") from None
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # an argument this quantizer does not take
+        raise ValueError(f"quantizer {name!r}: {e}") from None
 
 
-__all__ = ["QUANTIZERS", "Quantizer", "QuantizerOutput", "LookupFreeQuantizer", "build_quantizer"]
+__all__ = ["QUANTIZERS", "Quantizer", "QuantizerOutput", "FactorizedQuantizer", "GroupedSphericalQuantizer",
+           "LookupFreeQuantizer", "RegularizedVectorQuantizer", "VectorQuantizer", "build_quantizer", "codebook_usage"]

@@ -56,7 +56,9 @@ class LookupFreeQuantizer(Quantizer):
     def bits_per_token(self) -> int:
         return self.bits
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+    nested = True  # bit i is channel i: any prefix of the bits is a coarser token (the rate ladder)
+
+    def forward(self, z: torch.Tensor, images: torch.Tensor | None = None) -> QuantizerOutput:
         q = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
         codes = z + (q - z).detach()
         indices = self.codes_to_indices(q)
