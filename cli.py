@@ -27,6 +27,22 @@ def _list(text: str, kind) -> list:
         raise ValueError(f"expected a comma-separated list, got {text!r}") from None
 
 
+def _key_values(items: list[str]) -> dict:
+    """``["k=v", ...]`` with JSON values (a bare word is taken as a string) → dict."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vtok", description="vtok: a causal 3D-CNN video tokenizer and neural codec")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -80,11 +96,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from <run>/state.safetensors")
     p.add_argument("--init", default="", help="start from these tokenizer weights")
     p.add_argument("--inflate", action="store_true", help="--init is image-trained: inflate it to video")
-    p.add_argument("--quantizer", default="lfq")
+    p.add_argument("--quantizer", default="lfq", choices=["lfq", "vq", "fq", "gsq", "regvq"],
+                   help="lfq (default), vq, fq (FQGAN), gsq or regvq; see docs/QUANTIZERS.md")
+    p.add_argument("--quantizer-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a quantizer argument (VALUE read as JSON, else as a string), e.g. metric=cosine, "
+                   "branches=3; repeatable")
     p.add_argument("--bits", type=int, default=18)
     p.add_argument("--stem-ch", type=int, default=32)
     p.add_argument("--ch", type=int, default=128)
-    p.add_argument("--nested-dropout", type=float, default=0.5)
+    p.add_argument("--nested-dropout", type=float, help="share of samples trained on a bit prefix (default: 0.5 "
+                   "for lfq, 0 for the others, whose index bits are not ordered)")
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--frames", type=int, default=9, help="frames per clip, 1+4k (1 = image pre-training)")
@@ -159,6 +180,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--frames", type=int, default=33)
     c.add_argument("--json")
 
+    c = bsub.add_parser("quantizers", help="ablation: train each quantizer alike, then quality, usage and bpp")
+    c.add_argument("--names", default="lfq,vq,fq,gsq,regvq", help="quantizers to compare")
+    c.add_argument("--bits", type=int, default=12, help="bits per token of every quantizer")
+    c.add_argument("--steps", type=int, default=400, help="training steps of each tokenizer")
+    c.add_argument("--prior-steps", type=int, default=300, help="training steps of each token prior")
+    c.add_argument("--train-data", nargs="+", default=["../shared/datasets/train"])
+    c.add_argument("--cache", default="", help="training clip cache (default: <out>/cache)")
+    c.add_argument("--data", nargs="+", help="evaluation clips (default: ../shared/datasets/eval)")
+    c.add_argument("--frames", type=int, default=17, help="evaluation frames per clip")
+    c.add_argument("--out", default="runs/quantizers", help="run folder (resumable)")
+    c.add_argument("--json")
+
     p = sub.add_parser("plot", help="rate-distortion plot of a results.json")
     p.add_argument("results")
     p.add_argument("-o", "--output", default="rd.png")
@@ -197,7 +230,9 @@ def _run(a: argparse.Namespace) -> None:
                           adv_weight=a.adv_weight, adv_start=a.adv_start, init=a.init, inflate=a.inflate,
                           threads=a.threads, save_every_s=a.save_every, seed=a.seed, progress=not a.quiet),
               TokenizerConfig(quantizer=a.quantizer, bits=a.bits, stem_ch=a.stem_ch, ch=a.ch,
-                              nested_dropout=a.nested_dropout),
+                              nested_dropout=(a.nested_dropout if a.nested_dropout is not None
+                                              else 0.5 if a.quantizer == "lfq" else 0.0),
+                              quantizer_args=_key_values(a.quantizer_arg)),
               resume=a.resume)
     elif a.command == "eval":
         from bench.evaluate import run_evaluation
@@ -208,6 +243,11 @@ def _run(a: argparse.Namespace) -> None:
     elif a.command == "bench" and a.bench == "codec":
         from bench.codec_bench import run_codec_bench
         run_codec_bench(a.model, a.prior, a.data, a.frames, a.skip_memory, a.json)
+    elif a.command == "bench" and a.bench == "quantizers":
+        from bench.quantizers import QuantizerAblation, run_ablation
+        run_ablation(QuantizerAblation(names=_list(a.names, str), bits=a.bits, steps=a.steps,
+                                       prior_steps=a.prior_steps, train_data=a.train_data, cache=a.cache,
+                                       eval_data=a.data, frames_eval=a.frames, out=a.out), json_path=a.json)
     elif a.command == "bench" and a.bench == "ladder":
         from bench.ladder import compare_ladders
         compare_ladders(a.model, a.data, a.frames, json_path=a.json)

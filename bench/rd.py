@@ -46,7 +46,8 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _vtok_point(clip: np.ndarray, rate: int, model, fps: float) -> tuple[np.ndarray, int, dict]:
+def vtok_round_trip(clip: np.ndarray, rate: int | None, model, fps: float) -> tuple[np.ndarray, int, dict]:
+    """Compress and decompress ``clip`` through real files; returns (decoded frames, file bytes, timings)."""
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "src.mkv"
         with VideoWriter(src, clip.shape[2], clip.shape[1], fps) as w:
@@ -112,7 +113,7 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
                     st = {"codec": "vtok", "rate": r, "bits_per_token": ladder[r].bits, "scale": ladder[r].scale,
                           "gop": 17}
                     tasks.append((name, clip, "vtok", r, st, version,
-                                  lambda clip=clip, r=r: _vtok_point(clip, r, model, 30.0)))
+                                  lambda clip=clip, r=r: vtok_round_trip(clip, r, model, 30.0)))
         else:
             a = build_anchor(c, preset=preset, config=config, intra_period=intra_period)
             version = a.version()

@@ -4,7 +4,8 @@ Tokens come from the training-clip cache (``codec.data.build_cache``): every cac
 ``gop`` frames, as the codec codes them, and tokenized once (kept in ``<run>/tokens-<model id>.npz``). The prior is
 trained on random crops of random latent frames (with the previous latent frame of the same GOP as context, none for
 a GOP's first), with binary cross-entropy (= rate in bits), quantization-aware, and with random bit prefixes (the
-rate ladder codes only the first ``k`` bits of every token). The result is frozen to its integer form.
+rate ladder codes only the first ``k`` bits of every token) when the tokenizer was trained for them. A quantizer's
+``group_bits`` (LFQ's sub-tokens, FQ's branches, GSQ's groups) sets the prior's bit groups. The result is frozen to its integer form.
 """
 
 from __future__ import annotations
@@ -22,14 +23,19 @@ from codec.prior import PriorConfig, TokenPrior
 from codec.tokenizer import load_tokenizer
 
 
-def tokenize_cache(tok, cache_dir, gop: int = 17, log=print) -> list[np.ndarray]:
-    """Every cached segment cut into ``gop``-frame GOPs and tokenized: a list of int64 ``(T', H', W')``."""
-    index = json.loads((Path(cache_dir) / "index.json").read_text())
+def tokenize_cache(tok, cache_dir, gop: int = 17, max_clips: int = 0, log=print) -> list[np.ndarray]:
+    """Every cached segment cut into ``gop``-frame GOPs and tokenized: a list of int64 ``(T', H', W')``.
+
+    ``max_clips`` > 0 takes that many clips, evenly spread over the cache (a quicker, smaller training set).
+    """
+    index = list(json.loads((Path(cache_dir) / "index.json").read_text()).values())
+    if 0 < max_clips < len(index):
+        index = [index[i] for i in np.linspace(0, len(index) - 1, max_clips).round().astype(int)]
     out = []
-    for n, v in enumerate(index.values()):
+    for n, v in enumerate(index):
         arr = np.load(Path(cache_dir) / v["file"], mmap_mode="r")
         for seg in arr:
-            for s in range(0, seg.shape[0] - gop + 1, gop - 1):
+            for s in range(0, max(1, seg.shape[0] - gop + 1), gop - 1):  # a short segment: one shorter GOP
                 out.append(tok.encode(np.ascontiguousarray(seg[s:s + gop])).astype(np.int32))
         if (n + 1) % 20 == 0:
             log(f"tokenized {n + 1}/{len(index)} clips ({len(out)} GOPs)")
@@ -39,7 +45,7 @@ def tokenize_cache(tok, cache_dir, gop: int = 17, log=print) -> list[np.ndarray]
 def train_prior(model=None, out="runs/prior/prior.safetensors", data=("../shared/datasets/train",), cache_dir="",
                 run_dir="runs/prior", steps: int = 3000, batch: int = 16, crop: int = 32, lr: float = 2e-3,
                 channels: int = 48, layers: int = 3, nested: float = 0.5, min_bits: int = 2, threads: int = 0,
-                log=print) -> Path:
+                max_clips: int = 0, log=print) -> Path:
     """Train, freeze and save a prior for the tokenizer ``model`` (None: the bundled one). Returns ``out``."""
     if threads:
         torch.set_num_threads(threads)
@@ -54,10 +60,14 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=("../shared
         with np.load(token_file) as z:
             gops = [z[k] for k in sorted(z.files, key=int)]
     else:
-        gops = tokenize_cache(tok, cache, log=log)
+        gops = tokenize_cache(tok, cache, max_clips=max_clips, log=log)
         np.savez(token_file, **{str(i): g for i, g in enumerate(gops)})
+    if not gops:
+        raise ValueError(f"no training clips in {cache}")
     log(f"{len(gops)} GOPs of tokens for training")
     group = getattr(tok.quantizer, "group_bits", tok.bits)
+    if not (tok.quantizer.nested and tok.cfg.nested_dropout > 0):
+        nested = 0.0  # the tokenizer decodes whole tokens only: no bit prefixes to code
     cfg = PriorConfig(bits=tok.bits, group_bits=group, channels=channels, layers=layers)
     prior = TokenPrior(cfg)
     opt = torch.optim.Adam(prior.parameters(), lr=lr)

@@ -227,3 +227,24 @@ def test_non_nested_quantizers_refuse_bit_prefixes():
     tok = VideoTokenizer(tiny_config(quantizer="vq", bits=6, nested_dropout=0.0, quantizer_args={"dim": 4})).eval()
     with pytest.raises(ValueError, match="whole 6-bit tokens"):
         tok.encode(smooth_clip(1, 8, 8), bits=3)
+
+
+@pytest.mark.skipif(not HAVE_LPIPS, reason="needs ../shared/weights/lpips")
+def test_ablation_runs_end_to_end_and_resumes(video_dir, tmp_path):
+    from bench.quantizers import QuantizerAblation, run_ablation
+
+    write_video(tmp_path / "eval.mkv", smooth_clip(5, 48, 64, seed=3), 25)
+    cfg = QuantizerAblation(names=["vq", "gsq"], bits=6, steps=2, prior_steps=2, batch=2, crop=32, stem_ch=8, ch=16,
+                            train_data=[str(video_dir)], eval_data=[str(tmp_path / "eval.mkv")], frames_eval=5,
+                            size=(64, 48), out=str(tmp_path / "ab"))
+    logs = []
+    doc = run_ablation(cfg, json_path=tmp_path / "ab.json", log=logs.append)
+    assert [r["quantizer"] for r in doc["results"]] == ["vq", "gsq"]
+    for r in doc["results"]:
+        assert r["mean"]["bpp"] > 0 and np.isfinite(r["mean"]["psnr"]) and 0 <= r["mean"]["lpips"] <= 2
+        assert 0 < r["usage"]["used"] <= 1 and 1 <= r["usage"]["perplexity"] <= 2 ** 6
+        assert r["config"]["quantizer"] == r["quantizer"] and r["config"]["bits"] == 6
+    assert json.loads((tmp_path / "ab.json").read_text())["results"] == doc["results"]
+    logs.clear()
+    assert run_ablation(cfg, log=logs.append)["results"] == doc["results"]  # finished runs are reused
+    assert not any("training" in str(line) for line in logs)

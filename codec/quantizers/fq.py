@@ -79,7 +79,7 @@ class FactorizedQuantizer(Quantizer):
         if not 0 <= align_branch < branches:
             raise ValueError(f"align_branch must be in 0..{branches - 1}")
         self.bits, self.branches, self.dim, self.branch_dim = bits, branches, dim, code_dim
-        self.branch_bits = bits // branches
+        self.branch_bits = self.group_bits = bits // branches  # group_bits: the token prior's bit groups
         self.disentangle_weight, self.align_weight, self.align_branch = disentangle_weight, align_weight, align_branch
         self.teacher_spec = teacher
         self.adapters = nn.ModuleList(nn.Linear(dim, code_dim) for _ in range(branches))
