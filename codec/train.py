@@ -166,6 +166,12 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
     state_path = run / "state.safetensors"
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
+    if tcfg.init:
+        model = load_tokenizer(tcfg.init).train()
+        if tcfg.inflate:
+            inflate_from_image(model)
+    else:
+        model = VideoTokenizer(mcfg or TokenizerConfig())  # a bad configuration fails here, before any work
     cache = Path(tcfg.cache_dir or run / "cache")
     if rank == 0 and not (cache / "index.json").exists():
         log(f"building training cache in {cache} from {', '.join(map(str, tcfg.data))}")
@@ -173,12 +179,6 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
     if dist.is_initialized():
         dist.barrier()
 
-    if tcfg.init:
-        model = load_tokenizer(tcfg.init).train()
-        if tcfg.inflate:
-            inflate_from_image(model)
-    else:
-        model = VideoTokenizer(mcfg or TokenizerConfig())
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=tcfg.weight_decay)

@@ -97,3 +97,19 @@ def test_help_lists_subcommands():
     assert r.returncode == 0
     for cmd in ("tokenize", "detokenize", "train", "eval", "bench", "demo"):
         assert cmd in r.stdout
+
+
+def test_train_rejects_a_bad_quantizer_argument(tmp_path):
+    for bad, says in (("branches=5", "2 or 3 branches"), ("colour=1", "'colour'"), ("nokey", "KEY=VALUE")):
+        r = vtok("train", "--quantizer", "fq", "--quantizer-arg", bad, "--run-dir", tmp_path / "run",
+                 "--data", tmp_path, "--steps", "1")
+        _one_line_error(r)
+        assert says in r.stderr and not (tmp_path / "run" / "cache").exists()
+
+
+def test_key_values_parse_json_or_strings():
+    sys.path.insert(0, str(REPO))
+    from cli import _key_values
+
+    assert _key_values(["metric=cosine", "branches=3", "ema=true", "vq_args={\"decay\": 0.9}"]) == {
+        "metric": "cosine", "branches": 3, "ema": True, "vq_args": {"decay": 0.9}}

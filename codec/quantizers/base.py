@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -82,6 +83,15 @@ def nearest(x: torch.Tensor, codebook: torch.Tensor, chunk: int = 8192) -> torch
     with torch.no_grad():
         cb2 = codebook.pow(2).sum(1)[None]
         return torch.cat([(cb2 - 2 * x[i:i + chunk] @ codebook.T).argmin(1) for i in range(0, len(x), chunk)])
+
+
+def vq_losses(x: torch.Tensor, q: torch.Tensor, commit_weight: float, codebook_weight: float) -> dict:
+    """VQ-VAE's two terms: ``codebook_weight ||q − sg(x)||²`` (moves codes; skipped at weight 0, e.g. with EMA
+    updates) and ``commit_weight ||x − sg(q)||²`` (keeps the latent near its code), both as means."""
+    out = {"commit": commit_weight * F.mse_loss(x, q.detach())}
+    if codebook_weight > 0:
+        out["codebook"] = codebook_weight * F.mse_loss(q, x.detach())
+    return out
 
 
 def pack_indices(parts: list[torch.Tensor], bits: int) -> torch.Tensor:

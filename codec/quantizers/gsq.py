@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec.quantizers.base import (Quantizer, QuantizerOutput, codebook_usage, from_vectors, nearest, pack_indices,
-                                   to_vectors, unpack_indices)
+                                   to_vectors, unpack_indices, vq_losses)
 
 
 class GroupedSphericalQuantizer(Quantizer):
@@ -51,10 +51,7 @@ class GroupedSphericalQuantizer(Quantizer):
         cb = self.codebook()
         idx = nearest(x, cb.detach())
         q = cb[idx]
-        losses = {}
-        if self.training:
-            losses["codebook"] = self.codebook_weight * F.mse_loss(q, x.detach())
-            losses["commit"] = self.commit_weight * F.mse_loss(x, q.detach())
+        losses = vq_losses(x, q, self.commit_weight, self.codebook_weight) if self.training else {}
         codes = (x + (q - x).detach()).view(len(v), -1)
         index = pack_indices(list(idx.view(len(v), self.groups).unbind(1)), self.group_bits)
         return QuantizerOutput(from_vectors(codes, z.shape).to(z.dtype), index.view(z.shape[0], *z.shape[2:]), losses)

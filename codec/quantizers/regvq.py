@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec.quantizers.base import (Quantizer, QuantizerOutput, codebook_usage, from_vectors, nearest,
-                                   squared_distances, to_vectors)
+                                   squared_distances, to_vectors, vq_losses)
 
 
 def prior_kl(avg_probs: torch.Tensor) -> torch.Tensor:
@@ -85,8 +85,7 @@ class RegularizedVectorQuantizer(Quantizer):
                 losses["prior"] = self.prior_weight * prior_kl(probs.mean(0))
         q = self.embed[idx]
         if self.training:
-            losses["codebook"] = self.codebook_weight * F.mse_loss(q, x.detach())
-            losses["commit"] = self.commit_weight * F.mse_loss(x, q.detach())
+            losses.update(vq_losses(x, q, self.commit_weight, self.codebook_weight))
         codes = x + (q - x).detach()
         return QuantizerOutput(from_vectors(codes, z.shape).to(z.dtype), idx.view(z.shape[0], *z.shape[2:]), losses)
 

@@ -18,7 +18,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from codec.quantizers.base import Quantizer, QuantizerOutput, codebook_usage, from_vectors, nearest, to_vectors
+from codec.quantizers.base import (Quantizer, QuantizerOutput, codebook_usage, from_vectors, nearest, to_vectors,
+                                   vq_losses)
 
 
 class VectorQuantizer(Quantizer):
@@ -75,11 +76,9 @@ class VectorQuantizer(Quantizer):
         q = cb[idx]
         losses = {}
         if self.training:
-            losses["commit"] = self.commit_weight * F.mse_loss(x, q.detach())
+            losses = vq_losses(x, q, self.commit_weight, 0.0 if self.ema else self.codebook_weight)
             if self.ema:
                 self._ema_update(x.detach(), idx)
-            elif self.codebook_weight > 0:
-                losses["codebook"] = self.codebook_weight * F.mse_loss(q, x.detach())
             self._track_usage(x.detach(), idx)
         return x + (q - x).detach(), idx, losses
 
