@@ -121,3 +121,18 @@ def run_ablation(cfg: QuantizerAblation, json_path=None, log=print) -> dict:
     if json_path:
         Path(json_path).write_text(json.dumps(doc, indent=1))
     return doc
+
+
+def ablation_table(doc: dict) -> str:
+    """The ablation's results as a Markdown table (docs/QUANTIZERS.md)."""
+    lines = ["| quantizer | bits | params | bpp (coded) | raw bpp | PSNR (dB) | MS-SSIM | LPIPS | "
+             "perplexity | codes used | sub-codebooks used |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        m, u = r["mean"], r["usage"]
+        subs = [f"{k}: {100 * v['used']:.0f} %" for k, v in u.items() if isinstance(v, dict)]
+        lines.append(f"| {r['quantizer']} | {r['config']['bits']} | {r['params'] / 1e6:.2f} M | {m['bpp']:.4f} | "
+                     f"{r['raw_bpp']:.4f} | {m['psnr']:.2f} | "
+                     f"{m.get('ms_ssim', float('nan')):.4f} | {m['lpips']:.4f} | {u['perplexity']:.0f} | "
+                     f"{100 * u['used']:.1f} % | {', '.join(subs) or '—'} |")
+    return "\n".join(lines)

@@ -138,7 +138,7 @@ def test_regvq_prior_term_by_hand():
     with torch.no_grad():
         q.embed.copy_(torch.tensor([[1.0, 0], [0, 1.0], [-1.0, 0], [0, -1.0]]))
     z = torch.tensor([[0.0, 0.0]] * 4).T.reshape(1, 2, 1, 2, 2)  # equidistant from every code: uniform
-    assert float(q(z).losses["prior"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(q(z).losses["prior"].detach()) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_regvq_masks_a_share_of_positions_stochastically():
@@ -248,3 +248,15 @@ def test_ablation_runs_end_to_end_and_resumes(video_dir, tmp_path):
     logs.clear()
     assert run_ablation(cfg, log=logs.append)["results"] == doc["results"]  # finished runs are reused
     assert not any("training" in str(line) for line in logs)
+
+
+def test_ablation_table_has_a_row_per_quantizer():
+    from bench.quantizers import ablation_table
+
+    row = {"quantizer": "fq", "config": {"bits": 12}, "params": 1.5e6, "raw_bpp": 0.05,
+           "mean": {"bpp": 0.02, "psnr": 20.0, "ms_ssim": 0.7, "lpips": 0.4},
+           "usage": {"perplexity": 900.0, "used": 0.5, "branch0": {"used": 1.0}, "branch1": {"used": 0.25}}}
+    table = ablation_table({"results": [row, dict(row, quantizer="vq", usage={"perplexity": 10.0, "used": 0.01})]})
+    lines = table.splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| fq | 12 | 1.50 M | 0.0200 |")
+    assert "branch0: 100 %, branch1: 25 %" in lines[2] and lines[3].endswith("| 1.0 % | — |")
