@@ -181,7 +181,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json")
 
     c = bsub.add_parser("quantizers", help="ablation: train each quantizer alike, then quality, usage and bpp")
-    c.add_argument("--names", default="lfq,vq,fq,gsq,regvq", help="quantizers to compare")
+    c.add_argument("--names", default="lfq,vq,fq,gsq,gsq-restart,regvq",
+                   help="ablation entries to compare (quantizers; gsq-restart: GSQ with dead-code restart)")
     c.add_argument("--bits", type=int, default=12, help="bits per token of every quantizer")
     c.add_argument("--steps", type=int, default=400, help="training steps of each tokenizer")
     c.add_argument("--prior-steps", type=int, default=300, help="training steps of each token prior")

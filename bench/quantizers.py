@@ -25,15 +25,20 @@ from codec.train import TrainConfig, train
 from codec.train_prior import train_prior
 
 
-def default_quantizer_args(name: str) -> dict:
-    """Each quantizer's own settings in the ablation (the bits per token are set separately)."""
-    return {"lfq": {}, "vq": {"dim": 8}, "fq": {"branches": 2, "dim": 16, "code_dim": 8},
-            "gsq": {"groups": 2, "group_dim": 8}, "regvq": {"dim": 8}}[name]
+# Each entry of the ablation: (quantizer, its settings); the bits per token are set separately.
+ENTRIES = {
+    "lfq": ("lfq", {}),
+    "vq": ("vq", {"dim": 8}),
+    "fq": ("fq", {"branches": 2, "dim": 16, "code_dim": 8}),
+    "gsq": ("gsq", {"groups": 2, "group_dim": 8}),
+    "gsq-restart": ("gsq", {"groups": 2, "group_dim": 8, "restart_every": 100}),
+    "regvq": ("regvq", {"dim": 8}),
+}
 
 
 @dataclass
 class QuantizerAblation:
-    names: list = field(default_factory=lambda: ["lfq", "vq", "fq", "gsq", "regvq"])
+    names: list = field(default_factory=lambda: ["lfq", "vq", "fq", "gsq", "gsq-restart", "regvq"])
     bits: int = 12
     steps: int = 400
     prior_steps: int = 300
@@ -60,8 +65,11 @@ def _train_one(name: str, cfg: QuantizerAblation, log) -> Path:
     model = run / "ema.safetensors"
     if model.exists() and load_tokenizer(model).meta.get("step") == str(cfg.steps):
         return model
-    mcfg = TokenizerConfig(quantizer=name, bits=cfg.bits, stem_ch=cfg.stem_ch, ch=cfg.ch, nested_dropout=0.0,
-                           quantizer_args=default_quantizer_args(name))
+    if name not in ENTRIES:
+        raise ValueError(f"unknown ablation entry {name!r}; choose from {', '.join(ENTRIES)}")
+    quantizer, qargs = ENTRIES[name]
+    mcfg = TokenizerConfig(quantizer=quantizer, bits=cfg.bits, stem_ch=cfg.stem_ch, ch=cfg.ch, nested_dropout=0.0,
+                           quantizer_args=qargs)
     tcfg = TrainConfig(run_dir=str(run), data=list(cfg.train_data), cache_dir=cfg.cache or str(Path(cfg.out) / "cache"),
                        steps=cfg.steps, batch=cfg.batch, frames=cfg.frames, crop=cfg.crop, lr=cfg.lr,
                        warmup=cfg.warmup, lpips_weight=cfg.lpips_weight, seed=cfg.seed, save_every_s=120.0,
