@@ -96,8 +96,8 @@ class LeCAM:
         self.fake = 0.0
 
     def update(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> None:
-        self.real = self.decay * self.real + (1 - self.decay) * float(real_logits.mean())
-        self.fake = self.decay * self.fake + (1 - self.decay) * float(fake_logits.mean())
+        self.real = self.decay * self.real + (1 - self.decay) * float(real_logits.detach().mean())
+        self.fake = self.decay * self.fake + (1 - self.decay) * float(fake_logits.detach().mean())
 
     def penalty(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return (F.relu(real_logits - self.fake).pow(2).mean() + F.relu(self.real - fake_logits).pow(2).mean())

@@ -228,7 +228,7 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
             g_logits = disc(frames_of(y, tcfg.lpips_frames))
             g_loss = -g_logits.mean()
             total = total + tcfg.adv_weight * g_loss
-            parts["gen"] = float(g_loss)
+            parts["gen"] = float(g_loss.detach())
         opt.zero_grad(set_to_none=True)
         total.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from codec.data import ClipSampler, build_cache, source_capped_weights
-from codec.tokenizer import VideoTokenizer, load_tokenizer, save_tokenizer
+from codec.tokenizer import VideoTokenizer, load_tokenizer
 from codec.train import TrainConfig, inflate_from_image, lr_at, train
 from codec.video_io import write_video
 from tests.conftest import REPO, SHARED, smooth_clip, tiny_config
