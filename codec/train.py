@@ -241,7 +241,7 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
             dopt.zero_grad(set_to_none=True)
             d_loss.backward()
             dopt.step()
-            parts["disc"] = float(d_loss)
+            parts["disc"] = float(d_loss.detach())
         decay = min(tcfg.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
