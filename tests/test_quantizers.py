@@ -260,3 +260,26 @@ def test_ablation_table_has_a_row_per_quantizer():
     lines = table.splitlines()
     assert len(lines) == 4 and lines[2].startswith("| fq | 12 | 1.50 M | 0.0200 |")
     assert "branch0: 100 %, branch1: 25 %" in lines[2] and lines[3].endswith("| 1.0 % | — |")
+
+
+def tiny_teacher():
+    """A ``module:`` teacher factory for the test below."""
+    return torch.nn.Conv2d(3, 5, 3, stride=4, padding=1)
+
+
+def test_teachers_load_from_local_files(tmp_path):
+    import torchvision
+    from safetensors.torch import save_file
+
+    from codec.teacher import build_teacher
+
+    torch.manual_seed(0)
+    save_file(torchvision.models.resnet18(weights=None).state_dict(), str(tmp_path / "r18.safetensors"))
+    t = build_teacher(f"torchvision:resnet18:{tmp_path / 'r18.safetensors'}:layer2")
+    assert t.out_dim == 128 and t(torch.zeros(1, 3, 64, 64)).shape == (1, 128, 8, 8)
+    assert not any(p.requires_grad for p in t.parameters())
+    m = build_teacher("module:tests.test_quantizers:tiny_teacher")
+    assert m.out_dim == 5
+    for bad in ("clip:vit", "torchvision:resnet18", "module:no.such.module:f", "lpips-alexnet:relu9"):
+        with pytest.raises((ValueError, FileNotFoundError)):
+            build_teacher(bad)
