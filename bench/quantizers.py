@@ -59,37 +59,44 @@ class QuantizerAblation:
     out: str = "runs/quantizers"
     seed: int = 0
 
+    @property
+    def cache_dir(self) -> str:
+        return self.cache or str(Path(self.out) / "cache")
 
-def _train_one(name: str, cfg: QuantizerAblation, log) -> Path:
+
+def _train_one(name: str, cfg: QuantizerAblation, log):
+    """Train (or finish training) entry ``name``; returns (weights path, loaded tokenizer)."""
     run = Path(cfg.out) / name
     model = run / "ema.safetensors"
-    if model.exists() and load_tokenizer(model).meta.get("step") == str(cfg.steps):
-        return model
+    if model.exists():
+        tok = load_tokenizer(model)
+        if tok.meta.get("step") == str(cfg.steps):
+            return model, tok
     if name not in ENTRIES:
         raise ValueError(f"unknown ablation entry {name!r}; choose from {', '.join(ENTRIES)}")
     quantizer, qargs = ENTRIES[name]
     mcfg = TokenizerConfig(quantizer=quantizer, bits=cfg.bits, stem_ch=cfg.stem_ch, ch=cfg.ch, nested_dropout=0.0,
                            quantizer_args=qargs)
-    tcfg = TrainConfig(run_dir=str(run), data=list(cfg.train_data), cache_dir=cfg.cache or str(Path(cfg.out) / "cache"),
+    tcfg = TrainConfig(run_dir=str(run), data=list(cfg.train_data), cache_dir=cfg.cache_dir,
                        steps=cfg.steps, batch=cfg.batch, frames=cfg.frames, crop=cfg.crop, lr=cfg.lr,
                        warmup=cfg.warmup, lpips_weight=cfg.lpips_weight, seed=cfg.seed, save_every_s=120.0,
                        progress=False, log_every=20)
     log(f"{name}: training {cfg.steps} steps in {run}")
-    return train(tcfg, mcfg, resume=True, log=log)
+    model = train(tcfg, mcfg, resume=True, log=log)
+    return model, load_tokenizer(model)
 
 
 def _prior_one(name: str, model: Path, cfg: QuantizerAblation, log) -> Path:
     out = model.with_name(model.stem + "-prior.safetensors")
     if not out.exists():
         log(f"{name}: training its token prior ({cfg.prior_steps} steps)")
-        train_prior(model, out, cfg.train_data, cfg.cache or str(Path(cfg.out) / "cache"),
+        train_prior(model, out, cfg.train_data, cfg.cache_dir,
                     str(Path(cfg.out) / name / "prior"), steps=cfg.prior_steps, max_clips=cfg.prior_clips,
                     log=log)
     return out
 
 
-def _measure(name: str, model: Path, cfg: QuantizerAblation, lp, log) -> dict:
-    tok = load_tokenizer(model)
+def _measure(name: str, model: Path, tok, cfg: QuantizerAblation, lp, log) -> dict:
     rows, tokens, pixels = [], [], 0
     for clip_name, clip in eval_clips(cfg.eval_data, cfg.frames_eval, cfg.size):
         dec, nbytes, _ = vtok_round_trip(clip, None, model, 30.0)
@@ -116,12 +123,12 @@ def run_ablation(cfg: QuantizerAblation, json_path=None, log=print) -> dict:
     results = []
     for name in cfg.names:
         cached = out / name / "result.json"
-        model = _train_one(name, cfg, log)
+        model, tok = _train_one(name, cfg, log)
         _prior_one(name, model, cfg, log)
-        if cached.exists() and json.loads(cached.read_text()).get("model_id") == load_tokenizer(model).model_id:
+        if cached.exists() and json.loads(cached.read_text()).get("model_id") == tok.model_id:
             res = json.loads(cached.read_text())
         else:
-            res = _measure(name, model, cfg, lp, log)
+            res = _measure(name, model, tok, cfg, lp, log)
             cached.write_text(json.dumps(res, indent=1))
         results.append(res)
     doc = {"settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},

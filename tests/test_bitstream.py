@@ -70,8 +70,7 @@ def test_container_round_trip_and_frames_patch():
     assert _read_all(buf.getvalue())[0].frames == 5
 
 
-def test_every_single_bit_flip_is_detected():
-    data = _file()
+def assert_every_bit_flip_is_detected(data: bytes) -> None:
     for i in range(len(data)):
         for bit in range(8):
             bad = bytearray(data)
@@ -80,11 +79,18 @@ def test_every_single_bit_flip_is_detected():
                 _read_all(bytes(bad))
 
 
-def test_truncation_at_every_byte_is_detected():
-    data = _file()
+def assert_every_truncation_is_detected(data: bytes) -> None:
     for n in range(len(data)):
         with pytest.raises(BitstreamError):
             _read_all(data[:n])
+
+
+def test_every_single_bit_flip_is_detected():
+    assert_every_bit_flip_is_detected(_file())
+
+
+def test_truncation_at_every_byte_is_detected():
+    assert_every_truncation_is_detected(_file())
 
 
 def test_magic_version_and_ranges():
