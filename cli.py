@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="compress only the first N frames")
     p.add_argument("--size", type=_size, help="frame size of a raw .yuv input")
     p.add_argument("--fps", help="frame rate of a raw .yuv input")
+    p.add_argument("--no-audio", action="store_true", help="leave the input's audio out (kept by default)")
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("decompress", help=".vtok -> video (.y4m, .mkv lossless FFV1, .mp4 H.264, or PNG folder)")
@@ -68,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prior")
     p.add_argument("--start", type=int, default=0, help="first frame to decode")
     p.add_argument("--frames", type=int, help="number of frames to decode")
+    p.add_argument("--no-audio", action="store_true", help="write no audio (by default the file's audio is muxed "
+                   "into .mkv/.mp4 outputs)")
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("info", help="header, GOPs, sizes and rates of a .vtok file")
@@ -96,12 +99,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from <run>/state.safetensors")
     p.add_argument("--init", default="", help="start from these tokenizer weights")
     p.add_argument("--inflate", action="store_true", help="--init is image-trained: inflate it to video")
+    p.add_argument("--arch", default="magvit", choices=["magvit", "tae"],
+                   help="magvit (from scratch) or tae (starts from TAEF2's weights; see docs/MODELS.md)")
+    p.add_argument("--stem-head", default="", help="--arch tae: the stem and head made by 'vtok distill'")
+    p.add_argument("--taef2", default="", help="--arch tae: TAEF2's weights folder (default ../shared/weights/taef2)")
     p.add_argument("--quantizer", default="lfq", choices=["lfq", "vq", "fq", "gsq", "regvq"],
                    help="lfq (default), vq, fq (FQGAN), gsq or regvq; see docs/QUANTIZERS.md")
     p.add_argument("--quantizer-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a quantizer argument (VALUE read as JSON, else as a string), e.g. metric=cosine, "
                    "branches=3; repeatable")
     p.add_argument("--bits", type=int, default=18)
+    p.add_argument("--group-bits", type=int, default=0, help="LFQ sub-token size (0: the largest divisor of --bits "
+                   "up to 12)")
     p.add_argument("--stem-ch", type=int, default=32)
     p.add_argument("--ch", type=int, default=128)
     p.add_argument("--nested-dropout", type=float, help="share of samples trained on a bit prefix (default: 0.5 "
@@ -119,6 +128,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=float, default=300.0, help="seconds between checkpoints")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("distill", help="--arch tae, stage 1: distil the cheap stem and head from TAEF2 (resumable)")
+    p.add_argument("--data", nargs="+", default=["../shared/datasets/train"], help="video files or folders")
+    p.add_argument("--run-dir", default="runs/tae", help="run folder (writes stem-head.safetensors)")
+    p.add_argument("--cache", default="", help="preprocessed clip cache (default: <run>/cache)")
+    p.add_argument("--taef2", default=None, help="TAEF2's weights folder (default ../shared/weights/taef2)")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--lr", type=float, default=1e-3)
 
     p = sub.add_parser("train-prior", help="train the token prior on a tokenizer's tokens")
     p.add_argument("--model", help="tokenizer weights; default: the bundled model")
@@ -206,13 +225,17 @@ def _parser() -> argparse.ArgumentParser:
 def _run(a: argparse.Namespace) -> None:
     if a.command == "compress":
         from codec.pipeline import compress_file
-        compress_file(a.input, a.output, a.model, a.prior, a.gop, a.bits, a.size, a.fps, a.frames, a.quiet, a.rate)
+        compress_file(a.input, a.output, a.model, a.prior, a.gop, a.bits, a.size, a.fps, a.frames, a.quiet, a.rate,
+                      audio=not a.no_audio)
     elif a.command == "decompress":
         from codec.pipeline import decompress_file
-        decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet)
+        decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet, audio=not a.no_audio)
     elif a.command == "info":
         from bench.report import print_info
         print_info(a.input, a.json)
+    elif a.command == "distill":
+        from codec.distill import distill
+        distill(a.run_dir, a.data, a.cache, a.steps, a.batch, a.crop, a.lr, taef2=a.taef2)
     elif a.command == "train-prior":
         from codec.train_prior import train_prior
         train_prior(a.model, a.output, a.data, a.cache, a.run_dir, a.steps, a.batch, a.crop, a.lr, a.channels,
@@ -229,8 +252,10 @@ def _run(a: argparse.Namespace) -> None:
         train(TrainConfig(run_dir=a.run_dir, data=a.data, cache_dir=a.cache, steps=a.steps, batch=a.batch,
                           frames=a.frames, crop=a.crop, lr=a.lr, warmup=a.warmup, lpips_weight=a.lpips_weight,
                           adv_weight=a.adv_weight, adv_start=a.adv_start, init=a.init, inflate=a.inflate,
+                          stem_head=a.stem_head, taef2=a.taef2,
                           threads=a.threads, save_every_s=a.save_every, seed=a.seed, progress=not a.quiet),
-              TokenizerConfig(quantizer=a.quantizer, bits=a.bits, stem_ch=a.stem_ch, ch=a.ch,
+              TokenizerConfig(arch=a.arch, quantizer=a.quantizer, bits=a.bits, group_bits=a.group_bits,
+                              stem_ch=a.stem_ch, ch=a.ch,
                               nested_dropout=(a.nested_dropout if a.nested_dropout is not None
                                               else 0.5 if a.quantizer == "lfq" else 0.0),
                               quantizer_args=_key_values(a.quantizer_arg)),

@@ -13,10 +13,16 @@ def print_info(path, as_json: bool = False, log=print) -> dict:
         log(json.dumps(info, indent=1))
         return info
     for k in ("width", "height", "coded_width", "coded_height", "frames", "fps", "bits_per_token", "model_bits", "gop", "coder", "perfect",
-              "prob_bits", "rate", "pixel_format", "model_id", "file_bytes", "payload_bits"):
+              "prob_bits", "rate", "pixel_format", "model_id", "format_version", "colour", "file_bytes", "video_bytes",
+              "audio_bytes", "payload_bits"):
         log(f"{k:>20}: {info[k]}")
+    for i, a in enumerate(info["audio_streams"]):
+        log(f"{'audio ' + str(i):>20}: {a['codec']}, {a['sample_rate']} Hz, {a['channels']} ch, "
+            f"{a['packet_bytes']} bytes")
     log(f"{'cross_entropy_bits':>20}: {info['cross_entropy_bits']:.1f} (coder overhead "
         f"{100 * (info['payload_bits'] / max(info['cross_entropy_bits'], 1e-9) - 1):.2f} %)")
-    log(f"{'bpp':>20}: {info['bpp']:.5f}")
+    log(f"{'bpp':>20}: {info['bpp']:.5f} (video only)")
+    total = info["file_bytes"] * 8 / (info["frames"] * info["width"] * info["height"])
+    log(f"{'bpp with audio':>20}: {total:.5f}")
     log(f"{'GOP units':>20}: {len(info['gop_units'])}")
     return info

@@ -1,4 +1,4 @@
-"""The ``.vtok`` container: a versioned header and one length-prefixed, CRC-checked unit per GOP.
+"""The ``.vtok`` container: a versioned header and length-prefixed, CRC-checked units (one per GOP, plus audio).
 
 ``docs/BITSTREAM.md`` is the specification; this module follows it field by field. Bytes only: no pixels, no models.
 
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import BinaryIO, Iterator
 
 MAGIC = b"VTOK"
-VERSION = 2  # written; versions 1 and 2 are read (version 1 has no coded size: it equals the frame size)
+VERSION = 3  # written; versions 1..3 are read (1: no coded size; 1 and 2: no colour fields, no audio units)
 
 # Field limits: a header outside them is rejected before anything is allocated.
 MAX_SIDE = 16384
@@ -67,14 +67,22 @@ class CoderId(IntEnum):
 class UnitType(IntEnum):
     GOP = 1
     END = 2
+    AUDIO_STREAMS = 3  # version 3: the audio streams' descriptions, before the first GOP unit
+    AUDIO = 4  # version 3: audio packets of the time span of the GOP unit just before
+
+
+UNSPECIFIED = 2  # ITU-T H.273's "unspecified" for colour primaries, transfer and matrix
 
 
 _PREFIX = struct.Struct("<4sHH")  # magic, version, header body size
 _BODY_V1 = struct.Struct("<IIIIIBBBHBBBB8s")
 _CODED = struct.Struct("<II")  # version 2 appends the coded (tokenized) width and height
-_BODY = {1: _BODY_V1.size, 2: _BODY_V1.size + _CODED.size}
+_COLOUR = struct.Struct("<BBBB")  # version 3 appends matrix, range, primaries, transfer
+_BODY = {1: _BODY_V1.size, 2: _BODY_V1.size + _CODED.size, 3: _BODY_V1.size + _CODED.size + _COLOUR.size}
 _UNIT = struct.Struct("<BIIHI")  # type, gop index, first frame, frame count, payload size
 _END = struct.Struct("<II")  # GOP units, frames
+_END_V3 = struct.Struct("<III")  # GOP units, frames, audio units
+_GOP_PREFIX = struct.Struct("<Q")  # a GOP payload's cross-entropy under the prior, in 1/1024 bits
 _CRC = struct.Struct("<I")
 UNKNOWN_FRAMES = 0xFFFFFFFF
 
@@ -97,8 +105,14 @@ class Header:
     rate: int = 255  # rate-ladder index, 255: none
     coded_width: int = 0  # size the tokens describe (resolution scaling); 0: the frame size
     coded_height: int = 0
+    # colour of the source (ITU-T H.273 code points, as FFmpeg numbers them): the decoder tags its output with them
+    matrix: int = UNSPECIFIED
+    full_range: bool = False
+    primaries: int = UNSPECIFIED
+    transfer: int = UNSPECIFIED
     pixel_format: PixelFormat = PixelFormat.RGB24
     coder: CoderId = CoderId.RANGE_CONSTRICTION_Q32
+    version: int = field(default=VERSION, compare=False)  # the format version read (always VERSION when written)
 
     def __post_init__(self):
         self.coded_width = self.coded_width or self.width
@@ -110,6 +124,7 @@ class Header:
                              self.bits_per_token, self.model_bits, self.gop, int(self.coder), int(self.perfect),
                              self.prob_bits, self.rate, bytes.fromhex(self.model_id))
         body += _CODED.pack(self.coded_width, self.coded_height)
+        body += _COLOUR.pack(self.matrix, int(self.full_range), self.primaries, self.transfer)
         head = _PREFIX.pack(MAGIC, VERSION, len(body)) + body
         return head + _CRC.pack(zlib.crc32(head))
 
@@ -130,6 +145,8 @@ class Header:
         need(1 <= self.prob_bits <= 24, f"probability precision {self.prob_bits}")
         need(len(self.model_id) == 16 and all(c in "0123456789abcdef" for c in self.model_id),
              f"model id {self.model_id!r}")
+        need(all(0 <= v <= 255 for v in (self.matrix, self.primaries, self.transfer)),
+             f"colour code points {self.matrix}/{self.primaries}/{self.transfer}")
         need(self.pixel_format in PixelFormat.__members__.values(), f"pixel format {self.pixel_format}")
         need(self.coder in CoderId.__members__.values(), f"coder {self.coder}")
 
@@ -150,6 +167,8 @@ class Header:
             raise CorruptData("header checksum mismatch: the file is damaged")
         (w, h, frames, fn, fd, pf, bpt, mb, gop, coder, perfect, pb, rate, mid) = _BODY_V1.unpack_from(body)
         cw, ch = _CODED.unpack_from(body, _BODY_V1.size) if version >= 2 else (w, h)
+        colour = _COLOUR.unpack_from(body, _BODY_V1.size + _CODED.size) if version >= 3 else \
+            (UNSPECIFIED, 0, UNSPECIFIED, UNSPECIFIED)
         try:
             pf, coder = PixelFormat(pf), CoderId(coder)
         except ValueError:
@@ -158,7 +177,11 @@ class Header:
             raise HeaderOutOfRange(f"coder flag 'perfect' must be 0 or 1, got {perfect}")
         if cw == 0 or ch == 0:
             raise HeaderOutOfRange(f"header field out of range: coded size {cw}x{ch}")
-        hdr = cls(w, h, frames, fn, fd, bpt, mb, gop, pb, bool(perfect), mid.hex(), rate, cw, ch, pf, coder)
+        if colour[1] > 1:
+            raise HeaderOutOfRange(f"colour range flag must be 0 or 1, got {colour[1]}")
+        hdr = cls(w, h, frames, fn, fd, bpt, mb, gop, pb, bool(perfect), mid.hex(), rate, cw, ch, colour[0],
+                  bool(colour[1]), colour[2], colour[3], pf, coder)
+        hdr.version = version
         hdr.validate()
         return hdr
 
@@ -194,19 +217,37 @@ class ContainerWriter:
         f.write(header.pack())
         self.units = 0
         self.frames = 0
+        self.audio_units = 0
 
-    def write_unit(self, gop_index: int, first_frame: int, frames: int, payload: bytes) -> None:
+    def _unit(self, kind: UnitType, index: int, first_frame: int, frames: int, payload: bytes) -> None:
         if len(payload) > MAX_PAYLOAD:
             raise BitstreamError("unit payload too large")
-        head = _UNIT.pack(UnitType.GOP, gop_index, first_frame, frames, len(payload))
+        head = _UNIT.pack(kind, index, first_frame, frames, len(payload))
         self.f.write(head)
         self.f.write(payload)
         self.f.write(_CRC.pack(zlib.crc32(payload, zlib.crc32(head))))
+
+    def write_unit(self, gop_index: int, first_frame: int, frames: int, payload: bytes) -> None:
+        self._unit(UnitType.GOP, gop_index, first_frame, frames, payload)
         self.units += 1
         self.frames += frames
 
+    def write_audio_streams(self, payload: bytes) -> None:
+        """The audio streams' descriptions (``bitstream.audio.pack_streams``): once, before the first GOP unit."""
+        if self.units or self.audio_units:
+            raise BitstreamError("the audio stream descriptions must come before the first GOP unit")
+        self._unit(UnitType.AUDIO_STREAMS, 0, 0, 0, payload)
+        self.audio_units += 1
+
+    def write_audio(self, payload: bytes) -> None:
+        """Audio packets (``bitstream.audio.pack_packets``) of the span of the GOP unit written last."""
+        if not self.units or not self.audio_units:
+            raise BitstreamError("audio packets follow a GOP unit, after the audio stream descriptions")
+        self._unit(UnitType.AUDIO, self.units - 1, 0, 0, payload)
+        self.audio_units += 1
+
     def close(self) -> None:
-        body = _END.pack(self.units, self.frames)
+        body = _END_V3.pack(self.units, self.frames, self.audio_units)
         head = _UNIT.pack(UnitType.END, self.units, self.frames, 0, len(body))
         self.f.write(head + body + _CRC.pack(zlib.crc32(body, zlib.crc32(head))))
         if self.header.frames == UNKNOWN_FRAMES:
@@ -226,24 +267,40 @@ class ContainerReader:
         self.f = f
         self.header = Header.unpack(f)
         self.first_unit = f.tell()
+        self.audio_units: list[Unit] = []  # filled while ``units()`` walks the file
 
     def units(self) -> Iterator[Unit]:
-        """Every GOP unit in order (headers only; payloads are skipped). Checks the END unit's counts and CRC."""
+        """Every GOP unit in order (headers only; payloads are skipped). Checks the END unit's counts and CRC.
+
+        Audio units met on the way are collected in ``audio_units`` (the stream descriptions first).
+        """
         count = frames = 0
         off = self.first_unit
+        version = self.header.version
+        end = _END_V3 if version >= 3 else _END
+        self.audio_units = []
         while True:
             self.f.seek(off)
             head = _read(self.f, _UNIT.size, f"unit header at byte {off}")
             kind, gi, first, n, size = _UNIT.unpack(head)
             if kind == UnitType.END:
-                body = _read(self.f, _END.size if size == _END.size else size, "end unit")
+                body = _read(self.f, end.size if size == end.size else min(size, 64), "end unit")
                 (crc,) = _CRC.unpack(_read(self.f, _CRC.size, "end unit checksum"))
-                if size != _END.size or zlib.crc32(body, zlib.crc32(head)) != crc:
+                if size != end.size or zlib.crc32(body, zlib.crc32(head)) != crc:
                     raise CorruptData("end unit checksum mismatch: the file is damaged")
-                units, total = _END.unpack(body)
-                if units != count or total != frames or total != self.header.frames:
+                units, total, *audio = end.unpack(body)
+                if units != count or total != frames or total != self.header.frames or \
+                        audio not in ([], [len(self.audio_units)]):
                     raise CorruptData("end unit counts do not match the units read: the file is damaged")
                 return
+            if version >= 3 and kind in (UnitType.AUDIO_STREAMS, UnitType.AUDIO) and size <= MAX_PAYLOAD:
+                first_audio = kind == UnitType.AUDIO_STREAMS
+                if first_audio != (not self.audio_units) or (first_audio and count) or \
+                        (not first_audio and gi != count - 1):
+                    raise CorruptData(f"audio unit out of place at byte {off}: the file is damaged")
+                self.audio_units.append(Unit(UnitType(kind), gi, first, n, size, off + _UNIT.size, head))
+                off += _UNIT.size + size + _CRC.size
+                continue
             if kind != UnitType.GOP or size > MAX_PAYLOAD:
                 raise CorruptData(f"unknown unit at byte {off}: the file is damaged")
             if gi != count or first != frames or not 1 <= n <= self.header.gop:
@@ -255,9 +312,22 @@ class ContainerReader:
             yield unit
 
     def read_payload(self, unit: Unit) -> bytes:
+        what = f"unit {unit.gop_index}" if unit.kind == UnitType.GOP else f"audio unit after GOP {unit.gop_index}"
         self.f.seek(unit.offset)
-        payload = _read(self.f, unit.payload_size, f"payload of unit {unit.gop_index}")
-        (crc,) = _CRC.unpack(_read(self.f, _CRC.size, f"checksum of unit {unit.gop_index}"))
+        payload = _read(self.f, unit.payload_size, f"payload of {what}")
+        (crc,) = _CRC.unpack(_read(self.f, _CRC.size, f"checksum of {what}"))
         if zlib.crc32(payload, zlib.crc32(unit.head)) != crc:
-            raise CorruptData(f"checksum mismatch in unit {unit.gop_index}: the file is damaged")
+            raise CorruptData(f"checksum mismatch in {what}: the file is damaged")
         return payload
+
+
+def pack_gop_payload(cross_entropy_bits: float, words: bytes) -> bytes:
+    """A GOP unit's payload: the prior's cross-entropy of its bits (1/1024 bit units), then the range coder's words."""
+    return _GOP_PREFIX.pack(int(round(cross_entropy_bits * 1024))) + words
+
+
+def unpack_gop_payload(payload: bytes) -> tuple[float, bytes]:
+    """Inverse of ``pack_gop_payload``: (cross-entropy in bits, range-coded words)."""
+    if len(payload) < _GOP_PREFIX.size:
+        raise Truncated("unit payload too short: the file is damaged")
+    return _GOP_PREFIX.unpack_from(payload)[0] / 1024, payload[_GOP_PREFIX.size:]

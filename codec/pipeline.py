@@ -24,15 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream.container import (UNKNOWN_FRAMES, BitstreamError, ContainerReader, ContainerWriter, Header)
+from bitstream.audio import NO_TS, pack_packets, pack_streams, unpack_packets, unpack_streams
+from bitstream.container import (UNKNOWN_FRAMES, ContainerReader, ContainerWriter, Header, pack_gop_payload,
+                                 unpack_gop_payload)
 from bitstream.rangecoder import BitDecoder, BitEncoder
 from codec.prior import IntegerPrior, anchor_mask, bits_to_tokens, steps_for, tokens_to_bits
-from codec.tokenizer import DEFAULT_WEIGHTS, VideoTokenizer, load_tokenizer, token_shape
-from codec.video_io import (VideoError, VideoWriter, has_audio, iter_frames, probe, read_video, resize_frames,
-                            write_video)
+from codec.tokenizer import BUNDLED_MODELS, DEFAULT_WEIGHTS, VideoTokenizer, load_tokenizer, model_path, token_shape
+from codec.video_io import (Colour, VideoError, VideoWriter, iter_frames, probe, read_audio, read_video,
+                            resize_frames, write_video)
 
 DEFAULT_PRIOR = DEFAULT_WEIGHTS.with_name("vtok-default-prior.safetensors")
 DEFAULT_GOP = 17
+AUDIO_UNIT_OVERHEAD = 19  # unit header (15 bytes) and CRC (4 bytes) around an audio payload
 PERFECT = False  # constriction model construction; recorded in every header
 
 
@@ -125,10 +128,11 @@ class Codec:
 
 
 def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
-    """Tokenizer weights (default: bundled) and prior weights (default: the file beside them, ``*-prior``)."""
+    """Tokenizer weights (a path or a bundled model's name; default: the bundled default) and prior weights
+    (default: the file beside them, ``*-prior``)."""
     tok = load_tokenizer(model, device=device)
     if prior is None:
-        base = Path(model) if model is not None else DEFAULT_WEIGHTS
+        base = model_path(model)
         prior = base.with_name(base.stem + "-prior.safetensors")
     if not Path(prior).is_file():
         raise FileNotFoundError(f"no token prior at {prior} (pass --prior)")
@@ -136,6 +140,16 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     if ip.cfg.bits != tok.bits:
         raise ValueError(f"prior {prior} codes {ip.cfg.bits}-bit tokens but the tokenizer makes {tok.bits}-bit tokens")
     return Codec(tok, ip)
+
+
+def bundled_codec(model_id: str) -> Codec | None:
+    """The bundled model whose codec id is ``model_id`` (files made by an earlier default model), or None."""
+    for name in BUNDLED_MODELS:
+        if name != "default" and model_path(name).is_file():
+            codec = load_codec(name)
+            if codec.model_id == model_id:
+                return codec
+    return None
 
 
 # --- the rate ladder ---------------------------------------------------------------------------------------------
@@ -172,9 +186,6 @@ def coded_size(width: int, height: int, scale: float) -> tuple[int, int]:
         return min(n, max(8, round(n * scale / 2) * 2))
 
     return side(width), side(height)
-
-
-_PAYLOAD = struct.Struct("<Q")  # cross-entropy of the unit under the prior, in 1/1024 bits
 
 
 def _walk_gop(prior: IntegerPrior, shape: tuple[int, int, int], bits: int, code_step) -> np.ndarray:
@@ -215,20 +226,15 @@ def encode_tokens(prior: IntegerPrior, tokens: np.ndarray, bits: int) -> tuple[b
         return b
 
     _walk_gop(prior, tokens.shape, bits, code)
-    return _PAYLOAD.pack(int(round(ce[0] * 1024))) + enc.finish(), ce[0]
+    return pack_gop_payload(ce[0], enc.finish()), ce[0]
 
 
 def decode_tokens(prior: IntegerPrior, payload: bytes, shape: tuple[int, int, int], bits: int) -> np.ndarray:
     """Inverse of ``encode_tokens``: payload → int64 tokens of ``shape`` ``(T', H', W')``."""
-    if len(payload) < _PAYLOAD.size:
-        raise BitstreamError("unit payload too short: the file is damaged")
-    dec = BitDecoder(payload[_PAYLOAD.size:], prior.cfg.prob_bits, PERFECT)
+    _, words = unpack_gop_payload(payload)
+    dec = BitDecoder(words, prior.cfg.prob_bits, PERFECT)
     planes = _walk_gop(prior, shape, bits, lambda t, s, e, pos, p1: dec.decode(p1).reshape(e - s, -1))
     return bits_to_tokens(planes)
-
-
-def payload_cross_entropy(payload: bytes) -> float:
-    return _PAYLOAD.unpack_from(payload)[0] / 1024
 
 
 class _Progress:
@@ -264,11 +270,12 @@ def _gops(frames_iter, gop: int):
 
 def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits: int | None = None,
                   size=None, fps=None, max_frames: int | None = None, quiet: bool = False, rate: int | None = None,
-                  log=print) -> dict:
+                  audio: bool = True, log=print) -> dict:
     """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps).
 
     ``rate`` picks a point of ``rate_ladder`` (0 = smallest file); ``bits`` sets the bits per token directly at full
-    size. Give at most one of them; neither codes the full tokens at full size.
+    size. Give at most one of them; neither codes the full tokens at full size. The input's audio streams are carried
+    as they are (``audio=False`` drops them); bpp counts the video's bytes only.
     """
     out = Path(out)
     _check_output(out)
@@ -288,13 +295,19 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     if not 1 <= bits <= tok.bits:
         raise ValueError(f"bits must be in 1..{tok.bits}, got {bits}")
     info = probe(src, size, fps)
-    if has_audio(src):
-        log(f"note: {src} has audio; vtok codes the video only")
+    if info.bit_depth > 8:
+        log(f"note: {src} is {info.bit_depth}-bit video; vtok codes 8-bit RGB, so it was converted to 8 bits")
+    if info.variable_rate:
+        log(f"note: {src} has a variable frame rate; coded at a constant {info.fps} fps (its frame timestamps are "
+            f"not kept)")
+    sound = read_audio(src) if audio else None
     cw, ch = coded_size(info.width, info.height, scale)
+    c = info.colour
     header = Header(width=info.width, height=info.height, frames=UNKNOWN_FRAMES, fps_num=info.fps.numerator,
                     fps_den=info.fps.denominator, bits_per_token=bits, model_bits=tok.bits, gop=gop,
                     prob_bits=codec.prior.cfg.prob_bits, perfect=PERFECT, model_id=codec.model_id,
-                    rate=rate if rate is not None else 255, coded_width=cw, coded_height=ch)
+                    rate=rate if rate is not None else 255, coded_width=cw, coded_height=ch, matrix=c.matrix,
+                    full_range=c.full_range, primaries=c.primaries, transfer=c.transfer)
     header.validate()
     tmp = out.with_name(f".{out.name}.part")
     frames = 0
@@ -304,6 +317,13 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     try:
         with open(tmp, "wb") as f:
             writer = ContainerWriter(f, header)
+            pending = []
+            audio_bytes = 0
+            if sound is not None:
+                streams = pack_streams(sound.streams, sound.description)
+                writer.write_audio_streams(streams)
+                audio_bytes = len(streams) + AUDIO_UNIT_OVERHEAD
+                pending = sorted(sound.packets, key=sound.seconds)
             for gi, clip in enumerate(_gops(iter_frames(src, max_frames=max_frames, size=size, fps=fps), gop)):
                 if clip.shape[1:3] != (info.height, info.width):
                     raise VideoError(f"{src}: frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
@@ -314,9 +334,18 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
                 writer.write_unit(gi, frames, len(clip), payload)
                 frames += len(clip)
                 ce_total += ce
+                # the audio of this GOP's time span follows it (all that is left after the last GOP)
+                last = max_frames is not None and frames >= max_frames
+                n = sum(1 for p in pending if sound.seconds(p) < frames / info.fps) if pending else 0
+                if n and not last:
+                    audio_bytes += _write_audio(writer, pending[:n])
+                    pending = pending[n:]
                 bar.update(frames, f.tell() * 8 / (frames * info.width * info.height))
             if frames == 0:
                 raise VideoError(f"{src}: no frames decoded")
+            if pending:
+                end = frames / info.fps if max_frames is not None else float("inf")  # --frames: cut the audio too
+                audio_bytes += _write_audio(writer, [p for p in pending if sound.seconds(p) < end])
             writer.close()
             nbytes = f.tell()
         tmp.replace(out)
@@ -326,12 +355,24 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             tmp.unlink()
     dt = time.perf_counter() - t0
     pixels = frames * info.width * info.height
-    summary = {"frames": frames, "width": info.width, "height": info.height, "bytes": nbytes, "bpp": nbytes * 8 / pixels,
+    video_bytes = nbytes - audio_bytes
+    summary = {"frames": frames, "width": info.width, "height": info.height, "bytes": nbytes,
+               "video_bytes": video_bytes, "audio_bytes": audio_bytes, "bpp": video_bytes * 8 / pixels,
                "cross_entropy_bits": ce_total, "raw_token_bits": _raw_bits(frames, cw, ch, gop, bits),
                "fps": frames / dt, "model_id": codec.model_id}
-    log(f"{src} -> {out}: {frames} frames {info.width}x{info.height}, {nbytes} bytes, {summary['bpp']:.4f} bpp, "
-        f"{summary['fps']:.1f} fps")
+    sound_note = f" (+ {audio_bytes} bytes of audio)" if audio_bytes else ""
+    log(f"{src} -> {out}: {frames} frames {info.width}x{info.height}, {video_bytes} bytes{sound_note}, "
+        f"{summary['bpp']:.4f} bpp, {summary['fps']:.1f} fps")
     return summary
+
+
+def _write_audio(writer: ContainerWriter, packets) -> int:
+    """One audio unit after the GOP unit written last; returns its size in the file (header, payload, CRC)."""
+    if not packets:
+        return 0
+    payload = pack_packets(packets)
+    writer.write_audio(payload)
+    return len(payload) + AUDIO_UNIT_OVERHEAD
 
 
 def _raw_bits(frames: int, width: int, height: int, gop: int, bits: int) -> int:
@@ -350,8 +391,11 @@ def read_vtok_header(f) -> tuple[ContainerReader, list]:
 
 
 def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: int | None = None,
-                    quiet: bool = False, log=print) -> dict:
-    """Decode ``.vtok`` to a video file; ``start``/``frames`` pick a range and only its GOPs are decoded."""
+                    quiet: bool = False, audio: bool = True, log=print) -> dict:
+    """Decode ``.vtok`` to a video file; ``start``/``frames`` pick a range and only its GOPs are decoded.
+
+    The file's audio goes into ``.mkv`` / ``.mp4`` outputs, cut to the same time span (``audio=False``: left out).
+    """
     out = Path(out)
     _check_output(out)
     if start < 0 or (frames is not None and frames < 1):
@@ -360,6 +404,8 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
         reader, units = read_vtok_header(f)
         h = reader.header
         codec = load_codec(model, prior)
+        if h.model_id != codec.model_id and model is None and prior is None:
+            codec = bundled_codec(h.model_id) or codec
         if h.model_id != codec.model_id:
             raise ModelMismatch(f"{src} was made by model {h.model_id}, but the loaded model is {codec.model_id}: "
                                 f"pass --model/--prior with the weights of model {h.model_id}")
@@ -370,8 +416,22 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
             raise ValueError(f"--start {start} is past the last frame ({h.frames} frames)")
         t0 = time.perf_counter()
         written = 0
+        rate = Fraction(h.fps_num, h.fps_den)
+        streams = None
+        if reader.audio_units and audio:
+            streams, description = unpack_streams(reader.read_payload(reader.audio_units[0]))
+        colour = Colour(h.matrix, h.full_range, h.primaries, h.transfer)
         bar = _Progress(end - start, quiet, "decompress")
-        with VideoWriter(out, h.width, h.height, Fraction(h.fps_num, h.fps_den)) as w:
+        with VideoWriter(out, h.width, h.height, rate, colour,
+                         (streams, description) if streams and out.suffix.lower() in (".mkv", ".mp4", ".mov")
+                         else None) as w:
+            if streams and not w.holds_audio:
+                log(f"note: {out} holds no audio: the file's {len(streams)} audio stream(s) are not written "
+                    f"(decode to .mkv or .mp4 to keep them)")
+            for codec_name in w.transcoded:
+                log(f"note: {out.suffix} cannot hold {codec_name} audio: transcoded to AAC")
+            t_lo = start / rate if start > 0 else -float("inf")
+            t_hi = end / rate if end < h.frames else float("inf")
             for u in units:
                 if u.first_frame + u.frames <= start or u.first_frame >= end:
                     continue
@@ -386,10 +446,22 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
                 w.write(video[lo:hi])
                 written += hi - lo
                 bar.update(written)
+                if streams and w.holds_audio:
+                    tbs = [st.time_base for st in streams]
+                    for au in reader.audio_units[1:]:
+                        if au.gop_index == u.gop_index:
+                            packets = unpack_packets(reader.read_payload(au), len(streams))
+                            keep = [p for p in packets if t_lo <= _seconds(p, tbs) < t_hi]
+                            w.write_audio(keep, tbs, shift=float(start / rate))
         bar.close()
     dt = time.perf_counter() - t0
     log(f"{src} -> {out}: {written} frames {h.width}x{h.height}, {written / dt:.1f} fps")
     return {"frames": written, "width": h.width, "height": h.height, "fps": written / dt}
+
+
+def _seconds(p, time_bases) -> float:
+    num, den = time_bases[p.stream]
+    return (p.pts if p.pts != NO_TS else p.dts) * num / den
 
 
 def vtok_info(src) -> dict:
@@ -403,19 +475,33 @@ def vtok_info(src) -> dict:
         ce = 0.0
         gops = []
         for u in units:
-            p = reader.read_payload(u)
-            payload_bits += (len(p) - _PAYLOAD.size) * 8
-            ce += payload_cross_entropy(p)
+            unit_ce, words = unpack_gop_payload(reader.read_payload(u))
+            payload_bits += len(words) * 8
+            ce += unit_ce
             gops.append({"index": u.gop_index, "first_frame": u.first_frame, "frames": u.frames,
                          "bytes": u.payload_size})
+        audio = []
+        audio_bytes = sum(u.payload_size + AUDIO_UNIT_OVERHEAD for u in reader.audio_units)
+        if reader.audio_units:
+            streams, _ = unpack_streams(reader.read_payload(reader.audio_units[0]))
+            sizes = [0] * len(streams)
+            for au in reader.audio_units[1:]:
+                for p in unpack_packets(reader.read_payload(au), len(streams)):
+                    sizes[p.stream] += len(p.data)
+            audio = [{"codec": st.codec, "sample_rate": st.sample_rate, "channels": st.channels,
+                      "packet_bytes": n} for st, n in zip(streams, sizes)]
     size = os.path.getsize(src)
+    video_bytes = size - audio_bytes
     return {"width": h.width, "height": h.height, "coded_width": h.coded_width, "coded_height": h.coded_height,
             "frames": h.frames, "fps": f"{h.fps_num}/{h.fps_den}",
             "bits_per_token": h.bits_per_token, "model_bits": h.model_bits, "gop": h.gop,
             "coder": h.coder.name, "perfect": h.perfect, "prob_bits": h.prob_bits, "rate": h.rate,
-            "pixel_format": h.pixel_format.name, "model_id": h.model_id, "file_bytes": size,
+            "pixel_format": h.pixel_format.name, "model_id": h.model_id, "format_version": h.version,
+            "colour": {"matrix": h.matrix, "full_range": h.full_range, "primaries": h.primaries,
+                       "transfer": h.transfer},
+            "file_bytes": size, "video_bytes": video_bytes, "audio_bytes": audio_bytes, "audio_streams": audio,
             "payload_bits": payload_bits, "cross_entropy_bits": ce,
-            "bpp": size * 8 / (h.frames * h.width * h.height), "gop_units": gops}
+            "bpp": video_bytes * 8 / (h.frames * h.width * h.height), "gop_units": gops}
 
 
 __all__ = ["Codec", "ModelMismatch", "RatePoint", "TokenFileError", "VideoError", "compress_file", "decompress_file",

@@ -32,7 +32,19 @@ from codec.quantizers import build_quantizer
 
 SPATIAL_STRIDE = 8
 TEMPORAL_STRIDE = 4
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "vtok-default.safetensors"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# The bundled models, by the name ``--model NAME`` takes; each file has its token prior beside it (``*-prior``).
+BUNDLED_MODELS = {"default": "vtok-default.safetensors", "magvit18": "vtok-magvit18.safetensors"}
+DEFAULT_WEIGHTS = WEIGHTS_DIR / BUNDLED_MODELS["default"]
+
+
+def model_path(model=None) -> Path:
+    """The weights file of ``model``: a bundled model's name (``None``: ``"default"``) or a path."""
+    if model is None:
+        return DEFAULT_WEIGHTS
+    if str(model) in BUNDLED_MODELS:
+        return WEIGHTS_DIR / BUNDLED_MODELS[str(model)]
+    return Path(model)
 
 
 @dataclass
@@ -40,6 +52,8 @@ class TokenizerConfig:
     """Everything that defines a tokenizer's architecture; stored inside every checkpoint.
 
     Attributes:
+        arch: ``"magvit"`` (the from-scratch causal 3D CNN below) or ``"tae"`` (TAEF2's stages made causal video
+            layers, ``codec.tae``; ``stem_ch``/``ch``/``blocks`` do not apply, ``stem_blocks`` sizes its stem).
         quantizer: registry name (``codec.quantizers.QUANTIZERS``). bits: bits per token (LFQ: latent channels).
         group_bits: LFQ sub-token size (0: ``default_group_bits(bits)``). stem_ch: channels at 1/4 resolution. ch: channels at 1/8 resolution.
         stem_blocks / blocks: residual blocks at 1/4 and at each 1/8-resolution stage.
@@ -47,6 +61,7 @@ class TokenizerConfig:
         min_bits: the shortest prefix kept by nested dropout. quantizer_args: extra quantizer keyword arguments.
     """
 
+    arch: str = "magvit"
     quantizer: str = "lfq"
     bits: int = 18
     group_bits: int = 0
@@ -200,8 +215,15 @@ class VideoTokenizer(nn.Module):
         if cfg.nested_dropout > 0 and not self.quantizer.nested:
             raise ValueError(f"nested dropout needs a quantizer whose index bits are ordered (lfq), not "
                              f"{cfg.quantizer!r}: set nested_dropout to 0")
-        self.encoder = Encoder(cfg, self.quantizer.dim)
-        self.decoder = Decoder(cfg, self.quantizer.code_dim)
+        if cfg.arch == "magvit":
+            self.encoder = Encoder(cfg, self.quantizer.dim)
+            self.decoder = Decoder(cfg, self.quantizer.code_dim)
+        elif cfg.arch == "tae":
+            from codec.tae import TaeVideoDecoder, TaeVideoEncoder
+            self.encoder = TaeVideoEncoder(self.quantizer.dim, cfg.stem_blocks)
+            self.decoder = TaeVideoDecoder(self.quantizer.code_dim)
+        else:
+            raise ValueError(f"unknown tokenizer architecture {cfg.arch!r} (magvit, tae)")
 
     @property
     def bits(self) -> int:
@@ -315,12 +337,14 @@ def save_tokenizer(model: VideoTokenizer, path, half: bool = True, extra: dict |
 
 
 def load_tokenizer(path=None, device: str | torch.device = "cpu") -> VideoTokenizer:
-    """Load a tokenizer from a safetensors file (``None``: the bundled default), strictly, in eval mode."""
+    """Load a tokenizer from a safetensors file or a bundled model's name (``None``: the default), strictly, in
+    eval mode."""
     from safetensors import safe_open
 
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    path = model_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer weights at {path}")
+        names = ", ".join(BUNDLED_MODELS)
+        raise FileNotFoundError(f"no tokenizer weights at {path} (bundled models: {names})")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

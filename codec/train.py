@@ -58,6 +58,8 @@ class TrainConfig:
     max_source_share: float = 0.1
     init: str = ""  # safetensors tokenizer to start from
     inflate: bool = False  # the init model was image-trained: inflate its temporal kernels
+    stem_head: str = ""  # arch "tae", no init: the distilled stem and head (``vtok distill``) to start from
+    taef2: str = ""  # arch "tae", no init: folder of TAEF2's weights (default ../shared/weights/taef2)
     log_every: int = 10
     save_every_s: float = 300.0
     seed: int = 0
@@ -87,6 +89,18 @@ def inflate_from_image(model: VideoTokenizer) -> None:
             c = w.shape[0] // 2
             w[:c] = w[c:]
             b[:c] = b[c:]
+
+
+def start_from_taef2(model: VideoTokenizer, taef2=None, stem_head=None) -> None:
+    """A fresh ``arch="tae"`` tokenizer: TAEF2's 1/4 and 1/8 stages, and the distilled stem and head if given."""
+    from codec.distill import load_stem_head
+    from codec.tae import init_from_taef2
+
+    init_from_taef2(model.encoder, model.decoder, taef2)
+    if stem_head:
+        stem, head = load_stem_head(stem_head)
+        model.encoder.stem.load_state_dict(stem, strict=True)
+        model.decoder.head.load_state_dict(head, strict=True)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -172,6 +186,8 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
             inflate_from_image(model)
     else:
         model = VideoTokenizer(mcfg or TokenizerConfig())  # a bad configuration fails here, before any work
+        if model.cfg.arch == "tae" and not (resume and state_path.exists()):
+            start_from_taef2(model, tcfg.taef2 or None, tcfg.stem_head or None)
     cache = Path(tcfg.cache_dir or run / "cache")
     if rank == 0 and not (cache / "index.json").exists():
         log(f"building training cache in {cache} from {', '.join(map(str, tcfg.data))}")

@@ -32,11 +32,12 @@ def tokenize_cache(tok, cache_dir, gop: int = 17, max_clips: int = 0, log=print)
     if 0 < max_clips < len(index):
         index = [index[i] for i in np.linspace(0, len(index) - 1, max_clips).round().astype(int)]
     out = []
+    dtype = np.int32 if tok.bits <= 31 else np.int64
     for n, v in enumerate(index):
         arr = np.load(Path(cache_dir) / v["file"], mmap_mode="r")
         for seg in arr:
             for s in range(0, max(1, seg.shape[0] - gop + 1), gop - 1):  # a short segment: one shorter GOP
-                out.append(tok.encode(np.ascontiguousarray(seg[s:s + gop])).astype(np.int32))
+                out.append(tok.encode(np.ascontiguousarray(seg[s:s + gop])).astype(dtype))
         if (n + 1) % 20 == 0:
             log(f"tokenized {n + 1}/{len(index)} clips ({len(out)} GOPs)")
     return out
@@ -84,7 +85,7 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=("../shared
             ch, cw = min(crop, h), min(crop, w)
             y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
             cur.append(g[t, y:y + ch, x:x + cw])
-            prev.append(g[t - 1, y:y + ch, x:x + cw] if t else np.zeros((ch, cw), np.int32))
+            prev.append(g[t - 1, y:y + ch, x:x + cw] if t else np.zeros((ch, cw), g.dtype))
             has_prev.append(t > 0)
             keep.append(int(rng.integers(min_bits, tok.bits + 1)) if rng.random() < nested else tok.bits)
         shapes = {c.shape for c in cur}

@@ -3,18 +3,25 @@
 Frames at this edge are uint8 RGB ``(H, W, 3)``; a clip is ``(T, H, W, 3)``.
 Raw ``.yuv`` (8-bit 4:2:0) needs its size and rate: given explicitly, or read from a name such as
 ``videoSRC01_1920x1080_30.yuv`` (MCL-JCV's convention).
+
+What a container carries besides the pictures is kept: the source's colour description (matrix, range, primaries,
+transfer) is used to convert to RGB and written back as the output's tags; a rotated clip (display matrix) is turned
+upright as a player shows it; audio streams are read as compressed packets (``read_audio``) and muxed back by stream
+copy (``VideoWriter(audio=...)``), transcoded only where the output container cannot hold their codec.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from bitstream.audio import NO_TS, AudioPacket, AudioStream
 
 
 class VideoError(ValueError):
@@ -22,11 +29,27 @@ class VideoError(ValueError):
 
 
 @dataclass
+class Colour:
+    """A colour description in ITU-T H.273 code points as FFmpeg numbers them (2 = unspecified)."""
+
+    matrix: int = 2
+    full_range: bool = False
+    primaries: int = 2
+    transfer: int = 2
+
+
+@dataclass
 class VideoInfo:
+    """What ``probe`` finds. ``width``/``height`` are as displayed (after ``rotation``, degrees counter-clockwise)."""
+
     width: int
     height: int
     fps: Fraction
     frames: int | None  # None when the container does not say
+    colour: Colour = field(default_factory=Colour)
+    rotation: int = 0
+    bit_depth: int = 8
+    variable_rate: bool = False
 
 
 _YUV_NAME = re.compile(r"(\d+)x(\d+)(?:_(\d+(?:\.\d+)?))?")
@@ -92,14 +115,107 @@ def probe(path, size=None, fps=None) -> VideoInfo:
     try:
         with av.open(path) as c:
             if not c.streams.video:
-                raise VideoError(f"{path}: no video stream")
+                kind = "audio only, " if c.streams.audio else ""
+                raise VideoError(f"{path}: no video stream ({kind}nothing for vtok to code)")
             s = c.streams.video[0]
             rate = s.average_rate or s.guessed_rate or Fraction(30)
-            return VideoInfo(s.codec_context.width, s.codec_context.height, Fraction(rate), s.frames or None)
+            cc = s.codec_context
+            depth = max((comp.bits for comp in cc.format.components), default=8) if cc.format else 8
+            first = next(iter(c.decode(s)), None)
+            if first is None:
+                raise VideoError(f"{path}: no frames decoded")
+            colour = Colour(int(first.colorspace), int(first.color_range) == 2, int(first.color_primaries),
+                            int(first.color_trc))
+            rotation = int(round(first.rotation or 0)) % 360
+            w, h = (cc.height, cc.width) if rotation in (90, 270) else (cc.width, cc.height)
+            c.seek(0)
+            vfr = _variable_rate(c, s)
+            return VideoInfo(w, h, Fraction(rate), s.frames or None, colour, rotation, depth, vfr)
     except VideoError:
         raise
-    except (av.error.FFmpegError, OSError, ValueError) as e:
+    except (av.error.FFmpegError, OSError, ValueError, StopIteration) as e:
         raise VideoError(f"{path}: not a readable video ({e.__class__.__name__}: {e})") from None
+
+
+def _variable_rate(container, stream, max_packets: int = 4000) -> bool:
+    """Whether the first ``max_packets`` video packets' timestamps step unevenly (demuxed only, not decoded)."""
+    pts = []
+    for pkt in container.demux(stream):
+        if pkt.pts is not None:
+            pts.append(pkt.pts)
+        if len(pts) >= max_packets:
+            break
+    if len(pts) < 3:
+        return False
+    steps = np.diff(np.sort(np.array(pts, np.int64)))
+    steps = steps[steps > 0]
+    if len(steps) < 2:
+        return False
+    med = float(np.median(steps))
+    return bool(np.abs(steps - med).max() > max(1.0, 0.25 * med))
+
+
+@dataclass
+class AudioSource:
+    """A file's audio streams as they are: descriptions, a Matroska ``description`` holding their codec parameters,
+    and every compressed packet, timestamps made relative to the first video frame."""
+
+    streams: list
+    description: bytes
+    packets: list
+
+    def seconds(self, p) -> float:
+        """A packet's presentation time in seconds (from the first video frame)."""
+        num, den = self.streams[p.stream].time_base
+        ts = p.pts if p.pts != NO_TS else p.dts
+        return ts * num / den
+
+
+def read_audio(path) -> AudioSource | None:
+    """Every audio stream of a container file, without decoding (None: there is none, or the input is raw .yuv)."""
+    if str(path).lower().endswith(".yuv"):
+        return None
+    import io
+
+    import av
+    from av.packet import packet_sidedata_type_from_literal
+
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.audio:
+                return None
+            video = c.streams.video[0] if c.streams.video else None
+            v0 = float(video.start_time * video.time_base) if video is not None and video.start_time is not None \
+                else 0.0
+            streams, firsts, packets = [], {}, []
+            index = {s.index: i for i, s in enumerate(c.streams.audio)}
+            for s in c.streams.audio:
+                cc = s.codec_context
+                tb = s.time_base
+                streams.append(AudioStream(cc.name, cc.sample_rate or 0, cc.channels or 0, (tb.numerator, tb.denominator)))
+            for pkt in c.demux(*c.streams.audio):
+                if not pkt.size:
+                    continue
+                i = index[pkt.stream.index]
+                tb = pkt.stream.time_base
+                shift = round(v0 / tb)
+                firsts.setdefault(i, pkt)
+                side = tuple((int(packet_sidedata_type_from_literal(sd.data_type)), bytes(sd))
+                             for sd in pkt.iter_sidedata())
+                packets.append(AudioPacket(i, NO_TS if pkt.pts is None else pkt.pts - shift,
+                                           NO_TS if pkt.dts is None else pkt.dts - shift, pkt.duration or 0,
+                                           bool(pkt.is_keyframe), bytes(pkt), side))
+            # The codec parameters (extradata, layout, delay) travel as a small Matroska file with each stream's first
+            # packet: PyAV can only set them up for muxing from a stream it has opened.
+            buf = io.BytesIO()
+            with av.open(buf, "w", format="matroska") as out:
+                tracks = [out.add_stream_from_template(s) for s in c.streams.audio]
+                for i, pkt in sorted(firsts.items()):
+                    pkt.stream = tracks[i]
+                    out.mux(pkt)
+            return AudioSource(streams, buf.getvalue(), packets)
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise VideoError(f"{path}: cannot read its audio ({e.__class__.__name__}: {e})") from None
 
 
 def has_audio(path) -> bool:
@@ -140,6 +256,15 @@ def iter_frames(path, start: int = 0, max_frames: int | None = None, resize: tup
         source.close()
 
 
+def _to_rgb(frame, resize) -> np.ndarray:
+    """A decoded frame → uint8 RGB as displayed: its own matrix and range, turned upright by its rotation."""
+    rot = int(round(frame.rotation or 0)) % 360
+    w, h = (None, None) if resize is None else (resize[1], resize[0]) if rot in (90, 270) else resize
+    rgb = frame.reformat(width=w, height=h, format="rgb24", src_color_range=frame.color_range,
+                         interpolation="BICUBIC" if resize is not None else None).to_ndarray()
+    return np.ascontiguousarray(np.rot90(rgb, rot // 90)) if rot in (90, 180, 270) else rgb
+
+
 def _iter_container(path: str, resize) -> Iterator[np.ndarray]:
     import av
 
@@ -154,9 +279,7 @@ def _iter_container(path: str, resize) -> Iterator[np.ndarray]:
         stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
-                if resize is not None:
-                    frame = frame.reformat(width=resize[0], height=resize[1], format="rgb24", interpolation="BICUBIC")
-                yield frame.to_ndarray(format="rgb24")
+                yield _to_rgb(frame, resize)
         except av.error.InvalidDataError as e:
             raise VideoError(f"{path}: damaged video data ({e})") from None
     finally:
@@ -181,15 +304,23 @@ def write_video(path, frames: np.ndarray, fps=30) -> None:
         w.write(frames)
 
 
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
 class VideoWriter:
     """Streaming writer: ``.mkv`` lossless FFV1 (RGB kept as RGB), ``.mp4`` H.264 (CRF 12), ``.y4m``, or a folder
     of PNGs when ``path`` has no suffix.
+
+    ``colour`` (the source's description) tags the output and sets the RGB → YUV matrix and range of ``.mp4``.
+    ``audio`` = ``(streams, description)`` of an ``AudioSource`` adds those streams to ``.mkv`` / ``.mp4`` (stream
+    copy; a codec the container cannot hold is transcoded to AAC, listed in ``transcoded``); ``write_audio`` muxes
+    their packets. ``.y4m`` and PNG folders hold no audio (``holds_audio`` is False).
 
     Frames go to a temporary name that ``close()`` renames into place; ``abort()`` (or leaving the ``with`` block
     by an exception) removes it, so no half-written output is ever left.
     """
 
-    def __init__(self, path, width: int, height: int, fps=30):
+    def __init__(self, path, width: int, height: int, fps=30, colour: Colour | None = None, audio=None):
         import av
 
         self.path = Path(path)
@@ -202,7 +333,10 @@ class VideoWriter:
             raise VideoError(f"{self.path}: unsupported output type {self.suffix!r} (use .mkv, .mp4, .y4m or a folder)")
         self.tmp = self.path.with_name(f".{self.path.name}.part{self.suffix}")
         self.count = 0
-        self._container = self._stream = self._file = None
+        self.colour = colour or Colour()
+        self.transcoded: list[str] = []
+        self._container = self._stream = self._file = self._desc = None
+        self._audio: list = []
         odd = self.width % 2 or self.height % 2
         try:
             if self.suffix == "":
@@ -215,17 +349,85 @@ class VideoWriter:
                                  f"{self.rate.denominator} Ip A1:1 C{cs}\n".encode())
             else:
                 self._container = av.open(str(self.tmp), "w")
+                cc_tags = {"color_primaries": self.colour.primaries, "color_trc": self.colour.transfer}
                 if self.suffix == ".mkv":
                     self._stream = self._container.add_stream("ffv1", rate=self.rate)
                     self._stream.pix_fmt = "bgr0"
+                    cc_tags.update(colorspace=0, color_range=2)  # RGB, full range
                 else:
                     self._stream = self._container.add_stream("libx264", rate=self.rate,
                                                               options={"crf": "12", "preset": "medium"})
                     self._stream.pix_fmt = "yuv444p" if odd else "yuv420p"
+                    cc_tags.update(colorspace=self.colour.matrix, color_range=2 if self.colour.full_range else 1)
                 self._stream.width, self._stream.height = self.width, self.height
+                for k, v in cc_tags.items():
+                    setattr(self._stream.codec_context, k, v)
+                if audio is not None:
+                    self._add_audio(*audio)
         except OSError as e:
             self.abort()
             raise VideoError(f"cannot write {self.path}: {e.strerror or e}") from None
+        except (av.error.FFmpegError, ValueError) as e:
+            self.abort()
+            raise VideoError(f"cannot write {self.path}: {e}") from None
+
+    @property
+    def holds_audio(self) -> bool:
+        return self._container is not None
+
+    def _add_audio(self, streams, description: bytes) -> None:
+        """One output stream per described audio stream: a copy of it, or an AAC encoder fed by its decoder."""
+        import io
+
+        import av
+
+        self._desc = av.open(io.BytesIO(description), format="matroska")  # kept open: the templates live in it
+        supported = self._container.supported_codecs
+        for info, template in zip(streams, self._desc.streams.audio):
+            if info.codec in supported:
+                self._audio.append((self._container.add_stream_from_template(template), None))
+                continue
+            dec = template.codec_context  # a decoder context with the stream's parameters
+            layout = _DEFAULT_LAYOUTS.get(dec.channels, "stereo")  # "1 channels" (no order) → mono
+            enc = self._container.add_stream("aac", rate=dec.sample_rate)
+            enc.codec_context.layout = layout
+            enc.codec_context.format = "fltp"
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=dec.sample_rate)
+            self._audio.append((enc, (dec, resampler)))
+            self.transcoded.append(info.codec)
+
+    def write_audio(self, packets, time_bases, shift: float = 0.0) -> None:
+        """Mux audio ``packets`` (``bitstream.audio.AudioPacket``) with timestamps ``shift`` seconds earlier;
+        ``time_bases[i]`` is stream ``i``'s ``(num, den)``."""
+        import av
+        from av.packet import PacketSideData
+
+        if not self._audio:
+            return
+        for p in packets:
+            num, den = time_bases[p.stream]
+            tb = Fraction(num, den)
+            off = round(Fraction(shift).limit_denominator(10 ** 6) / tb)
+            out, transcode = self._audio[p.stream]
+            pkt = av.Packet(p.data)
+            pkt.pts = None if p.pts == NO_TS else p.pts - off
+            pkt.dts = None if p.dts == NO_TS else p.dts - off
+            pkt.duration = p.duration
+            pkt.time_base = tb
+            pkt.is_keyframe = p.keyframe
+            for kind, data in p.side_data:
+                sd = PacketSideData(kind, len(data))
+                sd.update(data)
+                pkt.set_sidedata(sd)
+            if transcode is None:
+                pkt.stream = out
+                self._container.mux(pkt)
+                continue
+            dec, resampler = transcode
+            for frame in dec.decode(pkt):
+                frame.pts = None
+                for rf in resampler.resample(frame):
+                    self._container.mux(out.encode(rf))
 
     def write(self, frames: np.ndarray) -> None:
         import av
@@ -245,6 +447,9 @@ class VideoWriter:
                     self._file.write(b"FRAME\n")
                     self._file.write(_planes(vf.reformat(format=self._y4m_fmt)))
                 else:
+                    if self.suffix != ".mkv":  # RGB → YUV with the source's matrix and range
+                        vf = vf.reformat(format=self._stream.pix_fmt, dst_colorspace=self._sws_matrix(),
+                                         dst_color_range=2 if self.colour.full_range else 1)
                     for pkt in self._stream.encode(vf):
                         self._container.mux(pkt)
                 self.count += 1
@@ -252,12 +457,20 @@ class VideoWriter:
             self.abort()
             raise VideoError(f"cannot write {self.path}: {e.strerror or e}") from None
 
+    def _sws_matrix(self):
+        # swscale knows BT.709, FCC, BT.601 (470BG / 170M), SMPTE 240M and BT.2020; anything else: BT.601
+        return self.colour.matrix if self.colour.matrix in (1, 4, 5, 6, 7, 9) else 5
+
     def close(self) -> None:
         try:
             if self._container is not None:
                 for pkt in self._stream.encode():
                     self._container.mux(pkt)
+                for out, transcode in self._audio:
+                    if transcode is not None:
+                        self._container.mux(out.encode(None))
                 self._container.close()
+                self._close_description()
                 self._container = None
             if self._file is not None:
                 self._file.close()
@@ -273,8 +486,14 @@ class VideoWriter:
             self.abort()
             raise VideoError(f"cannot write {self.path}: {e.strerror or e}") from None
 
+    def _close_description(self) -> None:
+        if self._desc is not None:
+            self._desc.close()
+            self._desc = None
+
     def abort(self) -> None:
         """Drop everything written so far."""
+        self._close_description()
         for closer in (self._container, self._file):
             try:
                 if closer is not None:

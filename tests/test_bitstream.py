@@ -8,8 +8,10 @@ import struct
 import numpy as np
 import pytest
 
-from bitstream.container import (BadMagic, BitstreamError, ContainerReader, ContainerWriter, CorruptData, Header,
-                                 HeaderOutOfRange, Truncated, UnsupportedVersion)
+from bitstream.audio import AudioPacket, AudioStream, pack_packets, pack_streams, unpack_packets, unpack_streams
+from bitstream.container import (UNSPECIFIED, BadMagic, BitstreamError, ContainerReader, ContainerWriter, CorruptData,
+                                 Header, HeaderOutOfRange, Truncated, UnitType, UnsupportedVersion, pack_gop_payload,
+                                 unpack_gop_payload)
 from bitstream.rangecoder import BitDecoder, BitEncoder
 
 
@@ -31,7 +33,10 @@ def _file(payloads=(b"first unit", b"second")):
 
 def _read_all(data: bytes):
     r = ContainerReader(io.BytesIO(data))
-    return r.header, [r.read_payload(u) for u in list(r.units())]
+    payloads = [r.read_payload(u) for u in list(r.units())]
+    for u in r.audio_units:
+        r.read_payload(u)
+    return r.header, payloads
 
 
 @pytest.mark.parametrize("perfect", [False, True])
@@ -134,12 +139,83 @@ def test_coded_size_round_trips_and_is_checked():
             ContainerReader(io.BytesIO(_signed_header(2, 64, 48, coded)))
 
 
-def test_version_1_headers_are_still_read():
-    # Version 1 has no coded size: the tokens describe the frame size.
+def test_version_1_and_2_headers_are_still_read():
+    # Version 1 has no coded size: the tokens describe the frame size. Neither has colour fields.
     h = ContainerReader(io.BytesIO(_signed_header(1, 64, 48))).header
     assert (h.width, h.height, h.coded_width, h.coded_height) == (64, 48, 64, 48)
+    h2 = ContainerReader(io.BytesIO(_signed_header(2, 64, 48, (32, 24)))).header
+    assert (h2.coded_width, h2.version, h2.matrix, h2.full_range) == (32, 2, UNSPECIFIED, False)
     with pytest.raises(UnsupportedVersion):
-        ContainerReader(io.BytesIO(_signed_header(3, 64, 48)))
+        ContainerReader(io.BytesIO(_signed_header(4, 64, 48)))
+
+
+def _version_2_file() -> bytes:
+    """A whole version-2 file (header, one GOP unit, the 8-byte end unit) as that version laid it out."""
+    import zlib
+    from bitstream.container import _END, _UNIT
+    head = _signed_header(2, 64, 48)
+    unit = _UNIT.pack(1, 0, 0, 17, 3) + b"abc"
+    end_body = _END.pack(1, 17)
+    end = _UNIT.pack(2, 1, 17, 0, len(end_body)) + end_body
+    return head + unit + struct.pack("<I", zlib.crc32(unit)) + end + struct.pack("<I", zlib.crc32(end))
+
+
+def test_version_2_files_are_still_read():
+    h, payloads = _read_all(_version_2_file())
+    assert h.version == 2 and payloads == [b"abc"]
+
+
+def test_colour_fields_round_trip():
+    h = _header(matrix=1, full_range=True, primaries=1, transfer=1)
+    r = ContainerReader(io.BytesIO(h.pack())).header
+    assert (r.matrix, r.full_range, r.primaries, r.transfer, r.version) == (1, True, 1, 1, 3)
+    with pytest.raises(HeaderOutOfRange):
+        _header(matrix=300).pack()
+
+
+def _audio_file() -> bytes:
+    streams = [AudioStream("aac", 44100, 2, (1, 44100)), AudioStream("opus", 48000, 1, (1, 48000))]
+    buf = io.BytesIO()
+    w = ContainerWriter(buf, _header(frames=20))
+    w.write_audio_streams(pack_streams(streams, b"description"))
+    w.write_unit(0, 0, 17, b"gop0")
+    w.write_audio(pack_packets([AudioPacket(0, 0, 0, 1024, True, b"a0"), AudioPacket(1, 0, 0, 960, True, b"b0")]))
+    w.write_unit(1, 17, 3, b"gop1")
+    w.write_audio(pack_packets([AudioPacket(0, 1024, 1024, 1024, True, b"a1")]))
+    w.close()
+    return buf.getvalue()
+
+
+def test_audio_units_round_trip():
+    r = ContainerReader(io.BytesIO(_audio_file()))
+    assert [r.read_payload(u) for u in r.units()] == [b"gop0", b"gop1"]
+    kinds = [(u.kind, u.gop_index) for u in r.audio_units]
+    assert kinds == [(UnitType.AUDIO_STREAMS, 0), (UnitType.AUDIO, 0), (UnitType.AUDIO, 1)]
+    streams, blob = unpack_streams(r.read_payload(r.audio_units[0]))
+    assert [s.codec for s in streams] == ["aac", "opus"] and blob == b"description"
+    assert [p.data for p in unpack_packets(r.read_payload(r.audio_units[1]), 2)] == [b"a0", b"b0"]
+
+
+def test_audio_units_are_checked():
+    data = _audio_file()
+    assert_every_bit_flip_is_detected(data)
+    for n in range(len(data)):
+        with pytest.raises(BitstreamError):
+            _read_all(data[:n])
+    w = ContainerWriter(io.BytesIO(), _header(frames=20))
+    with pytest.raises(BitstreamError, match="follow a GOP"):
+        w.write_audio(b"")
+    w.write_unit(0, 0, 17, b"x")
+    with pytest.raises(BitstreamError, match="before the first GOP"):
+        w.write_audio_streams(b"")
+    with pytest.raises(CorruptData):
+        unpack_packets(pack_packets([AudioPacket(3, 0, 0, 1, True, b"z")]), 2)
+
+
+def test_gop_payload_prefix():
+    assert unpack_gop_payload(pack_gop_payload(12.5, b"words")) == (12.5, b"words")
+    with pytest.raises(Truncated):
+        unpack_gop_payload(b"abc")
 
 
 def test_errors_are_typed():

@@ -1,0 +1,359 @@
+"""A causal video tokenizer body that starts from TAEF2, a small pretrained image autoencoder.
+
+TAEF2 (madebyollin/taesd, MIT licence; ``../shared/weights/taef2``) is a tiny distilled stand-in for the FLUX.2
+image VAE: an 8× spatial autoencoder with 32 latent channels built from plain 3×3 convolutions. This module holds
+
+* ``Taef2Encoder`` / ``Taef2Decoder``: our own modules that load TAEF2's tensors unchanged (key for key), used as the
+  frozen per-frame teacher;
+* ``TaeVideoEncoder`` / ``TaeVideoDecoder``: the tokenizer's encoder and decoder. They keep TAEF2's 1/4- and
+  1/8-resolution stages (loaded from its tensors) and make them causal video layers the way the tiny video
+  autoencoders of the same family do (TAEHV): a *temporal pool* before each of the two lower stages (2 frames → 1,
+  so the 1/4 stage runs on half the frames and the 1/8 stage on a quarter), a previous-frame tap in every block, and
+  the mirror *temporal grow* in the decoder. TAEF2's full- and half-resolution stages, about 88 % of its compute,
+  are replaced by cheap space-to-depth / depth-to-space stages distilled from TAEF2's 1/4-resolution features.
+
+Causality and frame counts follow MAGVIT-v2 (arXiv 2310.05737): ``1 + 4k`` frames → ``1 + k`` latent frames; the
+first frame is pooled with itself, so it is coded alone and an image is a one-frame video. Every untrained temporal
+part starts as the identity of the per-frame model (previous-frame taps at zero, the pool passing the later frame
+through, the grow copying a frame to both outputs).
+
+Layouts: ``(B, C, T, H, W)`` at every module's entry and exit; inside, frames are folded into the batch
+(``(B·T, C, H, W)``) because the spatial work is 2D. Pixels are ``[-1, 1]`` at the edges (TAEF2 itself reads
+``[0, 1]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TAEF2_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "taef2"
+TAE_CH = 64
+TAE_LATENT = 32
+
+
+def conv3(cin: int, cout: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride, 1, bias=bias)
+
+
+def fold(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(B, C, T, H, W)`` → ``(B·T, C, H, W)`` and ``T``."""
+    b, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(b * t, c, h, w), t
+
+
+def unfold(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Inverse of ``fold``."""
+    n, c, h, w = x.shape
+    return x.reshape(n // t, t, c, h, w).transpose(1, 2)
+
+
+def previous_frames(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Folded frames → each frame's predecessor (frame 0 is its own predecessor, as in a causal convolution)."""
+    n, c, h, w = x.shape
+    v = x.reshape(n // t, t, c, h, w)
+    return torch.cat([v[:, :1], v[:, :-1]], 1).reshape(n, c, h, w)
+
+
+class TaeBlock(nn.Module):
+    """TAEF2's block: ``relu(x + conv(relu(conv(relu(conv(x))))))``, optionally after ``x += pool(x)``.
+
+    ``temporal`` adds a 3×3 previous-frame tap to the first convolution (zero at start: the per-frame block).
+    Args: ch; pool (the 1×1 → GroupNorm(4) → 1×1 channel-mixing branch of TAEF2's 1/8 stage); temporal.
+    Shapes: folded frames ``(B·T, ch, H, W)``, with ``t`` frames per clip.
+    """
+
+    def __init__(self, ch: int = TAE_CH, pool: bool = False, temporal: bool = False):
+        super().__init__()
+        self.conv = nn.Sequential(conv3(ch, ch), nn.ReLU(), conv3(ch, ch), nn.ReLU(), conv3(ch, ch))
+        self.pool = nn.Sequential(nn.Conv2d(ch, 4 * ch, 1, bias=False), nn.GroupNorm(4, 4 * ch), nn.ReLU(),
+                                  nn.Conv2d(4 * ch, ch, 1, bias=False)) if pool else None
+        self.prev = conv3(ch, ch, bias=False) if temporal else None
+        if self.prev is not None:
+            nn.init.zeros_(self.prev.weight)
+
+    def forward(self, x: torch.Tensor, t: int = 1) -> torch.Tensor:
+        if self.pool is not None:
+            x = x + self.pool(x)
+        h = self.conv[0](x)
+        if self.prev is not None:
+            h = h + self.prev(previous_frames(x, t))
+        h = self.conv[4](F.relu(self.conv[2](F.relu(h))))
+        return F.relu(h + x)
+
+
+class TemporalPool(nn.Module):
+    """Causal 2 → 1 frame pooling: ``1 + 2k`` frames → ``1 + k`` (frame 0 pooled with itself).
+
+    Output frame ``j`` mixes frames ``2j - 1`` and ``2j`` with a 1×1 convolution; at start it passes frame ``2j``.
+    """
+
+    def __init__(self, ch: int = TAE_CH):
+        super().__init__()
+        self.mix = nn.Conv2d(2 * ch, ch, 1, bias=False)
+        with torch.no_grad():
+            self.mix.weight.zero_()
+            self.mix.weight[:, ch:, 0, 0] = torch.eye(ch)
+
+    def forward(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, int]:
+        if (t - 1) % 2:
+            raise ValueError(f"temporal pooling needs 1 + 2k frames, got {t}")
+        n, c, h, w = x.shape
+        v = x.reshape(n // t, t, c, h, w)
+        v = torch.cat([v[:, :1], v], 1).reshape(n // t * ((t + 1) // 2), 2 * c, h, w)
+        return self.mix(v), (t + 1) // 2
+
+
+class TemporalGrow(nn.Module):
+    """Causal 1 → 2 frame growth, the mirror of ``TemporalPool``: ``1 + k`` frames → ``1 + 2k``.
+
+    A 1×1 convolution makes two frames from each; the very first one is dropped. At start both are copies.
+    """
+
+    def __init__(self, ch: int = TAE_CH):
+        super().__init__()
+        self.split = nn.Conv2d(ch, 2 * ch, 1, bias=False)
+        with torch.no_grad():
+            self.split.weight.zero_()
+            self.split.weight[:ch, :, 0, 0] = torch.eye(ch)
+            self.split.weight[ch:, :, 0, 0] = torch.eye(ch)
+
+    def forward(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, int]:
+        n, c, h, w = x.shape
+        v = self.split(x).reshape(n // t, 2 * t, c, h, w)[:, 1:]
+        return v.reshape(-1, c, h, w), 2 * t - 1
+
+
+# --- TAEF2 itself (the teacher) ----------------------------------------------------------------------------------
+
+class Taef2Encoder(nn.Module):
+    """TAEF2's image encoder, key for key. ``(N, 3, H, W)`` in [0, 1] → ``(N, 32, H/8, W/8)``.
+
+    ``features(x)`` returns the 1/4-resolution features (output of layer 6) that the cheap stem is distilled to.
+    """
+
+    def __init__(self):
+        super().__init__()
+        c = TAE_CH
+        layers = [conv3(3, c), TaeBlock(c), conv3(c, c, 2, bias=False), TaeBlock(c), TaeBlock(c), TaeBlock(c),
+                  conv3(c, c, 2, bias=False), TaeBlock(c), TaeBlock(c), TaeBlock(c), conv3(c, c, 2, bias=False),
+                  TaeBlock(c, pool=True), TaeBlock(c, pool=True), TaeBlock(c, pool=True), conv3(c, TAE_LATENT)]
+        self.layers = nn.ModuleList(layers)
+
+    def run(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        for layer in self.layers[start:stop]:
+            x = layer(x)
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x, 0, 7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x, 0, len(self.layers))
+
+
+class Taef2Decoder(nn.Module):
+    """TAEF2's image decoder, key for key. ``(N, 32, h, w)`` → ``(N, 3, 8h, 8w)`` in [0, 1].
+
+    ``features(z)`` returns the 1/4-resolution features (output of layer 10) that the cheap head decodes from.
+    """
+
+    def __init__(self):
+        super().__init__()
+        c = TAE_CH
+        up = nn.Upsample(scale_factor=2)
+        layers = [nn.Identity(), conv3(TAE_LATENT, c), nn.ReLU(), TaeBlock(c, pool=True), TaeBlock(c, pool=True),
+                  TaeBlock(c, pool=True), up, conv3(c, c, bias=False), TaeBlock(c), TaeBlock(c), TaeBlock(c), up,
+                  conv3(c, c, bias=False), TaeBlock(c), TaeBlock(c), TaeBlock(c), up, conv3(c, c, bias=False),
+                  TaeBlock(c), conv3(c, 3)]
+        self.layers = nn.ModuleList(layers)
+
+    def run(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        if start == 0:
+            x = soft_clamp(x)
+        for layer in self.layers[max(start, 1):stop]:
+            x = layer(x)
+        return x
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        return self.run(z, 0, 11)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.run(z, 0, len(self.layers)).clamp(0, 1)
+
+
+def soft_clamp(z: torch.Tensor) -> torch.Tensor:
+    """TAEF2's decoder input clamp: ``tanh(z / 3) · 3``."""
+    return torch.tanh(z / 3) * 3
+
+
+def read_taef2(folder=None) -> tuple[dict, dict]:
+    """TAEF2's encoder and decoder tensors (float32) from ``folder`` (default ``../shared/weights/taef2``)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder) if folder is not None else TAEF2_DIR
+    if not (folder / "encoder.safetensors").is_file():
+        raise FileNotFoundError(f"no TAEF2 weights in {folder} (encoder.safetensors, decoder.safetensors)")
+    enc = {k: v.float() for k, v in load_file(str(folder / "encoder.safetensors")).items()}
+    dec = {k: v.float() for k, v in load_file(str(folder / "decoder.safetensors")).items()}
+    return enc, dec
+
+
+def load_taef2(folder=None) -> tuple[Taef2Encoder, Taef2Decoder]:
+    """TAEF2 as two frozen eval-mode modules (strict: every tensor must match)."""
+    enc_sd, dec_sd = read_taef2(folder)
+    enc, dec = Taef2Encoder(), Taef2Decoder()
+    enc.layers.load_state_dict(enc_sd, strict=True)
+    dec.layers.load_state_dict(dec_sd, strict=True)
+    for m in (enc, dec):
+        m.eval().requires_grad_(False)
+    return enc, dec
+
+
+# --- the video tokenizer's encoder and decoder -------------------------------------------------------------------
+
+class CheapStem(nn.Module):
+    """Space-to-depth stem: ``(N, 3, H, W)`` in [0, 1] → ``(N, 64, H/4, W/4)``, distilled to TAEF2's layers 0–6.
+
+    A 2× space-to-depth, one 3×3 convolution at 1/2 resolution, a second 2× space-to-depth, a 3×3 convolution and
+    ``blocks`` TAEF2-shaped blocks at 1/4 resolution. Args: blocks; mid (channels at 1/2 resolution).
+    """
+
+    def __init__(self, blocks: int = 1, mid: int = 16):
+        super().__init__()
+        self.at_half = conv3(12, mid)
+        self.at_quarter = conv3(4 * mid, TAE_CH)
+        self.blocks = nn.ModuleList(TaeBlock(TAE_CH) for _ in range(blocks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.at_half(F.pixel_unshuffle(x, 2)))
+        h = self.at_quarter(F.pixel_unshuffle(h, 2))
+        for blk in self.blocks:
+            h = blk(h)
+        return h
+
+
+class CheapHead(nn.Module):
+    """Depth-to-space head: ``(N, 64, h, w)`` 1/4-resolution features → ``(N, 3, 4h, 4w)`` in about [0, 1].
+
+    Trained (distilled) to decode TAEF2's layer-10 decoder features to the picture in place of its layers 11–19.
+    Args: mid (channels at 1/2 resolution).
+    """
+
+    def __init__(self, mid: int = 32):
+        super().__init__()
+        self.to_half = conv3(TAE_CH, 4 * mid)
+        self.half1 = conv3(mid, mid)
+        self.half2 = conv3(mid, mid)
+        self.to_full = conv3(mid, 12)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h = F.relu(F.pixel_shuffle(self.to_half(h), 2))
+        h = F.relu(h + self.half2(F.relu(self.half1(h))))
+        return F.pixel_shuffle(self.to_full(h), 2)
+
+
+class TaeVideoEncoder(nn.Module):
+    """``(B, 3, 1+4k, H, W)`` in [-1, 1] → ``(B, out_ch, 1+k, H/8, W/8)`` (H, W multiples of 8).
+
+    Cheap stem per frame → temporal pool → TAEF2's 1/4 stage (layers 7–9, with previous-frame taps) → temporal pool →
+    stride-2 conv (layer 10) → TAEF2's 1/8 stage (11–13) → TAEF2's latent conv (14) → 1×1 projection to ``out_ch``.
+    Args: out_ch (quantizer channels); stem_blocks.
+    """
+
+    def __init__(self, out_ch: int, stem_blocks: int = 1):
+        super().__init__()
+        c = TAE_CH
+        self.stem = CheapStem(stem_blocks)
+        self.pool1 = TemporalPool(c)
+        self.quarter = nn.ModuleList(TaeBlock(c, temporal=True) for i in range(3))
+        self.pool2 = TemporalPool(c)
+        self.down = conv3(c, c, 2, bias=False)
+        self.eighth = nn.ModuleList(TaeBlock(c, pool=True, temporal=True) for _ in range(3))
+        self.latent = conv3(c, TAE_LATENT)
+        self.proj = nn.Conv2d(TAE_LATENT, out_ch, 1)
+        with torch.no_grad():  # start as the first channels of TAEF2's latent (roughly N(0, 0.9²))
+            self.proj.weight.zero_()
+            n = min(out_ch, TAE_LATENT)
+            self.proj.weight[:n, :n, 0, 0] = torch.eye(n)
+            if out_ch > n:
+                nn.init.normal_(self.proj.weight[n:], std=TAE_LATENT ** -0.5)
+            self.proj.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, t = fold(x.add(1).mul(0.5))
+        h = self.stem(h)
+        h, t = self.pool1(h, t)
+        for blk in self.quarter:
+            h = blk(h, t)
+        h, t = self.pool2(h, t)
+        h = self.down(h)
+        for blk in self.eighth:
+            h = blk(h, t)
+        return unfold(self.proj(self.latent(h)), t)
+
+
+class TaeVideoDecoder(nn.Module):
+    """``(B, in_ch, 1+k, h, w)`` quantized latent → ``(B, 3, 1+4k, 8h, 8w)`` in about [-1, 1].
+
+    1×1 + 3×3 dequantizer to TAEF2's 32-channel latent → TAEF2's layers 0–5 (1/8 stage, with previous-frame taps) →
+    temporal grow → ×2 upsampling and layer 7 → layers 8–10 (1/4 stage) → temporal grow → cheap head per frame.
+    Args: in_ch (quantizer code channels).
+    """
+
+    def __init__(self, in_ch: int):
+        super().__init__()
+        c = TAE_CH
+        self.dequant = nn.Sequential(nn.Conv2d(in_ch, c, 1), nn.ReLU(), conv3(c, TAE_LATENT))
+        self.latent = conv3(TAE_LATENT, c)
+        self.eighth = nn.ModuleList(TaeBlock(c, pool=True, temporal=True) for _ in range(3))
+        self.grow1 = TemporalGrow(c)
+        self.up = conv3(c, c, bias=False)
+        self.quarter = nn.ModuleList(TaeBlock(c, temporal=True) for i in range(3))
+        self.grow2 = TemporalGrow(c)
+        self.head = CheapHead()
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        h, t = fold(q)
+        h = F.relu(self.latent(soft_clamp(self.dequant(h))))
+        for blk in self.eighth:
+            h = blk(h, t)
+        h, t = self.grow1(h, t)
+        h = self.up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        for blk in self.quarter:
+            h = blk(h, t)
+        h, t = self.grow2(h, t)
+        return unfold(self.head(h).mul(2).sub(1), t)
+
+
+# TAEF2 key prefixes → our modules' parameter names (the blocks keep TAEF2's inner names).
+ENCODER_MAP = {"7.": "quarter.0.", "8.": "quarter.1.", "9.": "quarter.2.", "10.": "down.", "11.": "eighth.0.",
+               "12.": "eighth.1.", "13.": "eighth.2.", "14.": "latent."}
+DECODER_MAP = {"1.": "latent.", "3.": "eighth.0.", "4.": "eighth.1.", "5.": "eighth.2.", "7.": "up.",
+               "8.": "quarter.0.", "9.": "quarter.1.", "10.": "quarter.2."}
+
+
+def remap(tensors: dict, mapping: dict) -> dict:
+    out = {}
+    for k, v in tensors.items():
+        for src, dst in mapping.items():
+            if k.startswith(src):
+                out[dst + k[len(src):]] = v
+    return out
+
+
+def init_from_taef2(encoder: TaeVideoEncoder, decoder: TaeVideoDecoder, folder=None) -> None:
+    """Copy TAEF2's 1/4- and 1/8-resolution stages into a fresh encoder and decoder (previous-frame taps stay 0)."""
+    enc_sd, dec_sd = read_taef2(folder)
+    for module, tensors, mapping in ((encoder, enc_sd, ENCODER_MAP), (decoder, dec_sd, DECODER_MAP)):
+        own = module.state_dict()
+        mapped = remap(tensors, mapping)
+        missing = [k for k in mapped if k not in own or own[k].shape != mapped[k].shape]
+        if missing:
+            raise ValueError(f"TAEF2 tensors that do not fit: {missing[:5]}")
+        with torch.no_grad():
+            for k, v in mapped.items():
+                own[k].copy_(v)
