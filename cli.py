@@ -27,6 +27,20 @@ def _list(text: str, kind) -> list:
         raise ValueError(f"expected a comma-separated list, got {text!r}") from None
 
 
+def _ladder(text: str) -> list[tuple[int, float]]:
+    """``"51@0.5,47@0.25"`` → ``[(51, 0.5), (47, 0.25)]``."""
+    out = []
+    for item in _list(text, str):
+        qp, sep, scale = item.partition("@")
+        try:
+            out.append((int(qp), float(scale)))
+        except ValueError:
+            raise ValueError(f"expected QP@SCALE, e.g. 51@0.5, got {item!r}") from None
+        if not sep or not 0 < out[-1][1] < 1:
+            raise ValueError(f"the scale of {item!r} must be between 0 and 1")
+    return out
+
+
 def _key_values(items: list[str]) -> dict:
     """``["k=v", ...]`` with JSON values (a bare word is taken as a string) → dict."""
     import json
@@ -165,6 +179,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mcl-jcv", help="folder with the MCL-JCV sequences (videoSRC*_1920x1080_*.yuv)")
     p.add_argument("--codecs", default="vtok,x265,vvc")
     p.add_argument("--qps", default="22,27,32,37,42,47", help="anchor QP ladder")
+    p.add_argument("--anchor-ladder", default="", help="extra anchor points at a reduced size, QP@SCALE, e.g. "
+                   "51@0.5,51@0.25 (coded smaller, scaled back up for the metrics)")
     p.add_argument("--vtok-rates", default="all", help="vtok rate points (comma-separated; all: the whole ladder)")
     p.add_argument("--frames", type=int, default=33, help="frames per clip (0: all)")
     p.add_argument("--size", type=_size, default=(640, 360))
@@ -282,7 +298,7 @@ def _run(a: argparse.Namespace) -> None:
         run_bench(a.data, a.mcl_jcv, _list(a.codecs, str), _list(a.qps, int),
                   None if a.vtok_rates == "all" else _list(a.vtok_rates, int),
                   a.frames or None, a.size, a.keep_size, a.out, a.jobs, a.config, a.preset, a.intra_period, a.model,
-                  a.anchor, lpips=not a.no_lpips, progress=not a.quiet)
+                  a.anchor, lpips=not a.no_lpips, progress=not a.quiet, ladder=_ladder(a.anchor_ladder))
     elif a.command == "plot":
         from bench.plot import plot_rd
         print(plot_rd(a.results, a.output))
@@ -298,11 +314,17 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("vtok: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError) as e:  # every vtok error type derives from one of these
+    except (OSError, ValueError, RuntimeError) as e:  # vtok's own errors derive from these; so do the libraries'
         print(f"vtok: error: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}", file=sys.stderr)
         if os.environ.get("VTOK_DEBUG"):
             raise
         return 1
+    except Exception as e:  # anything else is a bug: still one line (VTOK_DEBUG=1 shows the traceback)
+        print(f"vtok: error: internal error ({e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+              f"rerun with VTOK_DEBUG=1 for details", file=sys.stderr)
+        if os.environ.get("VTOK_DEBUG"):
+            raise
+        return 2
     return 0
 
 

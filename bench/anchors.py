@@ -6,6 +6,10 @@ and records the encoder's name, version and every setting; the bench runs it as 
 raw YUV 4:2:0 → encoder → bitstream file → decoder → RGB frames, and measures quality on the decoded arrays in Python
 (raw ``.hevc``/``.266`` streams carry no timestamps, so ffmpeg's own frame pairing is never used).
 
+Streaming-ladder points: ``encode_decode(..., scale=s)`` codes the clip at ``s`` × its size (bicubic, even sides) and
+scales the decoded frames back up (bicubic) before the metrics, as a streaming service's lower rungs do, so the
+anchors reach rates below their QP 51 at full size.
+
 Settings: ``low-delay`` (no frame reordering: x265 ``bframes=0``; VVenC ``GopSize=8:PicReordering=0``) or
 ``random-access`` (x265 default B-frames; VVenC's default GOP 32). One intra frame per clip unless ``intra_period``
 says otherwise. Fixed QP, perceptual QP adaptation off (x265 ``aq-mode=0``; VVenC ``-qpa 0``).
@@ -65,10 +69,13 @@ class Anchor:
         if self.config not in CONFIGS:
             raise ValueError(f"config must be one of {', '.join(CONFIGS)}, got {self.config!r}")
 
-    def settings(self, qp: int) -> dict:
+    def settings(self, qp: int, scale: float = 1.0) -> dict:
         """Everything that defines an encode (goes into the results and the cache key)."""
-        return {"codec": self.name, "encoder": self.encoder, "preset": self.preset, "config": self.config,
-                "intra_period": self.intra_period, "qp": qp, "input_pix_fmt": self.pix_fmt}
+        st = {"codec": self.name, "encoder": self.encoder, "preset": self.preset, "config": self.config,
+              "intra_period": self.intra_period, "qp": qp, "input_pix_fmt": self.pix_fmt}
+        if scale != 1.0:
+            st["scale"] = scale
+        return st
 
     def encoder_args(self, qp: int, frames: int) -> list[str]:
         raise NotImplementedError
@@ -82,8 +89,17 @@ class Anchor:
     def _library_version(self) -> str:
         return self.encoder
 
-    def encode_decode(self, frames: np.ndarray, qp: int, fps: float = 30.0) -> tuple[np.ndarray, int, dict]:
-        """RGB uint8 ``(T, H, W, 3)`` → (decoded RGB frames, bitstream bytes, timings)."""
+    def encode_decode(self, frames: np.ndarray, qp: int, fps: float = 30.0,
+                      scale: float = 1.0) -> tuple[np.ndarray, int, dict]:
+        """RGB uint8 ``(T, H, W, 3)`` → (decoded RGB frames, bitstream bytes, timings); ``scale`` < 1 codes a smaller
+        picture and scales the decoded one back up."""
+        if scale != 1.0:
+            from codec.video_io import resize_frames
+
+            h, w = frames.shape[1:3]
+            size = (max(8, round(w * scale / 2) * 2), max(8, round(h * scale / 2) * 2))
+            dec, nbytes, times = self.encode_decode(resize_frames(frames, size), qp, fps)
+            return resize_frames(dec, (w, h)), nbytes, times
         import time
 
         exe = ffmpeg_exe()

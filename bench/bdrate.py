@@ -37,11 +37,24 @@ def bd(rate_a, q_a, rate_t, q_t, higher_is_better: bool = True) -> tuple[float, 
     return float(r), float(s * d)
 
 
+def envelope(points: list, higher_is_better: bool = True) -> list:
+    """The points of a curve (sorted by rate) that no cheaper point matches in quality: a codec with several ways
+    to a rate (bits or picture size, QP at several sizes) is judged by its best one, as a streaming ladder is."""
+    out, best = [], -math.inf
+    for p in points:
+        q = p[1] if higher_is_better else -p[1]
+        if q > best:
+            out.append(p)
+            best = q
+    return out
+
+
 def bd_table(doc: dict, anchor: str) -> list[dict]:
-    """BD-rate / BD-quality of every codec against ``anchor`` for each metric (rows: codec × metric)."""
+    """BD-rate / BD-quality of every codec against ``anchor`` for each metric (rows: codec × metric), each curve
+    reduced to its ``envelope``."""
     rows = []
     for metric, sign in METRICS.items():
-        cv = curves(doc, metric)
+        cv = {c: envelope(pts, sign > 0) for c, pts in curves(doc, metric).items()}
         if anchor not in cv:
             continue
         ra, qa = [r for r, _, _ in cv[anchor]], [q for _, q, _ in cv[anchor]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.bdrate import METRICS, envelope
 from bench.results import curves, load
 
 MAGVIT2_BPP = 0.0384  # MAGVIT-v2's reported operating point on MCL-JCV (arXiv 2310.05737)
@@ -11,7 +12,8 @@ LABELS = {"psnr": "PSNR RGB (dB) ↑", "ms_ssim": "MS-SSIM ↑", "lpips": "LPIPS
 
 
 def plot_rd(doc_or_path, out, title: str | None = None) -> Path:
-    """bpp vs PSNR / MS-SSIM / LPIPS, one line per codec (mean over clips), MAGVIT-v2's 0.0384 bpp marked."""
+    """bpp vs PSNR / MS-SSIM / LPIPS, one line per codec (mean over clips; the line joins the points that no cheaper
+    point of the codec matches, the others are crosses), MAGVIT-v2's 0.0384 bpp marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,7 +23,10 @@ def plot_rd(doc_or_path, out, title: str | None = None) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     for ax, metric in zip(axes, LABELS):
         for codec, pts in sorted(curves(doc, metric).items()):
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=codec)
+            best = envelope(pts, METRICS[metric] > 0)  # the line: points no cheaper point matches
+            line, = ax.plot([p[0] for p in best], [p[1] for p in best], marker="o", label=codec)
+            rest = [p for p in pts if p not in best]
+            ax.plot([p[0] for p in rest], [p[1] for p in rest], "x", color=line.get_color(), alpha=0.6)
         ax.axvline(MAGVIT2_BPP, color="grey", linestyle="--", linewidth=1)
         ax.text(MAGVIT2_BPP, 0.02, " MAGVIT-v2\n 0.0384 bpp", transform=ax.get_xaxis_transform(), fontsize=7,
                 color="grey")

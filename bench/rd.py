@@ -71,10 +71,11 @@ def collect_clips(data=None, mcl_jcv=None, frames: int | None = 33, size=(640, 3
 def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAULT_QPS, vtok_rates=None, frames: int | None = 33, size=(640, 360), keep_size: bool = False,
               out_dir="bench-out", jobs: int = 1, config: str = "low-delay", preset: str = "medium",
               intra_period: int | None = None, model=None, anchor: str = "x265", cache_dir=None, lpips: bool = True,
-              progress: bool = True, log=print) -> dict:
+              progress: bool = True, ladder=(), log=print) -> dict:
     """Run the benchmark, write ``results.json``, ``results.csv``, ``rd.png`` and ``bdrate.json`` into ``out_dir``.
 
-    vtok's points are the rates of its rate ladder (``vtok_rates``; None: all of them); the anchors' are ``qps``.
+    vtok's points are the rates of its rate ladder (``vtok_rates``; None: all of them); the anchors' are ``qps`` at
+    full size plus ``ladder``, ``(qp, scale)`` pairs coded at a reduced size (streaming-ladder rungs).
     """
     unknown = [c for c in codecs if c != "vtok" and c not in ANCHORS]
     if unknown:
@@ -117,11 +118,13 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
         else:
             a = build_anchor(c, preset=preset, config=config, intra_period=intra_period)
             version = a.version()
-            doc["codecs"][c] = {"settings": a.settings(qp=-1) | {"qp": list(qps)}, "version": version}
+            doc["codecs"][c] = {"settings": a.settings(qp=-1) | {"qp": list(qps), "ladder": [list(x) for x in ladder]},
+                                "version": version}
             for name, clip in clips:
-                for qp in qps:
-                    tasks.append((name, clip, c, qp, a.settings(qp), version,
-                                  lambda clip=clip, a=a, qp=qp: a.encode_decode(clip, qp)))
+                for qp, scale in [(q, 1.0) for q in qps] + list(ladder):
+                    point = qp if scale == 1.0 else f"{qp}@{scale:g}"
+                    tasks.append((name, clip, c, point, a.settings(qp, scale), version,
+                                  lambda clip=clip, a=a, qp=qp, scale=scale: a.encode_decode(clip, qp, scale=scale)))
 
     bar = None
     if progress:

@@ -309,6 +309,17 @@ class TaeVideoDecoder(nn.Module):
         c = TAE_CH
         self.dequant = nn.Sequential(nn.Conv2d(in_ch, c, 1), nn.ReLU(), conv3(c, TAE_LATENT))
         self.latent = conv3(TAE_LATENT, c)
+        n = min(in_ch, TAE_LATENT, c // 2)
+        with torch.no_grad():  # start as "bit i is the sign of TAEF2's latent channel i": 0.8·(relu(b) − relu(−b))
+            first, second = self.dequant[0], self.dequant[2]
+            first.weight.zero_()
+            first.bias.zero_()
+            first.weight[:n, :n, 0, 0] = torch.eye(n)
+            first.weight[n:2 * n, :n, 0, 0] = -torch.eye(n)
+            second.weight.zero_()
+            second.bias.zero_()
+            second.weight[:n, :n, 1, 1] = 0.8 * torch.eye(n)
+            second.weight[:n, n:2 * n, 1, 1] = -0.8 * torch.eye(n)
         self.eighth = nn.ModuleList(TaeBlock(c, pool=True, temporal=True) for _ in range(3))
         self.grow1 = TemporalGrow(c)
         self.up = conv3(c, c, bias=False)

@@ -1,0 +1,114 @@
+"""The TAEF2-based tokenizer body: TAEF2 loads key for key, the video layers start as the per-frame model, causality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from codec.tae import (TAE_CH, TaeVideoDecoder, TaeVideoEncoder, TemporalGrow, TemporalPool, fold, init_from_taef2,
+                       load_taef2, unfold)
+from codec.tokenizer import TokenizerConfig, VideoTokenizer
+from tests.conftest import need_shared
+
+
+def test_pool_and_grow_frame_counts_and_identity_start():
+    x = torch.randn(2 * 5, TAE_CH, 3, 4)  # two clips of 5 frames, folded
+    with torch.no_grad():
+        pooled, t = TemporalPool()(x, 5)
+    assert t == 3 and pooled.shape == (2 * 3, TAE_CH, 3, 4)
+    v = x.reshape(2, 5, TAE_CH, 3, 4)
+    torch.testing.assert_close(pooled.reshape(2, 3, TAE_CH, 3, 4), v[:, [0, 2, 4]])  # the later frame
+    with torch.no_grad():
+        grown, t2 = TemporalGrow()(pooled, 3)
+    assert t2 == 5
+    g = grown.reshape(2, 5, TAE_CH, 3, 4)
+    torch.testing.assert_close(g, v[:, [0, 2, 2, 4, 4]])  # copies
+    with pytest.raises(ValueError, match="1 \\+ 2k"):
+        TemporalPool()(x[:4], 4)
+
+
+def test_fold_unfold_round_trip():
+    x = torch.randn(2, 3, 5, 4, 6)
+    f, t = fold(x)
+    assert f.shape == (10, 3, 4, 6) and torch.equal(unfold(f, t), x)
+
+
+def test_encoder_is_causal_and_an_image_is_a_one_frame_video():
+    torch.manual_seed(0)
+    enc = TaeVideoEncoder(12).eval()
+    for blk in list(enc.quarter) + list(enc.eighth):  # make the temporal taps matter
+        torch.nn.init.normal_(blk.prev.weight, std=0.05)
+    x = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    with torch.no_grad():
+        z = enc(x)
+        assert z.shape == (1, 12, 3, 4, 4)
+        image = enc(x[:, :, :1])
+        y = x.clone()
+        y[:, :, 5:] = 0  # change frames 5..8: latent frames 0 and 1 (frames 0 and 1..4) must not move
+        z2 = enc(y)
+    torch.testing.assert_close(image[:, :, 0], z[:, :, 0])
+    torch.testing.assert_close(z2[:, :, :2], z[:, :, :2])
+    assert not torch.allclose(z2[:, :, 2], z[:, :, 2])
+
+
+def test_decoder_is_causal():
+    torch.manual_seed(0)
+    dec = TaeVideoDecoder(12).eval()
+    for blk in list(dec.quarter) + list(dec.eighth):
+        torch.nn.init.normal_(blk.prev.weight, std=0.05)
+    q = torch.sign(torch.randn(1, 12, 3, 4, 4))
+    with torch.no_grad():
+        y = dec(q)
+        q2 = q.clone()
+        q2[:, :, 2] *= -1
+        y2 = dec(q2)
+    assert y.shape == (1, 3, 9, 32, 32)
+    torch.testing.assert_close(y2[:, :, :5], y[:, :, :5])  # frames of latent 0 and 1 do not see latent 2
+
+
+def test_dequantizer_starts_as_scaled_signs():
+    dec = TaeVideoDecoder(36)
+    b = torch.sign(torch.randn(2, 36, 5, 5))
+    with torch.no_grad():
+        z = dec.dequant(b)
+    torch.testing.assert_close(z[:, :, 1:-1, 1:-1], 0.8 * b[:, :32, 1:-1, 1:-1])
+
+
+def test_taef2_loads_and_reconstructs():
+    folder = need_shared("weights", "taef2")
+    from codec.video_io import read_video
+
+    enc, dec = load_taef2(folder)
+    clip = need_shared("datasets", "eval", "gh-sam2__demo_data_gallery_01_dog.mp4")
+    x = torch.from_numpy(read_video(clip, max_frames=1, resize=(320, 184))).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        y = dec(enc(x))
+    psnr = float(10 * torch.log10(1 / ((y - x) ** 2).mean()))
+    assert psnr > 26, psnr
+
+
+def test_video_layers_start_as_the_per_frame_model():
+    """After loading TAEF2's stages, a still clip encodes to the same latent in every latent frame."""
+    need_shared("weights", "taef2")
+    torch.manual_seed(0)
+    tok = VideoTokenizer(TokenizerConfig(arch="tae", bits=36, group_bits=9)).eval()
+    init_from_taef2(tok.encoder, tok.decoder)
+    frame = torch.rand(1, 3, 1, 32, 48) * 2 - 1
+    with torch.no_grad():
+        z = tok.encoder(frame.expand(-1, -1, 9, -1, -1))
+        y = tok.decoder(torch.sign(z))
+    for k in range(3):
+        torch.testing.assert_close(z[:, :, k], z[:, :, 0], atol=1e-4, rtol=1e-4)
+    for k in range(9):
+        torch.testing.assert_close(y[:, :, k], y[:, :, 0], atol=1e-4, rtol=1e-4)
+
+
+def test_tae_tokenizer_round_trip_shapes():
+    torch.manual_seed(0)
+    tok = VideoTokenizer(TokenizerConfig(arch="tae", bits=36, group_bits=9)).eval()
+    video = np.random.default_rng(0).integers(0, 256, (6, 20, 36, 3), dtype=np.uint8)
+    tokens = tok.encode(video)
+    assert tokens.shape == (3, 3, 5) and tokens.max() < 2 ** 36
+    assert tok.decode(tokens, size=video.shape[:3]).shape == video.shape
+    assert tok.rate_ladder == [2, 3, 5, 8, 14, 22, 36]
