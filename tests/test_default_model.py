@@ -7,7 +7,7 @@ import pytest
 
 from bench.metrics import psnr_frames
 from codec.pipeline import DEFAULT_PRIOR, RatePoint, compress_file, decompress_file, load_codec, rate_ladder, vtok_info
-from codec.tokenizer import DEFAULT_WEIGHTS, load_tokenizer
+from codec.tokenizer import BUNDLED_MODELS, DEFAULT_WEIGHTS, load_tokenizer, model_path
 from codec.video_io import VideoWriter, read_video
 from tests.conftest import SHARED
 
@@ -25,12 +25,17 @@ def _sample_clip() -> np.ndarray:
 
 
 def test_bundled_files_are_small_safetensors():
-    for p in (DEFAULT_WEIGHTS, DEFAULT_PRIOR):
-        assert p.is_file() and p.stat().st_size <= 20 * 1024 * 1024
+    for name, file in BUNDLED_MODELS.items():
+        weights = model_path(name)
+        for p in (weights, weights.with_name(weights.stem + "-prior.safetensors")):
+            assert p.is_file() and p.stat().st_size <= 20 * 1024 * 1024, p
+    assert DEFAULT_WEIGHTS == model_path("default") and DEFAULT_PRIOR.is_file()
     tok = load_tokenizer()
-    assert tok.bits == 18 and tok.rate_ladder == [2, 3, 4, 6, 9, 12, 18]
-    assert rate_ladder(tok) == [RatePoint(0.25, 18), RatePoint(0.375, 18), RatePoint(0.5, 18)] + [
-        RatePoint(1.0, k) for k in (3, 4, 6, 9, 12, 18)]
+    assert tok.cfg.arch == "tae" and tok.bits == 36 and tok.rate_ladder == [2, 3, 5, 8, 14, 22, 36]
+    assert rate_ladder(tok) == [RatePoint(0.25, 36), RatePoint(0.375, 36), RatePoint(0.5, 36)] + [
+        RatePoint(1.0, k) for k in (3, 5, 8, 14, 22, 36)]
+    old = load_tokenizer("magvit18")
+    assert old.cfg.arch == "magvit" and old.bits == 18 and old.rate_ladder == [2, 3, 4, 6, 9, 12, 18]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +78,18 @@ def test_default_codec_round_trip_tokens():
     from codec.pipeline import decode_tokens, encode_tokens
 
     codec = load_codec()
+    bits = codec.tokenizer.bits
     tokens = codec.tokenizer.encode(_sample_clip()[:5, :64, :96])
-    payload, ce = encode_tokens(codec.prior, tokens, 18)
-    np.testing.assert_array_equal(decode_tokens(codec.prior, payload, tokens.shape, 18), tokens)
-    assert len(payload) * 8 < 18 * tokens.size  # the prior saves bits on real content
+    payload, ce = encode_tokens(codec.prior, tokens, bits)
+    np.testing.assert_array_equal(decode_tokens(codec.prior, payload, tokens.shape, bits), tokens)
+    assert len(payload) * 8 < bits * tokens.size  # the prior saves bits on real content
+
+
+def test_files_of_the_earlier_default_model_still_decode(tmp_path):
+    """A file made by the earlier default (now bundled as ``magvit18``) decodes without naming the model."""
+    clip = _sample_clip()[:5, :64, :96]
+    with VideoWriter(tmp_path / "src.mkv", 96, 64, 25) as w:
+        w.write(clip)
+    compress_file(tmp_path / "src.mkv", tmp_path / "old.vtok", model="magvit18", quiet=True, log=lambda *a: None)
+    decompress_file(tmp_path / "old.vtok", tmp_path / "old.mkv", quiet=True, log=lambda *a: None)
+    assert read_video(tmp_path / "old.mkv").shape == clip.shape
