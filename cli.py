@@ -240,11 +240,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(a: argparse.Namespace) -> None:
     if a.command == "compress":
-        from codec.pipeline import compress_file
+        from codec.files import compress_file
         compress_file(a.input, a.output, a.model, a.prior, a.gop, a.bits, a.size, a.fps, a.frames, a.quiet, a.rate,
                       audio=not a.no_audio)
     elif a.command == "decompress":
-        from codec.pipeline import decompress_file
+        from codec.files import decompress_file
         decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet, audio=not a.no_audio)
     elif a.command == "info":
         from bench.report import print_info
@@ -257,10 +257,10 @@ def _run(a: argparse.Namespace) -> None:
         train_prior(a.model, a.output, a.data, a.cache, a.run_dir, a.steps, a.batch, a.crop, a.lr, a.channels,
                     threads=a.threads)
     elif a.command == "tokenize":
-        from codec.pipeline import tokenize_file
+        from codec.tokens_file import tokenize_file
         tokenize_file(a.input, a.output, a.model, a.bits, a.frames, a.resize, a.size, a.fps)
     elif a.command == "detokenize":
-        from codec.pipeline import detokenize_file
+        from codec.tokens_file import detokenize_file
         detokenize_file(a.input, a.output, a.model)
     elif a.command == "train":
         from codec.tokenizer import TokenizerConfig

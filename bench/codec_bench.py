@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 from bench.datasets import eval_clips, synthetic_clip
-from codec.pipeline import compress_file, decompress_file, vtok_info
+from bitstream.info import file_info as vtok_info
+from codec.files import compress_file, decompress_file
 from codec.video_io import VideoWriter
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -50,17 +51,20 @@ def rate_on_clips(model=None, prior=None, data=None, frames: int = 33, size=(640
     return {"rows": rows, "summary": summary}
 
 
-def _child_peak(args: list[str]) -> float:
-    """Run ``cli.py`` in a fresh process; the peak resident memory of its work in MiB.
+def _child_peak(flow: str, src, out, model=None) -> float:
+    """Run ``codec.files.<flow>(src, out)`` in a fresh process; the peak resident memory of its work in MiB.
 
-    Heavy imports happen first; then the kernel's peak-RSS mark is reset (``/proc/self/clear_refs``), so what is read
-    back (``VmHWM``) is the peak during the command itself, not the import of torch.
+    The model is loaded first; then the kernel's peak-RSS mark is reset (``/proc/self/clear_refs``), so what is read
+    back (``VmHWM``) is the peak during the flow itself, not the import of torch or the loading of weights.
     """
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import cli, torch, codec.pipeline, bench.metrics;"
-            "open('/proc/self/clear_refs', 'w').write('5'); rc = cli.main(sys.argv[2:]);"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from codec import files, coding;"
+            "c = coding.load_codec(sys.argv[5] or None);"
+            "open('/proc/self/clear_refs', 'w').write('5');"
+            "getattr(files, sys.argv[2])(sys.argv[3], sys.argv[4], quiet=True, codec=c, log=lambda *a: None);"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1];"
-            "print('PEAK', hwm); sys.exit(rc)")
-    r = subprocess.run([sys.executable, "-c", code, str(_REPO), *args], capture_output=True, text=True)
+            "print('PEAK', hwm)")
+    r = subprocess.run([sys.executable, "-c", code, str(_REPO), flow, str(src), str(out), str(model or "")],
+                       capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "benchmark child failed")
     return int(r.stdout.split("PEAK")[-1]) / 1024
@@ -75,9 +79,8 @@ def memory_by_length(model=None, seconds=(10, 60), fps: int = 24, size=(320, 180
             with VideoWriter(src, size[0], size[1], fps) as w:
                 for i in range(0, n, 24):
                     w.write(synthetic_clip(min(24, n - i), size[1], size[0], seed=i))
-            extra = ["--model", str(model)] if model else []
-            enc = _child_peak(["compress", str(src), "-o", str(Path(d) / "m.vtok"), "--quiet", *extra])
-            dec = _child_peak(["decompress", str(Path(d) / "m.vtok"), "-o", str(Path(d) / "m.y4m"), "--quiet", *extra])
+            enc = _child_peak("compress_file", src, Path(d) / "m.vtok", model)
+            dec = _child_peak("decompress_file", Path(d) / "m.vtok", Path(d) / "m.y4m", model)
             row = {"seconds": s, "frames": n, "width": size[0], "height": size[1], "compress_peak_mib": enc,
                    "decompress_peak_mib": dec}
             log(json.dumps(row))

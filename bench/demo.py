@@ -12,7 +12,8 @@ from pathlib import Path
 from bench.datasets import default_eval_dir, synthetic_clip
 from bench.metrics import LPIPSMetric, clip_metrics
 from codec.data import list_videos
-from codec.pipeline import compress_file, decompress_file, load_codec
+from codec.coding import load_codec
+from codec.files import compress_file, decompress_file
 from codec.video_io import VideoWriter, read_video
 
 

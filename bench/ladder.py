@@ -4,7 +4,7 @@
   bits, Rippel et al., arXiv 1402.0915), ``vtok compress --bits k``.
 * ``scale``: resolution scaling — resize the clip by ``s`` (bicubic), code it with full tokens, decode and resize back.
 
-``vtok compress --rate N`` combines them (``codec.pipeline.rate_ladder``): scales below the bit ladder.
+``vtok compress --rate N`` combines them (``codec.ladder.rate_ladder``): scales below the bit ladder.
 
 Both go through real ``.vtok`` files; quality is measured at the clip's own size against the source frames.
 """
@@ -12,7 +12,6 @@ Both go through real ``.vtok`` files; quality is measured at the clip's own size
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +19,16 @@ import numpy as np
 from bench.bdrate import bd
 from bench.datasets import eval_clips
 from bench.metrics import LPIPSMetric, clip_metrics
-from codec.pipeline import coded_size, compress_file, decompress_file, load_codec
-from codec.video_io import VideoWriter, read_video, resize_frames
+from codec.coding import load_codec
+from codec.ladder import coded_size
+from codec.video_io import resize_frames
 
 DEFAULT_SCALES = (1.0, 0.75, 0.5, 0.375, 0.25)
 
 
-def _round_trip(clip: np.ndarray, model, bits=None) -> tuple[np.ndarray, int]:
-    with tempfile.TemporaryDirectory() as d:
-        src = Path(d) / "s.mkv"
-        with VideoWriter(src, clip.shape[2], clip.shape[1], 30) as w:
-            w.write(clip)
-        s = compress_file(src, Path(d) / "c.vtok", model, bits=bits, quiet=True, log=lambda *a: None)
-        decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", model, quiet=True, log=lambda *a: None)
-        return read_video(Path(d) / "d.mkv"), s["bytes"]
+def _round_trip(clip: np.ndarray, codec, bits=None) -> tuple[np.ndarray, int]:
+    data = codec.compress(clip, fps=30, bits=bits)  # the bytes of the .vtok file
+    return codec.decompress(data), len(data)
 
 
 def compare_ladders(model=None, data=None, frames: int = 33, size=(640, 360), scales=DEFAULT_SCALES,
@@ -45,11 +40,11 @@ def compare_ladders(model=None, data=None, frames: int = 33, size=(640, 360), sc
     for name, clip in eval_clips(data, frames, size):
         pixels = clip[..., 0].size
         for k in ladder:
-            dec, nbytes = _round_trip(clip, model, bits=k)
+            dec, nbytes = _round_trip(clip, codec, bits=k)
             acc["bits"].setdefault(k, []).append({"bpp": nbytes * 8 / pixels, **clip_metrics(clip, dec, lp)})
         for s in scales:
             small = resize_frames(clip, coded_size(clip.shape[2], clip.shape[1], s)) if s < 1 else clip
-            dec, nbytes = _round_trip(small, model)
+            dec, nbytes = _round_trip(small, codec)
             back = resize_frames(dec, (clip.shape[2], clip.shape[1]))
             acc["scale"].setdefault(s, []).append({"bpp": nbytes * 8 / pixels, **clip_metrics(clip, back, lp)})
         log(f"{name}: done")

@@ -25,7 +25,9 @@ from bench.bdrate import bd_table
 from bench.datasets import eval_clips, mcl_jcv_files
 from bench.metrics import LPIPSMetric, msssim_frames, psnr_frames, psnr_yuv_frames
 from bench.plot import plot_rd
-from codec.pipeline import compress_file, decompress_file, load_codec, rate_ladder
+from codec.coding import load_codec
+from codec.files import compress_file, decompress_file
+from codec.ladder import rate_ladder
 from codec.video_io import VideoWriter, read_video
 
 DEFAULT_QPS = (22, 27, 32, 37, 42, 47)
@@ -46,18 +48,29 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def vtok_round_trip(clip: np.ndarray, rate: int | None, model, fps: float) -> tuple[np.ndarray, int, dict]:
-    """Compress and decompress ``clip`` through real files; returns (decoded frames, file bytes, timings)."""
+def vtok_round_trip(clip: np.ndarray, rate: int | None, codec, fps: float) -> tuple[np.ndarray, int, dict]:
+    """Compress and decompress ``clip`` in memory with a loaded ``Codec``; returns (decoded frames, bytes of the
+    ``.vtok`` file it would write, timings)."""
+    t0 = time.perf_counter()
+    data = codec.compress(clip, fps=fps, rate=rate)
+    t1 = time.perf_counter()
+    dec = codec.decompress(data)
+    t2 = time.perf_counter()
+    return dec, len(data), {"encode_s": t1 - t0, "decode_s": t2 - t1}
+
+
+def check_file_round_trip(clip: np.ndarray, rate: int | None, codec, fps: float) -> None:
+    """The file flows (``vtok compress`` / ``decompress`` through real files) give the in-memory bytes and frames."""
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "src.mkv"
         with VideoWriter(src, clip.shape[2], clip.shape[1], fps) as w:
             w.write(clip)
-        t0 = time.perf_counter()
-        s = compress_file(src, Path(d) / "c.vtok", model, rate=rate, quiet=True, log=lambda *a: None)
-        t1 = time.perf_counter()
-        decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", model, quiet=True, log=lambda *a: None)
-        t2 = time.perf_counter()
-        return read_video(Path(d) / "d.mkv"), s["bytes"], {"encode_s": t1 - t0, "decode_s": t2 - t1}
+        compress_file(src, Path(d) / "c.vtok", rate=rate, quiet=True, codec=codec, log=lambda *a: None)
+        decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", quiet=True, codec=codec, log=lambda *a: None)
+        data = codec.compress(clip, fps=fps, rate=rate)
+        if (Path(d) / "c.vtok").read_bytes() != data or not np.array_equal(read_video(Path(d) / "d.mkv"),
+                                                                        codec.decompress(data)):
+            raise RuntimeError("the file round trip differs from the in-memory one")
 
 
 def collect_clips(data=None, mcl_jcv=None, frames: int | None = 33, size=(640, 360), keep_size: bool = False):
@@ -114,7 +127,8 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
                     st = {"codec": "vtok", "rate": r, "bits_per_token": ladder[r].bits, "scale": ladder[r].scale,
                           "gop": 17}
                     tasks.append((name, clip, "vtok", r, st, version,
-                                  lambda clip=clip, r=r: vtok_round_trip(clip, r, model, 30.0)))
+                                  lambda clip=clip, r=r: vtok_round_trip(clip, r, cm, 30.0)))
+            check_file_round_trip(clips[0][1][:9], rates[-1], cm, 30.0)  # one real file round trip per run
         else:
             a = build_anchor(c, preset=preset, config=config, intra_period=intra_period)
             version = a.version()

@@ -85,6 +85,7 @@ _END_V3 = struct.Struct("<III")  # GOP units, frames, audio units
 _GOP_PREFIX = struct.Struct("<Q")  # a GOP payload's cross-entropy under the prior, in 1/1024 bits
 _CRC = struct.Struct("<I")
 UNKNOWN_FRAMES = 0xFFFFFFFF
+UNIT_OVERHEAD = _UNIT.size + _CRC.size  # bytes a unit adds around its payload (19)
 
 
 @dataclass

@@ -5,9 +5,9 @@ Learned Image Compression", arXiv 2103.15306) applied to binary token planes, wi
 latent frame as in conditional video coding (Li et al., DCVC, arXiv 2109.15047), and the bit-group ("sub-token")
 split of MAGVIT-v2's LFQ tokens (arXiv 2310.05737).
 
-Coding order inside one latent frame: two checkerboard passes (anchors ``(y + x) % 2 == 0`` first), and inside each
-pass the bit groups in order (e.g. bits 0-8, then 9-17). Each of these *steps* is one evaluation of a small CNN that
-sees: the previous latent frame's bits, the bits of the current frame known so far (``+1/-1``, ``0`` unknown), and
+Coding order inside one latent frame (``codec.entropy.frame_steps``, shared with coding): two checkerboard passes
+(anchors ``(y + x) % 2 == 0`` first), and inside each pass the bit groups in order (e.g. bits 0-8, then 9-17). Each
+of these *steps* is one evaluation of a small CNN that sees: the previous latent frame's bits, the bits of the current frame known so far (``+1/-1``, ``0`` unknown), and
 which step it is. It works on the bits of any token index, so every quantizer's tokens can be coded by it.
 
 Bit-exactness (the decoder must rebuild the encoder's probabilities exactly, whatever the machine): the network is
@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from codec.entropy import anchor_mask, frame_steps
 
 ACT_FRAC = 4  # activations: 1/16 steps, 8-bit unsigned (0 .. 255/16)
 ACT_MAX = 255
@@ -58,33 +60,6 @@ class PriorConfig:
     @property
     def in_channels(self) -> int:
         return 2 * self.bits + 3 + self.groups
-
-
-def steps_for(bits: int, group_bits: int):
-    """The coding steps of one latent frame for ``bits`` coded bits: ``(pass, group, first bit, end bit)``."""
-    out = []
-    for p in (0, 1):
-        for g, start in enumerate(range(0, bits, group_bits)):
-            out.append((p, g, start, min(start + group_bits, bits)))
-    return out
-
-
-def anchor_mask(h: int, w: int) -> np.ndarray:
-    return (np.add.outer(np.arange(h), np.arange(w)) % 2) == 0
-
-
-def tokens_to_bits(tokens: np.ndarray, bits: int) -> np.ndarray:
-    """int ``(..., H, W)`` → uint8 ``(..., bits, H, W)`` (bit ``i`` = ``(index >> i) & 1``)."""
-    t = np.asarray(tokens, dtype=np.int64)
-    shifts = np.arange(bits, dtype=np.int64).reshape((bits, 1, 1))
-    return ((t[..., None, :, :] >> shifts) & 1).astype(np.uint8)
-
-
-def bits_to_tokens(b: np.ndarray) -> np.ndarray:
-    """uint8 ``(..., bits, H, W)`` → int64 ``(..., H, W)``."""
-    bits = b.shape[-3]
-    w = (np.int64(1) << np.arange(bits, dtype=np.int64)).reshape((bits, 1, 1))
-    return (b.astype(np.int64) * w).sum(-3)
 
 
 def _ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -147,14 +122,13 @@ class TokenPrior(nn.Module):
         sign = (bits * 2 - 1) * chan_ok
         prev = ((((prev_tokens[:, None] >> shifts) & 1).float() * 2 - 1) * chan_ok
                 * has_prev.float().view(b, 1, 1, 1))
-        anchor = torch.from_numpy(anchor_mask(h, w)).to(tokens.device)
         total = tokens.new_zeros((), dtype=torch.float32)
         count = chan_ok.sum() * h * w
-        for p, g, s, e in steps_for(cfg.bits, cfg.group_bits):
-            pos = anchor if p == 0 else ~anchor
-            known = sign * anchor if p == 1 else torch.zeros_like(sign)  # the anchor pass is fully known
-            known[:, :s] = known[:, :s] + sign[:, :s] * pos  # earlier groups of this pass
-            logits = self(context(cfg, prev, known, has_prev, p, g))
+        for step, pos, known in frame_steps(cfg.bits, cfg.group_bits, h, w):  # the coding order, as coded
+            pos = torch.from_numpy(pos).to(tokens.device)
+            known = torch.from_numpy(known).to(tokens.device)
+            s, e = step.start, step.end
+            logits = self(context(cfg, prev, sign * known, has_prev, step.pass_, step.group))
             ce = F.binary_cross_entropy_with_logits(logits[:, s:e], bits[:, s:e], reduction="none")
             total = total + (ce * chan_ok[:, s:e] * pos).sum()
         return total / count / np.log(2)

@@ -72,6 +72,13 @@ def yuv_geometry(path, size: tuple[int, int] | None = None, fps=None) -> tuple[i
     return w, h, Fraction(str(fps)).limit_denominator(1001)
 
 
+def check_output(path) -> None:
+    """Raise if the folder an output file goes into does not exist (before any work is done)."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise FileNotFoundError(f"output folder {path.parent} does not exist")
+
+
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bicubic resize of uint8 ``(T, H, W, 3)`` frames to ``size`` = (width, height) (FFmpeg's swscale)."""
     import av

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from codec.pipeline import load_token_file
+from codec.tokens_file import load_token_file
 from codec.tokenizer import VideoTokenizer, save_tokenizer
 from codec.video_io import read_video, write_video
 from tests.conftest import REPO, smooth_clip, tiny_config

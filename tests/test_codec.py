@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from codec.pipeline import compress_file, decode_tokens, decompress_file, encode_tokens, load_codec, vtok_info
+from bitstream.info import file_info as vtok_info
+from codec.coding import load_codec
+from codec.entropy import decode_tokens, encode_tokens
+from codec.files import compress_file, decompress_file
 from codec.prior import IntegerPrior, PriorConfig, TokenPrior, context
 from codec.tokenizer import VideoTokenizer, save_tokenizer
 from codec.video_io import read_video, write_video
@@ -87,7 +90,7 @@ def test_file_round_trip_and_gop_access(models, tmp_path):
 
 def test_encode_one_thread_decode_two_threads(models, tmp_path):
     code = ("import sys, torch; sys.path.insert(0, sys.argv[3]); torch.set_num_threads(int(sys.argv[4]));"
-            "from codec.pipeline import compress_file;"
+            "from codec.files import compress_file;"
             "compress_file(sys.argv[1], sys.argv[2], sys.argv[5], gop=9, quiet=True, log=lambda *a: None)")
     r = subprocess.run([sys.executable, "-c", code, models / "clip.mkv", tmp_path / "t1.vtok", REPO, "1",
                         models / "tiny.safetensors"], capture_output=True, text=True, timeout=300)

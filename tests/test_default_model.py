@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from bench.metrics import psnr_frames
-from codec.pipeline import DEFAULT_PRIOR, RatePoint, compress_file, decompress_file, load_codec, rate_ladder, vtok_info
+from bitstream.info import file_info as vtok_info
+from codec.coding import load_codec
+from codec.files import compress_file, decompress_file
+from codec.ladder import RatePoint, rate_ladder
 from codec.tokenizer import BUNDLED_MODELS, DEFAULT_WEIGHTS, load_tokenizer, model_path
 from codec.video_io import VideoWriter, read_video
 from tests.conftest import SHARED
@@ -29,7 +32,7 @@ def test_bundled_files_are_small_safetensors():
         weights = model_path(name)
         for p in (weights, weights.with_name(weights.stem + "-prior.safetensors")):
             assert p.is_file() and p.stat().st_size <= 20 * 1024 * 1024, p
-    assert DEFAULT_WEIGHTS == model_path("default") and DEFAULT_PRIOR.is_file()
+    assert DEFAULT_WEIGHTS == model_path("default")
     tok = load_tokenizer()
     assert tok.cfg.arch == "tae" and tok.bits == 36 and tok.rate_ladder == [2, 3, 5, 8, 14, 22, 36]
     assert rate_ladder(tok) == [RatePoint(0.25, 36), RatePoint(0.375, 36), RatePoint(0.5, 36)] + [
@@ -75,7 +78,7 @@ def test_quality_rises_with_rate(ladder_results):
 
 
 def test_default_codec_round_trip_tokens():
-    from codec.pipeline import decode_tokens, encode_tokens
+    from codec.entropy import decode_tokens, encode_tokens
 
     codec = load_codec()
     bits = codec.tokenizer.bits

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from bitstream.container import ContainerWriter, Header
-from codec.pipeline import encode_tokens
+from codec.entropy import encode_tokens
 from codec.prior import PriorConfig, TokenPrior
 
 DIGESTS = Path(__file__).parent / "data" / "digests.json"

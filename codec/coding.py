@@ -1,0 +1,243 @@
+"""The codec: one object that turns frames into ``.vtok`` bytes and back, the one way in for in-memory work.
+
+Data flow (encoder): frames (one GOP at a time) → tokens (``VideoTokenizer``, ``codec/tokenizer.py``) → each bit's
+probability (``IntegerPrior``, ``codec/prior.py``) → range-coded payload in coding order (``codec/entropy.py``) →
+one unit per GOP, with the audio of its time span after it (``bitstream/container.py``, ``bitstream/audio.py``).
+The decoder runs the same steps backwards; memory stays that of one GOP whatever the clip's length.
+``codec/files.py`` wraps this for video files.
+
+>>> import numpy as np, torch
+>>> from codec.prior import PriorConfig, TokenPrior
+>>> from codec.tokenizer import TokenizerConfig, VideoTokenizer
+>>> tok = VideoTokenizer(TokenizerConfig(stem_ch=8, ch=16, bits=10, group_bits=5)).eval()
+>>> codec = Codec(tok, TokenPrior(PriorConfig(bits=10, group_bits=5, channels=8, layers=2)).freeze())
+>>> video = np.zeros((5, 16, 24, 3), np.uint8)
+>>> data = codec.compress(video, fps=25)
+>>> codec.decompress(data).shape
+(5, 16, 24, 3)
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import numpy as np
+
+from bitstream.audio import NO_TS, pack_packets, pack_streams, unpack_packets, unpack_streams
+from bitstream.container import UNIT_OVERHEAD, UNKNOWN_FRAMES, ContainerReader, ContainerWriter, Header
+from codec.entropy import PERFECT, decode_tokens, encode_tokens
+from codec.ladder import coded_size, rate_ladder
+from codec.prior import IntegerPrior
+from codec.tokenizer import BUNDLED_MODELS, VideoTokenizer, load_tokenizer, model_path, token_shape
+from codec.video_io import Colour, resize_frames
+
+DEFAULT_GOP = 17
+
+
+class ModelMismatch(ValueError):
+    """A ``.vtok`` file was made by other weights than the ones loaded."""
+
+
+@dataclass
+class Codec:
+    """A tokenizer and its token prior, as one coding model. ``model_id`` hashes both.
+
+    ``compress(frames) -> bytes`` / ``decompress(bytes) -> frames`` in memory; ``compress_to`` / ``decompress_from``
+    stream GOP by GOP to and from a binary file object. Frames are uint8 ``(T, H, W, 3)``.
+    """
+
+    tokenizer: VideoTokenizer
+    prior: IntegerPrior
+
+    @functools.cached_property
+    def model_id(self) -> str:  # hashes every weight: computed once per loaded codec
+        return hashlib.sha256((self.tokenizer.model_id + self.prior.model_id).encode()).hexdigest()[:16]
+
+    def settings(self, rate: int | None = None, bits: int | None = None) -> tuple[float, int]:
+        """(scale, bits per token) of a ``--rate`` point or of ``bits`` at full size (neither: all bits)."""
+        tok = self.tokenizer
+        if rate is not None and bits is not None:
+            raise ValueError("give --rate or --bits, not both")
+        if rate is not None:
+            ladder = rate_ladder(tok)
+            if not 0 <= rate < len(ladder):
+                raise ValueError(f"rate must be in 0..{len(ladder) - 1} for this model, got {rate}")
+            return ladder[rate].scale, ladder[rate].bits
+        bits = bits or tok.bits
+        if not 1 <= bits <= tok.bits:
+            raise ValueError(f"bits must be in 1..{tok.bits}, got {bits}")
+        return 1.0, bits
+
+    def compress_to(self, f: BinaryIO, gops: Iterable[np.ndarray], width: int, height: int, fps: Fraction,
+                    rate: int | None = None, bits: int | None = None, gop: int = DEFAULT_GOP,
+                    colour: Colour | None = None, audio=None, audio_end: float | None = None,
+                    progress=None) -> dict:
+        """Code ``gops`` (uint8 ``(n, height, width, 3)`` arrays of ``gop`` frames, the last may be shorter) into
+        ``f``; ``audio``: a ``video_io.AudioSource`` to carry along (packets after ``audio_end`` seconds are left
+        out). Returns frames, bytes (all, video, audio), cross-entropy bits and raw token bits."""
+        if gop < 1 or (gop - 1) % 4:
+            raise ValueError(f"GOP length must be 1 + 4k frames (1, 5, 9, 13, 17, ...), got {gop}")
+        scale, bits = self.settings(rate, bits)
+        cw, ch = coded_size(width, height, scale)
+        c = colour or Colour()
+        header = Header(width=width, height=height, frames=UNKNOWN_FRAMES, fps_num=fps.numerator,
+                        fps_den=fps.denominator, bits_per_token=bits, model_bits=self.tokenizer.bits, gop=gop,
+                        prob_bits=self.prior.cfg.prob_bits, perfect=PERFECT, model_id=self.model_id,
+                        rate=rate if rate is not None else 255, coded_width=cw, coded_height=ch, matrix=c.matrix,
+                        full_range=c.full_range, primaries=c.primaries, transfer=c.transfer)
+        header.validate()
+        start = f.tell()
+        writer = ContainerWriter(f, header)
+        pending, audio_bytes = [], 0
+        if audio is not None:
+            streams = pack_streams(audio.streams, audio.description)
+            writer.write_audio_streams(streams)
+            audio_bytes = len(streams) + UNIT_OVERHEAD
+            pending = sorted(audio.packets, key=audio.seconds)
+            if audio_end is not None:
+                pending = [p for p in pending if audio.seconds(p) < audio_end]
+        frames, ce_total, raw = 0, 0.0, 0
+        for gi, clip in enumerate(gops):
+            if clip.shape[1:3] != (height, width):
+                raise ValueError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
+            if (cw, ch) != (width, height):
+                clip = resize_frames(clip, (cw, ch))
+            tokens = self.tokenizer.encode(clip, bits=bits)
+            payload, ce = encode_tokens(self.prior, tokens, bits)
+            writer.write_unit(gi, frames, len(clip), payload)
+            frames += len(clip)
+            ce_total += ce
+            raw += tokens.size * bits
+            # the audio of this GOP's time span follows it
+            n = sum(1 for p in pending if audio.seconds(p) < frames / fps) if pending else 0
+            audio_bytes += self._write_audio(writer, pending[:n])
+            pending = pending[n:]
+            if progress is not None:
+                progress(frames, (f.tell() - start - audio_bytes) * 8 / (frames * width * height))
+        if frames == 0:
+            raise ValueError("no frames to code")
+        audio_bytes += self._write_audio(writer, pending)  # what is left after the last frame
+        writer.close()
+        size = f.tell() - start
+        return {"frames": frames, "bytes": size, "video_bytes": size - audio_bytes, "audio_bytes": audio_bytes,
+                "cross_entropy_bits": ce_total, "raw_token_bits": raw}
+
+    @staticmethod
+    def _write_audio(writer: ContainerWriter, packets) -> int:
+        if not packets:
+            return 0
+        payload = pack_packets(packets)
+        writer.write_audio(payload)
+        return len(payload) + UNIT_OVERHEAD
+
+    def open(self, f: BinaryIO) -> "CodedFile":
+        """Read a ``.vtok`` stream's header and unit index; raises ModelMismatch if another model made it."""
+        return self.check(CodedFile(f))
+
+    def check(self, coded: "CodedFile") -> "CodedFile":
+        """Raise ModelMismatch unless this model made ``coded``."""
+        h = coded.header
+        if h.model_id != self.model_id:
+            raise ModelMismatch(f"the file was made by model {h.model_id}, but the loaded model is {self.model_id}: "
+                                f"pass --model/--prior with the weights of model {h.model_id}")
+        if h.model_bits != self.tokenizer.bits:
+            raise ModelMismatch(f"the file has {h.model_bits}-bit tokens but the model makes {self.tokenizer.bits}")
+        return coded
+
+    def decompress_from(self, coded: "CodedFile", start: int = 0, frames: int | None = None,
+                        audio: bool = True) -> Iterator[tuple[np.ndarray, list]]:
+        """Decode frames ``start .. start + frames`` GOP by GOP: yields (uint8 frames, audio packets of their span,
+        timestamps shifted so the range starts at 0). Only the GOPs that hold the range are decoded."""
+        h = coded.header
+        end = h.frames if frames is None else min(h.frames, start + frames)
+        if start < 0 or (frames is not None and frames < 1):
+            raise ValueError("--start must be >= 0 and --frames >= 1")
+        if start >= h.frames:
+            raise ValueError(f"--start {start} is past the last frame ({h.frames} frames)")
+        rate = Fraction(h.fps_num, h.fps_den)
+        t_lo = start / rate if start > 0 else -float("inf")
+        t_hi = end / rate if end < h.frames else float("inf")
+        for u in coded.units:
+            if u.first_frame + u.frames <= start or u.first_frame >= end:
+                continue
+            shape = token_shape(u.frames, h.coded_height, h.coded_width)
+            tokens = decode_tokens(self.prior, coded.reader.read_payload(u), shape, h.bits_per_token)
+            video = self.tokenizer.decode(tokens, bits=h.bits_per_token,
+                                          size=(u.frames, h.coded_height, h.coded_width))
+            if (h.coded_width, h.coded_height) != (h.width, h.height):
+                video = resize_frames(video, (h.width, h.height))
+            lo, hi = max(start, u.first_frame) - u.first_frame, min(end, u.first_frame + u.frames) - u.first_frame
+            packets = [p for p in coded.audio_packets(u.gop_index) if t_lo <= coded.seconds(p) < t_hi] \
+                if audio and coded.streams else []
+            yield video[lo:hi], packets
+
+    def compress(self, frames: np.ndarray, fps=30, rate: int | None = None, bits: int | None = None,
+                 gop: int = DEFAULT_GOP) -> bytes:
+        """uint8 ``(T, H, W, 3)`` → the bytes of a ``.vtok`` file."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+            raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.shape} {frames.dtype}")
+        buf = io.BytesIO()
+        rate_q = fps if isinstance(fps, Fraction) else Fraction(str(fps)).limit_denominator(1001)
+        self.compress_to(buf, (frames[i:i + gop] for i in range(0, len(frames), gop)), frames.shape[2],
+                         frames.shape[1], rate_q, rate, bits, gop)
+        return buf.getvalue()
+
+    def decompress(self, data: bytes, start: int = 0, frames: int | None = None) -> np.ndarray:
+        """The bytes of a ``.vtok`` file → uint8 ``(T, H, W, 3)`` (frames ``start .. start + frames``)."""
+        coded = self.open(io.BytesIO(data))
+        return np.concatenate([v for v, _ in self.decompress_from(coded, start, frames, audio=False)])
+
+
+class CodedFile:
+    """An open ``.vtok`` stream: its header, GOP units and audio (stream descriptions and packets per GOP)."""
+
+    def __init__(self, f: BinaryIO):
+        self.reader = ContainerReader(f)
+        self.header = self.reader.header
+        self.units = list(self.reader.units())
+        self.streams, self.description = [], b""
+        if self.reader.audio_units:
+            self.streams, self.description = unpack_streams(self.reader.read_payload(self.reader.audio_units[0]))
+
+    def audio_packets(self, gop_index: int) -> list:
+        out = []
+        for au in self.reader.audio_units[1:]:
+            if au.gop_index == gop_index:
+                out += unpack_packets(self.reader.read_payload(au), len(self.streams))
+        return out
+
+    def seconds(self, p) -> float:
+        num, den = self.streams[p.stream].time_base
+        return (p.pts if p.pts != NO_TS else p.dts) * num / den
+
+
+def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
+    """Tokenizer weights (a path or a bundled model's name; default: the bundled default) and prior weights
+    (default: the file beside them, ``*-prior``)."""
+    tok = load_tokenizer(model, device=device)
+    if prior is None:
+        base = model_path(model)
+        prior = base.with_name(base.stem + "-prior.safetensors")
+    if not Path(prior).is_file():
+        raise FileNotFoundError(f"no token prior at {prior} (pass --prior)")
+    ip = IntegerPrior.load(prior).to(device)
+    if ip.cfg.bits != tok.bits:
+        raise ValueError(f"prior {prior} codes {ip.cfg.bits}-bit tokens but the tokenizer makes {tok.bits}-bit tokens")
+    return Codec(tok, ip)
+
+
+def bundled_codec(model_id: str) -> Codec | None:
+    """The bundled model whose codec id is ``model_id`` (files made by an earlier default model), or None."""
+    for name in BUNDLED_MODELS:
+        if name != "default" and model_path(name).is_file():
+            codec = load_codec(name)
+            if codec.model_id == model_id:
+                return codec
+    return None

@@ -1,0 +1,139 @@
+"""File flows of the codec (``vtok compress`` / ``vtok decompress``): thin wrappers of ``Codec`` over video files.
+
+``compress_file``: probe the input and read its audio (``codec/video_io.py``), hand its frames GOP by GOP to
+``Codec.compress_to`` (``codec/coding.py``), write the ``.vtok`` under a temporary name and rename it into place.
+``decompress_file``: ``Codec.decompress_from`` GOP by GOP into a ``VideoWriter`` with the source's colour tags and
+audio. Either way nothing half-written is left behind on an error.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from codec.coding import DEFAULT_GOP, CodedFile, bundled_codec, load_codec
+from codec.video_io import Colour, VideoError, VideoWriter, check_output, iter_frames, probe, read_audio
+
+
+class _Progress:
+    """A small progress line on stderr (frames, fps, running bpp); silent when ``quiet``."""
+
+    def __init__(self, total: int | None, quiet: bool, what: str):
+        self.quiet, self.total, self.what = quiet or not sys.stderr.isatty(), total, what
+        self.t0 = time.perf_counter()
+
+    def update(self, frames: int, bpp: float | None = None) -> None:
+        if self.quiet:
+            return
+        fps = frames / max(1e-9, time.perf_counter() - self.t0)
+        tot = f"/{self.total}" if self.total else ""
+        rate = f", {bpp:.4f} bpp" if bpp is not None else ""
+        print(f"\r{self.what}: {frames}{tot} frames, {fps:.1f} fps{rate}   ", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if not self.quiet:
+            print(file=sys.stderr)
+
+
+def _gops(frames_iter, gop: int):
+    buf = []
+    for fr in frames_iter:
+        buf.append(fr)
+        if len(buf) == gop:
+            yield np.stack(buf)
+            buf = []
+    if buf:
+        yield np.stack(buf)
+
+
+def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits: int | None = None,
+                  size=None, fps=None, max_frames: int | None = None, quiet: bool = False, rate: int | None = None,
+                  audio: bool = True, codec=None, log=print) -> dict:
+    """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps).
+
+    ``rate`` picks a point of the model's rate ladder (0 = smallest file); ``bits`` sets the bits per token directly
+    at full size; neither codes the full tokens at full size. The input's audio streams are carried as they are
+    (``audio=False`` drops them); bpp counts the video's bytes only. ``codec``: an already loaded ``Codec``.
+    """
+    out = Path(out)
+    check_output(out)
+    codec = codec or load_codec(model, prior)
+    codec.settings(rate, bits)  # bad settings fail before any work
+    info = probe(src, size, fps)
+    if info.bit_depth > 8:
+        log(f"note: {src} is {info.bit_depth}-bit video; vtok codes 8-bit RGB, so it was converted to 8 bits")
+    if info.variable_rate:
+        log(f"note: {src} has a variable frame rate; coded at a constant {info.fps} fps (its frame timestamps are "
+            f"not kept)")
+    sound = read_audio(src) if audio else None
+    tmp = out.with_name(f".{out.name}.part")
+    t0 = time.perf_counter()
+    bar = _Progress(max_frames or info.frames, quiet, "compress")
+    try:
+        with open(tmp, "wb") as f:
+            frames = iter_frames(src, max_frames=max_frames, size=size, fps=fps)
+            s = codec.compress_to(f, _gops(frames, gop), info.width, info.height, info.fps, rate, bits, gop,
+                                  info.colour, sound, max_frames / info.fps if max_frames else None, bar.update)
+        tmp.replace(out)
+    except ValueError as e:
+        raise VideoError(f"{src}: {e}") if str(e) == "no frames to code" or "mid-stream" in str(e) else e
+    finally:
+        bar.close()
+        if tmp.exists():
+            tmp.unlink()
+    dt = time.perf_counter() - t0
+    pixels = s["frames"] * info.width * info.height
+    summary = {**s, "width": info.width, "height": info.height, "bpp": s["video_bytes"] * 8 / pixels,
+               "fps": s["frames"] / dt, "model_id": codec.model_id}
+    sound_note = f" (+ {s['audio_bytes']} bytes of audio)" if s["audio_bytes"] else ""
+    log(f"{src} -> {out}: {s['frames']} frames {info.width}x{info.height}, {s['video_bytes']} bytes{sound_note}, "
+        f"{summary['bpp']:.4f} bpp, {summary['fps']:.1f} fps")
+    return summary
+
+
+def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: int | None = None,
+                    quiet: bool = False, audio: bool = True, codec=None, log=print) -> dict:
+    """Decode ``.vtok`` to a video file; ``start``/``frames`` pick a range and only its GOPs are decoded.
+
+    The file's audio goes into ``.mkv`` / ``.mp4`` outputs, cut to the same time span (``audio=False``: left out). A
+    file made by an earlier bundled default model is decoded with that model when no model is named.
+    """
+    out = Path(out)
+    check_output(out)
+    if start < 0 or (frames is not None and frames < 1):
+        raise ValueError("--start must be >= 0 and --frames >= 1")
+    with open(src, "rb") as f:
+        coded = CodedFile(f)
+        h = coded.header
+        codec = codec or load_codec(model, prior)
+        if h.model_id != codec.model_id and model is None and prior is None:
+            codec = bundled_codec(h.model_id) or codec
+        codec.check(coded)
+        streams = coded.streams if audio else []
+        keeps_audio = out.suffix.lower() in (".mkv", ".mp4", ".mov")
+        t0 = time.perf_counter()
+        written = 0
+        end = h.frames if frames is None else min(h.frames, start + frames)
+        bar = _Progress(max(0, end - start), quiet, "decompress")
+        rate = Fraction(h.fps_num, h.fps_den)
+        with VideoWriter(out, h.width, h.height, rate, Colour(h.matrix, h.full_range, h.primaries, h.transfer),
+                         (streams, coded.description) if streams and keeps_audio else None) as w:
+            if streams and not w.holds_audio:
+                log(f"note: {out} holds no audio: the file's {len(streams)} audio stream(s) are not written "
+                    f"(decode to .mkv or .mp4 to keep them)")
+            for codec_name in w.transcoded:
+                log(f"note: {out.suffix} cannot hold {codec_name} audio: transcoded to AAC")
+            tbs = [st.time_base for st in streams]
+            for video, packets in codec.decompress_from(coded, start, frames, audio=bool(streams)):
+                w.write(video)
+                w.write_audio(packets, tbs, shift=float(start / rate))
+                written += len(video)
+                bar.update(written)
+        bar.close()
+    dt = time.perf_counter() - t0
+    log(f"{src} -> {out}: {written} frames {h.width}x{h.height}, {written / dt:.1f} fps")
+    return {"frames": written, "width": h.width, "height": h.height, "fps": written / dt}

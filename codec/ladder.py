@@ -1,0 +1,43 @@
+"""The rate ladder of one model: which picture size and how many bits of every token each ``--rate`` codes.
+
+Nested dropout (Rippel et al., arXiv 1402.0915) lets the first ``k`` bits of a token decode alone (the bit ladder);
+below it, resolution scaling codes a smaller picture with whole tokens (docs/RATE.md compares the two).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LADDER_SCALES = (0.25, 0.375, 0.5)  # coded-size scales below the bit ladder, each with full tokens
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """One point of the rate ladder: code the clip at ``scale`` × its size with the first ``bits`` bits per token."""
+
+    scale: float
+    bits: int
+
+
+def rate_ladder(tok) -> list[RatePoint]:
+    """``vtok compress --rate N`` picks ``rate_ladder(tok)[N]``; rate 0 is the smallest file.
+
+    Resolution scaling first (``LADDER_SCALES`` × the frame size, every bit of the token; the decoder resizes back),
+    then the tokenizer's bit ladder at full size without its smallest point (at the same rate the half-size picture
+    is 1.6 dB better in PSNR; docs/RATE.md). For 18-bit tokens: 9 points, 1/4, 3/8, 1/2 size, then 3, 4, 6, 9, 12, 18
+    bits. A model trained without nested dropout has its full token and the three scales. ``tok``: a
+    ``VideoTokenizer``.
+    """
+    bits = tok.rate_ladder
+    return [RatePoint(s, tok.bits) for s in LADDER_SCALES] + [RatePoint(1.0, k) for k in bits[1:] or bits]
+
+
+def coded_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The size a clip of ``width`` × ``height`` is coded at for ``scale``: even sides, at least 8, at most the frame."""
+    if scale >= 1:
+        return width, height
+
+    def side(n):
+        return min(n, max(8, round(n * scale / 2) * 2))
+
+    return side(width), side(height)

@@ -1,0 +1,80 @@
+"""Token export for language-model use: a video file ⇄ a ``.npz`` of token indices (``vtok tokenize`` /
+``vtok detokenize``).
+
+The ``.npz`` holds: ``tokens`` (int32 or int64 ``(T', H', W')``), ``sub_tokens`` (``(T', H', W', G)``, the index
+split into ``group_bits``-bit sub-tokens, least significant first), ``size`` (``T, H, W`` of the video),
+``fps`` (numerator, denominator), ``bits``, ``group_bits`` and ``model_id``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from codec.tokenizer import load_tokenizer
+from codec.video_io import check_output, probe, read_video, write_video
+
+
+class TokenFileError(ValueError):
+    """A token file is unreadable or does not match the model; the message says what to do."""
+
+
+def tokenize_file(src, out, model=None, bits: int | None = None, max_frames: int | None = None,
+                  resize: tuple[int, int] | None = None, size=None, fps=None, log=print) -> dict:
+    """Tokenize a video file into ``out`` (.npz). Returns a summary dict."""
+    out = Path(out)
+    check_output(out)
+    tok = load_tokenizer(model)
+    info = probe(src, size, fps)
+    video = read_video(src, max_frames=max_frames, resize=resize, size=size, fps=fps)
+    tokens = tok.encode(video, bits=bits)
+    bits = bits or tok.bits
+    group = getattr(tok.quantizer, "group_bits", bits)
+    groups = -(-bits // group)
+    sub = np.stack([(tokens >> (group * g)) & ((1 << group) - 1) for g in range(groups)], axis=-1)
+    dtype = np.int32 if bits <= 31 else np.int64
+    tmp = out.with_name(f".{out.name}.part")
+    with open(tmp, "wb") as f:
+        np.savez(f, tokens=tokens.astype(dtype), sub_tokens=sub.astype(dtype),
+                 size=np.array(video.shape[:3], np.int64),
+                 fps=np.array([info.fps.numerator, info.fps.denominator], np.int64),
+                 bits=np.int64(bits), group_bits=np.int64(group), model_id=np.str_(tok.model_id))
+    tmp.replace(out)
+    summary = {"frames": int(video.shape[0]), "height": int(video.shape[1]), "width": int(video.shape[2]),
+               "tokens": list(tokens.shape), "bits": bits, "model_id": tok.model_id}
+    log(f"{src}: {video.shape[0]} frames {video.shape[2]}x{video.shape[1]} -> tokens {tuple(tokens.shape)} "
+        f"x {bits} bits -> {out}")
+    return summary
+
+
+def load_token_file(path) -> dict:
+    """Read a token ``.npz`` written by ``tokenize_file``; raises TokenFileError when it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise TokenFileError(f"{path}: not a vtok token file ({e})") from None
+    need = {"tokens", "size", "fps", "bits", "model_id"}
+    if not need <= set(data):
+        raise TokenFileError(f"{path}: not a vtok token file (missing {', '.join(sorted(need - set(data)))})")
+    return data
+
+
+def detokenize_file(src, out, model=None, log=print) -> dict:
+    """Decode a token ``.npz`` back to a video file (``.mkv``/``.mp4``/``.y4m``/PNG folder)."""
+    out = Path(out)
+    check_output(out)
+    data = load_token_file(src)
+    tok = load_tokenizer(model)
+    want = str(data["model_id"])
+    if want != tok.model_id:
+        raise TokenFileError(f"{src} was made by model {want}, but the loaded model is {tok.model_id}: "
+                             f"pass --model with the weights of model {want}")
+    t, h, w = (int(v) for v in data["size"])
+    video = tok.decode(data["tokens"].astype(np.int64), bits=int(data["bits"]), size=(t, h, w))
+    num, den = (int(v) for v in data["fps"])
+    write_video(out, video, Fraction(num, den))
+    log(f"{src}: tokens {tuple(data['tokens'].shape)} -> {t} frames {w}x{h} -> {out}")
+    return {"frames": t, "height": h, "width": w}
