@@ -1,6 +1,9 @@
 """vtok command line: argument parsing only, one function call per subcommand.
 
-Run ``vtok --help`` (or ``python cli.py --help``).
+Run ``vtok --help`` (or ``python cli.py --help``). Exit codes: 0 success; 1 an error the user can act on (bad or
+damaged input, a missing file or folder, a model that does not fit, a failing external encoder), reported as one
+``vtok: error: ...`` line; 2 an internal error (a bug), also one line (``VTOK_DEBUG=1`` shows the traceback);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -8,6 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from bitstream.errors import VtokError
+from codec.paths import TRAIN_DATA
+from codec.quantizers import QUANTIZERS
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -107,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="tokenizer weights (.safetensors); default: the bundled model")
 
     p = sub.add_parser("train", help="train a tokenizer (resumable; torchrun for several processes)")
-    p.add_argument("--data", nargs="+", default=["../shared/datasets/train"], help="video files or folders")
+    p.add_argument("--data", nargs="+", default=[str(TRAIN_DATA)], help="video files or folders")
     p.add_argument("--run-dir", default="runs/tokenizer", help="run folder (checkpoints, metrics.jsonl, ema.safetensors)")
     p.add_argument("--cache", default="", help="preprocessed clip cache (default: <run>/cache)")
     p.add_argument("--resume", action="store_true", help="continue from <run>/state.safetensors")
@@ -117,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="magvit (from scratch) or tae (starts from TAEF2's weights; see docs/MODELS.md)")
     p.add_argument("--stem-head", default="", help="--arch tae: the stem and head made by 'vtok distill'")
     p.add_argument("--taef2", default="", help="--arch tae: TAEF2's weights folder (default ../shared/weights/taef2)")
-    p.add_argument("--quantizer", default="lfq", choices=["lfq", "vq", "fq", "gsq", "regvq"],
+    p.add_argument("--quantizer", default="lfq", choices=sorted(QUANTIZERS),
                    help="lfq (default), vq, fq (FQGAN), gsq or regvq; see docs/QUANTIZERS.md")
     p.add_argument("--quantizer-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a quantizer argument (VALUE read as JSON, else as a string), e.g. metric=cosine, "
@@ -144,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("distill", help="--arch tae, stage 1: distil the cheap stem and head from TAEF2 (resumable)")
-    p.add_argument("--data", nargs="+", default=["../shared/datasets/train"], help="video files or folders")
+    p.add_argument("--data", nargs="+", default=[str(TRAIN_DATA)], help="video files or folders")
     p.add_argument("--run-dir", default="runs/tae", help="run folder (writes stem-head.safetensors)")
     p.add_argument("--cache", default="", help="preprocessed clip cache (default: <run>/cache)")
     p.add_argument("--taef2", default=None, help="TAEF2's weights folder (default ../shared/weights/taef2)")
@@ -156,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-prior", help="train the token prior on a tokenizer's tokens")
     p.add_argument("--model", help="tokenizer weights; default: the bundled model")
     p.add_argument("-o", "--output", default="runs/prior/prior.safetensors")
-    p.add_argument("--data", nargs="+", default=["../shared/datasets/train"])
+    p.add_argument("--data", nargs="+", default=[str(TRAIN_DATA)])
     p.add_argument("--cache", default="")
     p.add_argument("--run-dir", default="runs/prior")
     p.add_argument("--steps", type=int, default=3000)
@@ -221,7 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--bits", type=int, default=12, help="bits per token of every quantizer")
     c.add_argument("--steps", type=int, default=400, help="training steps of each tokenizer")
     c.add_argument("--prior-steps", type=int, default=300, help="training steps of each token prior")
-    c.add_argument("--train-data", nargs="+", default=["../shared/datasets/train"])
+    c.add_argument("--train-data", nargs="+", default=[str(TRAIN_DATA)])
     c.add_argument("--cache", default="", help="training clip cache (default: <out>/cache)")
     c.add_argument("--data", nargs="+", help="evaluation clips (default: ../shared/datasets/eval)")
     c.add_argument("--frames", type=int, default=17, help="evaluation frames per clip")
@@ -273,7 +280,7 @@ def _run(a: argparse.Namespace) -> None:
               TokenizerConfig(arch=a.arch, quantizer=a.quantizer, bits=a.bits, group_bits=a.group_bits,
                               stem_ch=a.stem_ch, ch=a.ch,
                               nested_dropout=(a.nested_dropout if a.nested_dropout is not None
-                                              else 0.5 if a.quantizer == "lfq" else 0.0),
+                                              else 0.5 if QUANTIZERS[a.quantizer].nested else 0.0),
                               quantizer_args=_key_values(a.quantizer_arg)),
               resume=a.resume)
     elif a.command == "eval":
@@ -298,7 +305,7 @@ def _run(a: argparse.Namespace) -> None:
         run_bench(a.data, a.mcl_jcv, _list(a.codecs, str), _list(a.qps, int),
                   None if a.vtok_rates == "all" else _list(a.vtok_rates, int),
                   a.frames or None, a.size, a.keep_size, a.out, a.jobs, a.config, a.preset, a.intra_period, a.model,
-                  a.anchor, lpips=not a.no_lpips, progress=not a.quiet, ladder=_ladder(a.anchor_ladder))
+                  a.anchor, lpips=not a.no_lpips, progress=not a.quiet, anchor_ladder=_ladder(a.anchor_ladder))
     elif a.command == "plot":
         from bench.plot import plot_rd
         print(plot_rd(a.results, a.output))
@@ -314,7 +321,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("vtok: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, RuntimeError) as e:  # vtok's own errors derive from these; so do the libraries'
+    except (VtokError, OSError, ValueError, RuntimeError) as e:  # VtokError: ours; the rest: libraries' and the OS's
         print(f"vtok: error: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}", file=sys.stderr)
         if os.environ.get("VTOK_DEBUG"):
             raise

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bitstream.errors import ToolError
+
 CONFIGS = ("low-delay", "random-access")
 
 
@@ -33,7 +35,7 @@ def ffmpeg_exe() -> str:
     try:
         import imageio_ffmpeg
     except ImportError:
-        raise RuntimeError("the anchors need the imageio-ffmpeg package (pip install imageio-ffmpeg)") from None
+        raise ToolError("the anchors need the imageio-ffmpeg package (pip install imageio-ffmpeg)") from None
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -48,7 +50,7 @@ def _run(cmd: list[str], stdin: bytes | None = None) -> subprocess.CompletedProc
     r = subprocess.run(cmd, input=stdin, capture_output=True)
     if r.returncode != 0:
         tail = r.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(no message)"]
-        raise RuntimeError(f"{Path(cmd[0]).name} failed: {tail[0]}")
+        raise ToolError(f"{Path(cmd[0]).name} failed: {tail[0]}")
     return r
 
 
@@ -117,7 +119,7 @@ class Anchor:
             size = bs.stat().st_size
         out = np.frombuffer(r.stdout, np.uint8)
         if out.size != frames.size:
-            raise RuntimeError(f"{self.name}: decoded {out.size // (h * w * 3)} frames, expected {t}")
+            raise ToolError(f"{self.name}: decoded {out.size // (h * w * 3)} frames, expected {t}")
         return out.reshape(frames.shape), size, {"encode_s": t1 - t0, "decode_s": t2 - t1}
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.datasets import eval_clips, synthetic_clip
 from bitstream.info import file_info as vtok_info
+from bitstream.errors import ToolError
 from codec.files import compress_file, decompress_file
 from codec.video_io import VideoWriter
 
@@ -66,7 +67,7 @@ def _child_peak(flow: str, src, out, model=None) -> float:
     r = subprocess.run([sys.executable, "-c", code, str(_REPO), flow, str(src), str(out), str(model or "")],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "benchmark child failed")
+        raise ToolError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "benchmark child failed")
     return int(r.stdout.split("PEAK")[-1]) / 1024
 
 

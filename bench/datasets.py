@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from codec.data import list_videos
+from codec.paths import EVAL_DATA
 from codec.video_io import read_video
 
-_REPO = Path(__file__).resolve().parent.parent
-DEFAULT_EVAL_DIR = _REPO.parent / "shared" / "datasets" / "eval"
+DEFAULT_EVAL_DIR = EVAL_DATA
 
 
 def default_eval_dir() -> Path:

@@ -20,6 +20,8 @@ import torch
 from bench.datasets import eval_clips
 from bench.metrics import LPIPSMetric, clip_metrics
 from bench.rd import vtok_round_trip
+from codec.coding import load_codec
+from codec.paths import TRAIN_DATA
 from codec.tokenizer import TokenizerConfig, load_tokenizer
 from codec.train import TrainConfig, train
 from codec.train_prior import train_prior
@@ -51,7 +53,7 @@ class QuantizerAblation:
     lpips_weight: float = 0.1
     stem_ch: int = 16
     ch: int = 64
-    train_data: list = field(default_factory=lambda: ["../shared/datasets/train"])
+    train_data: list = field(default_factory=lambda: [str(TRAIN_DATA)])
     cache: str = ""
     eval_data: list | None = None
     frames_eval: int = 17
@@ -98,8 +100,9 @@ def _prior_one(name: str, model: Path, cfg: QuantizerAblation, log) -> Path:
 
 def _measure(name: str, model: Path, tok, cfg: QuantizerAblation, lp, log) -> dict:
     rows, tokens, pixels = [], [], 0
+    codec = load_codec(model)
     for clip_name, clip in eval_clips(cfg.eval_data, cfg.frames_eval, cfg.size):
-        dec, nbytes, _ = vtok_round_trip(clip, None, model, 30.0)
+        dec, nbytes, _ = vtok_round_trip(clip, None, codec, 30.0)
         t, h, w, _ = clip.shape
         pixels += t * h * w
         rows.append({"clip": clip_name, "bpp": nbytes * 8 / (t * h * w), **clip_metrics(clip, dec, lp)})

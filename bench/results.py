@@ -16,6 +16,8 @@ import csv
 import json
 from pathlib import Path
 
+from bitstream.errors import VtokError
+
 SCHEMA = "vtok-bench/1"
 POINT_FIELDS = {"clip": str, "codec": str, "point": (int, float, str), "settings": dict, "version": str, "frames": int,
                 "width": int, "height": int, "bytes": int, "bpp": float, "psnr": float, "psnr_yuv": float,
@@ -25,7 +27,7 @@ CSV_FIELDS = ["clip", "codec", "point", "frames", "width", "height", "bytes", "b
               "lpips", "encode_s", "decode_s"]
 
 
-class ResultsError(ValueError):
+class ResultsError(VtokError, ValueError):
     """A results document does not follow the schema."""
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import BinaryIO, Iterator
 
+from bitstream.errors import VtokError
+
 MAGIC = b"VTOK"
 VERSION = 3  # written; versions 1..3 are read (1: no coded size; 1 and 2: no colour fields, no audio units)
 
@@ -32,7 +34,7 @@ MAX_GOP = 1025
 MAX_PAYLOAD = 1 << 30
 
 
-class BitstreamError(ValueError):
+class BitstreamError(VtokError, ValueError):
     """Base of every error about the bytes of a ``.vtok`` file."""
 
 

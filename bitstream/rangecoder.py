@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from bitstream.errors import VtokError
 
-class RangeCoderError(ValueError):
+
+class RangeCoderError(VtokError, ValueError):
     """The coded data cannot be decoded with the given probabilities."""
 
 

@@ -30,6 +30,7 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 
 from bitstream.audio import NO_TS, pack_packets, pack_streams, unpack_packets, unpack_streams
+from bitstream.errors import VtokError
 from bitstream.container import UNIT_OVERHEAD, UNKNOWN_FRAMES, ContainerReader, ContainerWriter, Header
 from codec.entropy import PERFECT, decode_tokens, encode_tokens
 from codec.ladder import coded_size, rate_ladder
@@ -40,7 +41,7 @@ from codec.video_io import Colour, resize_frames
 DEFAULT_GOP = 17
 
 
-class ModelMismatch(ValueError):
+class ModelMismatch(VtokError, ValueError):
     """A ``.vtok`` file was made by other weights than the ones loaded."""
 
 

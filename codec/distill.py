@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from codec.data import ClipSampler, build_cache
 from codec.losses import build_lpips
+from codec.paths import TRAIN_DATA
 from codec.tae import CheapHead, CheapStem, load_taef2
 
 
@@ -47,7 +48,7 @@ def load_stem_head(path) -> tuple[dict, dict]:
     return stem, head
 
 
-def distill(run_dir, data=("../shared/datasets/train",), cache_dir: str = "", steps: int = 2000,
+def distill(run_dir, data=(str(TRAIN_DATA),), cache_dir: str = "", steps: int = 2000,
             batch: int = 16, crop: int = 96, lr: float = 1e-3, lpips_weight: float = 0.5, taef2=None,
             save_every_s: float = 120.0, seed: int = 0, log=print) -> Path:
     """Train (or resume) the stem and head; returns the path of ``stem-head.safetensors``."""

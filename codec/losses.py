@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_REPO = Path(__file__).resolve().parent.parent
-DEFAULT_LPIPS_BACKBONE = _REPO.parent / "shared" / "weights" / "lpips" / "alexnet_features.safetensors"
+from codec.paths import LPIPS_BACKBONE
+
+DEFAULT_LPIPS_BACKBONE = LPIPS_BACKBONE
 
 
 def lpips_backbone_path(path=None) -> Path | None:

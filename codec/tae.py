@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TAEF2_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "taef2"
+from codec.paths import TAEF2_WEIGHTS
+
+TAEF2_DIR = TAEF2_WEIGHTS
 TAE_CH = 64
 TAE_LATENT = 32
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from codec.layers import (AdaptiveGroupNorm, CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space,
                           space_to_depth, time_depth_to_space)
-from codec.quantizers import build_quantizer
+from codec.quantizers import QUANTIZERS, build_quantizer
 
 SPATIAL_STRIDE = 8
 TEMPORAL_STRIDE = 4
@@ -209,7 +209,7 @@ class VideoTokenizer(nn.Module):
         self.cfg = cfg
         qargs = dict(cfg.quantizer_args)
         qargs.setdefault("bits", cfg.bits)
-        if cfg.quantizer == "lfq":
+        if getattr(QUANTIZERS.get(cfg.quantizer), "sized_groups", False):
             qargs.setdefault("group_bits", cfg.group_bits or default_group_bits(cfg.bits))
         self.quantizer = build_quantizer(cfg.quantizer, **qargs)
         if cfg.nested_dropout > 0 and not self.quantizer.nested:

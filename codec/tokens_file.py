@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bitstream.errors import VtokError
+
 from codec.tokenizer import load_tokenizer
 from codec.video_io import check_output, probe, read_video, write_video
 
 
-class TokenFileError(ValueError):
+class TokenFileError(VtokError, ValueError):
     """A token file is unreadable or does not match the model; the message says what to do."""
 
 

@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from codec.data import ClipSampler, build_cache
+from codec.paths import TRAIN_DATA
 from codec.losses import LeCAM, PatchDiscriminator, TokenizerLoss, frames_of, hinge_d_loss
 from codec.tokenizer import TokenizerConfig, VideoTokenizer, load_tokenizer, save_tokenizer
 
@@ -35,7 +36,7 @@ class TrainConfig:
     """Settings of one training run (stored with its checkpoints)."""
 
     run_dir: str = "runs/tokenizer"
-    data: list = field(default_factory=lambda: ["../shared/datasets/train"])
+    data: list = field(default_factory=lambda: [str(TRAIN_DATA)])
     cache_dir: str = ""  # default: <run_dir>/cache
     cache_short_side: int = 288
     steps: int = 20000

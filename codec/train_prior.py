@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from codec.data import build_cache
+from codec.paths import TRAIN_DATA
 from codec.prior import PriorConfig, TokenPrior
 from codec.tokenizer import load_tokenizer
 
@@ -43,7 +44,7 @@ def tokenize_cache(tok, cache_dir, gop: int = 17, max_clips: int = 0, log=print)
     return out
 
 
-def train_prior(model=None, out="runs/prior/prior.safetensors", data=("../shared/datasets/train",), cache_dir="",
+def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_DATA),), cache_dir="",
                 run_dir="runs/prior", steps: int = 3000, batch: int = 16, crop: int = 32, lr: float = 2e-3,
                 channels: int = 48, layers: int = 3, nested: float = 0.5, min_bits: int = 2, threads: int = 0,
                 max_clips: int = 0, log=print) -> Path:

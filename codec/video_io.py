@@ -21,10 +21,11 @@ from typing import Iterator
 
 import numpy as np
 
+from bitstream.errors import VtokError
 from bitstream.audio import NO_TS, AudioPacket, AudioStream
 
 
-class VideoError(ValueError):
+class VideoError(VtokError, ValueError):
     """A video file cannot be read or written; the message says why, in one line."""
 
 

@@ -57,6 +57,7 @@ class LookupFreeQuantizer(Quantizer):
         return self.bits
 
     nested = True  # bit i is channel i: any prefix of the bits is a coarser token (the rate ladder)
+    sized_groups = True
 
     def forward(self, z: torch.Tensor, images: torch.Tensor | None = None) -> QuantizerOutput:
         q = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
