@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 speed: $(STAMP)
-	$(PY) -m bench.speed
+	$(PY) cli.py bench speed
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -19,8 +19,7 @@ import torch
 
 from bench.datasets import eval_clips
 from bench.metrics import LPIPSMetric, clip_metrics
-from bench.rd import vtok_round_trip
-from codec.coding import load_codec
+from bench.codecs import VtokBenchCodec, VtokSettings
 from codec.paths import TRAIN_DATA
 from codec.tokenizer import TokenizerConfig, load_tokenizer
 from codec.train import TrainConfig, train
@@ -100,9 +99,9 @@ def _prior_one(name: str, model: Path, cfg: QuantizerAblation, log) -> Path:
 
 def _measure(name: str, model: Path, tok, cfg: QuantizerAblation, lp, log) -> dict:
     rows, tokens, pixels = [], [], 0
-    codec = load_codec(model)
+    bc = VtokBenchCodec(VtokSettings(str(model)))
     for clip_name, clip in eval_clips(cfg.eval_data, cfg.frames_eval, cfg.size):
-        dec, nbytes, _ = vtok_round_trip(clip, None, codec, 30.0)
+        dec, nbytes, _ = bc.run(clip, None)
         t, h, w, _ = clip.shape
         pixels += t * h * w
         rows.append({"clip": clip_name, "bpp": nbytes * 8 / (t * h * w), **clip_metrics(clip, dec, lp)})

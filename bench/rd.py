@@ -1,7 +1,8 @@
 """The rate-distortion benchmark (``vtok bench``): vtok and the anchors on the same clips, one results schema.
 
-Every point is a real file round trip: anchors through ffmpeg (``bench.anchors``), vtok through ``compress_file`` /
-``decompress_file`` exactly as a user's ``vtok compress`` / ``vtok decompress``. Metrics are computed in Python on
+Every codec is a peer in ``bench.codecs`` (vtok, x265, VVC). Anchors run as real file round trips through ffmpeg
+(``bench.anchors``); vtok through its in-memory codec, which returns the bytes of the ``.vtok`` file it would write,
+with one real ``vtok compress`` / ``vtok decompress`` file round trip per run checked against it. Metrics are computed in Python on
 the decoded frames against the source frames (``bench.metrics``). Anchor results are cached by (clip content hash,
 codec, settings, encoder version), so reruns only compute what changed.
 """
@@ -12,24 +13,19 @@ import datetime
 import hashlib
 import json
 import math
-import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from bench import results
-from bench.anchors import ANCHORS, build_anchor
+from bench.anchors import ANCHORS
+from bench.codecs import CODECS, AnchorSettings, VtokSettings, build_codec
 from bench.bdrate import bd_table
 from bench.datasets import eval_clips, mcl_jcv_files
 from bench.metrics import LPIPSMetric, msssim_frames, psnr_frames, psnr_yuv_frames
 from bench.plot import plot_rd
-from bitstream.errors import ToolError
-from codec.coding import load_codec
-from codec.files import compress_file, decompress_file
-from codec.ladder import rate_ladder
-from codec.video_io import VideoWriter, read_video
+from codec.video_io import read_video
 
 DEFAULT_QPS = (22, 27, 32, 37, 42, 47)
 
@@ -47,32 +43,6 @@ def _metrics(ref: np.ndarray, dec: np.ndarray, lpips: LPIPSMetric | None) -> dic
 
 def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def vtok_round_trip(clip: np.ndarray, rate: int | None, codec, fps: float) -> tuple[np.ndarray, int, dict]:
-    """Compress and decompress ``clip`` in memory with a loaded ``Codec``; returns (decoded frames, bytes of the
-    ``.vtok`` file it would write, timings)."""
-    t0 = time.perf_counter()
-    data = codec.compress(clip, fps=fps, rate=rate)
-    t1 = time.perf_counter()
-    dec = codec.decompress(data)
-    t2 = time.perf_counter()
-    return dec, len(data), {"encode_s": t1 - t0, "decode_s": t2 - t1}
-
-
-def check_file_round_trip(clip: np.ndarray, rate: int | None, codec, fps: float) -> None:
-    """The file flows (``vtok compress`` / ``decompress`` through real files) give the in-memory sizes and frames
-    (the bytes differ only in the source's colour tags, which a file carries in its header)."""
-    with tempfile.TemporaryDirectory() as d:
-        src = Path(d) / "src.mkv"
-        with VideoWriter(src, clip.shape[2], clip.shape[1], fps) as w:
-            w.write(clip)
-        compress_file(src, Path(d) / "c.vtok", rate=rate, quiet=True, codec=codec, log=lambda *a: None)
-        decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", quiet=True, codec=codec, log=lambda *a: None)
-        data = codec.compress(clip, fps=fps, rate=rate)
-        if (Path(d) / "c.vtok").stat().st_size != len(data) or not np.array_equal(read_video(Path(d) / "d.mkv"),
-                                                                        codec.decompress(data)):
-            raise ToolError("the file round trip differs from the in-memory one")
 
 
 def collect_clips(data=None, mcl_jcv=None, frames: int | None = 33, size=(640, 360), keep_size: bool = False):
@@ -93,9 +63,9 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
     full size, and the BD anchor's also ``anchor_ladder``: ``(qp, scale)`` pairs coded at a reduced size (streaming-ladder
     rungs).
     """
-    unknown = [c for c in codecs if c != "vtok" and c not in ANCHORS]
+    unknown = [c for c in codecs if c not in CODECS]
     if unknown:
-        raise ValueError(f"unknown codec(s) {', '.join(unknown)}; choose from vtok, {', '.join(ANCHORS)}")
+        raise ValueError(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(CODECS)}")
     out = Path(out_dir)
     if not out.parent.exists():
         raise FileNotFoundError(f"output folder {out.parent} does not exist")
@@ -113,36 +83,17 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
            "codecs": {}, "points": []}
     digests = {name: hashlib.sha256(clip.tobytes()).hexdigest() for name, clip in clips}
     tasks = []  # (clip name, frames, codec, point, settings, version, runner)
+    vtok_settings = VtokSettings(model, None if vtok_rates is None else list(vtok_rates))
     for c in codecs:
-        if c == "vtok":
-            cm = load_codec(model)
-            ladder = rate_ladder(cm.tokenizer)
-            rates = list(range(len(ladder))) if vtok_rates is None else list(vtok_rates)
-            bad = [r for r in rates if not 0 <= r < len(ladder)]
-            if bad:
-                raise ValueError(f"vtok rates must be in 0..{len(ladder) - 1}, got {bad}")
-            version = f"vtok model {cm.model_id}"
-            doc["codecs"]["vtok"] = {"settings": {"model": str(model or "bundled default"), "gop": 17,
-                                                  "rate_ladder": [vars(p) for p in ladder]},
-                                     "version": version}
-            for name, clip in clips:
-                for r in rates:
-                    st = {"codec": "vtok", "rate": r, "bits_per_token": ladder[r].bits, "scale": ladder[r].scale,
-                          "gop": 17}
-                    tasks.append((name, clip, "vtok", r, st, version,
-                                  lambda clip=clip, r=r: vtok_round_trip(clip, r, cm, 30.0)))
-            check_file_round_trip(clips[0][1][:9], rates[-1], cm, 30.0)  # one real file round trip per run
-        else:
-            a = build_anchor(c, preset=preset, config=config, intra_period=intra_period)
-            version = a.version()
-            rungs = list(anchor_ladder) if c == anchor else []  # the reduced-size rungs: the BD anchor's curve only
-            doc["codecs"][c] = {"settings": a.settings(qp=-1) | {"qp": list(qps), "ladder": [list(x) for x in rungs]},
-                                "version": version}
-            for name, clip in clips:
-                for qp, scale in [(q, 1.0) for q in qps] + rungs:
-                    point = qp if scale == 1.0 else f"{qp}@{scale:g}"
-                    tasks.append((name, clip, c, point, a.settings(qp, scale), version,
-                                  lambda clip=clip, a=a, qp=qp, scale=scale: a.encode_decode(clip, qp, scale=scale)))
+        rungs = list(anchor_ladder) if c == anchor else []  # the reduced-size rungs: the BD anchor's curve only
+        bc = build_codec(c, vtok_settings, AnchorSettings(list(qps), rungs, preset, config, intra_period))
+        version = bc.version()
+        doc["codecs"][c] = {"settings": bc.description(), "version": version}
+        for name, clip in clips:
+            for point, st in bc.points():
+                tasks.append((name, clip, c, point, st, version, lambda clip=clip, bc=bc, p=point: bc.run(clip, p)))
+        if hasattr(bc, "check_files"):
+            bc.check_files(clips[0][1][:9])  # one real file round trip per run
 
     bar = None
     if progress:
@@ -171,10 +122,10 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
                 bar.update(1)
         else:
             pending.append(task)
-    anchors_todo = [t for t in pending if t[2] != "vtok"]
+    external = [t for t in pending if t[2] in ANCHORS]  # external encoders run in threads
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [(t, pool.submit(t[6])) for t in anchors_todo]
-        for t in [t for t in pending if t[2] == "vtok"]:  # vtok runs here while the anchors encode
+        futures = [(t, pool.submit(t[6])) for t in external]
+        for t in [t for t in pending if t[2] not in ANCHORS]:  # in-process codecs run here meanwhile
             finish(t, *t[6]())
         for t, f in futures:
             finish(t, *f.result())

@@ -1,4 +1,4 @@
-"""Tokenizer speed: encode and decode frames per second at 640×360 (``python -m bench.speed``).
+"""Tokenizer speed: encode and decode frames per second at 640×360 (``vtok bench speed``).
 
 Times ``VideoTokenizer.encode`` / ``decode`` (uint8 in, uint8 out, inference mode) on a synthetic clip, after one
 warm-up run, best of ``repeats``; on the CPU with the threads torch uses by default, and on the GPU when there is one.
@@ -8,7 +8,6 @@ same code runs at different speeds on different (and shared, noisy) machines.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -39,16 +38,6 @@ def measure_speed(model=None, frames: int = 33, width: int = 640, height: int = 
     return {"device": device if device == "cpu" else torch.cuda.get_device_name(), "threads": torch.get_num_threads(),
             "frames": frames, "width": width, "height": height, "model_id": tok.model_id,
             "encode_fps": frames / min(enc), "decode_fps": frames / min(dec)}
-
-
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--frames", type=int, default=33)
-    ap.add_argument("--size", default="640x360")
-    ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args(argv)
-    run_speed(a.model, a.frames, a.size, a.repeats)
 
 
 def cpu_name() -> str:
@@ -82,6 +71,3 @@ def run_speed(model=None, frames: int = 33, size: str = "640x360", repeats: int 
     log(json.dumps(results))
     return results
 
-
-if __name__ == "__main__":
-    main()
