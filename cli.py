@@ -3,7 +3,7 @@
 Run ``vtok --help`` (or ``python cli.py --help``). Exit codes: 0 success; 1 an error the user can act on (bad or
 damaged input, a missing file or folder, a model that does not fit, a failing external encoder), reported as one
 ``vtok: error: ...`` line; 2 an internal error (a bug), also one line (``VTOK_DEBUG=1`` shows the traceback);
-130 interrupted.
+130 interrupted. One parser (its length is the CLI's surface) and one dispatch with one error boundary.
 """
 
 from __future__ import annotations

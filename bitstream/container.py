@@ -1,6 +1,7 @@
 """The ``.vtok`` container: a versioned header and length-prefixed, CRC-checked units (one per GOP, plus audio).
 
-``docs/BITSTREAM.md`` is the specification; this module follows it field by field. Bytes only: no pixels, no models.
+``docs/BITSTREAM.md`` is the specification; this module follows it field by field (header, units, writer, reader in
+the spec's order, hence its length). Bytes only: no pixels, no models.
 
 >>> import io
 >>> h = Header(width=64, height=48, frames=17, fps_num=30, fps_den=1, bits_per_token=18, model_bits=18,

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from codec.data import ClipSampler, build_cache
 from codec.losses import build_lpips
 from codec.paths import TRAIN_DATA
-from codec.tae import CheapHead, CheapStem, load_taef2
+from codec.tae import CheapHead, CheapStem
+from codec.taef2 import load_taef2
 
 
 def _save(path: Path, tensors: dict, meta: dict) -> None:

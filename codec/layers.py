@@ -5,8 +5,10 @@ causal 3D convolutions (all temporal padding before the first frame, so output f
 <= t only), strided convolutions for downsampling, depth-to-space for upsampling, and adaptive group normalization
 in the decoder conditioned on the quantized latent.
 
-All tensors are ``(batch, channels, time, height, width)``. Normalization is per frame (statistics over channels of a
-group and the frame's pixels, never over time), which keeps every layer causal.
+All tensors are ``(batch, channels, time, height, width)``, except in the 2D-per-frame layers at the end (TAEF2's
+block, temporal pool and grow; ``codec/tae.py``), which take frames folded into the batch. Normalization is per frame
+(statistics over channels of a group and the frame's pixels, never over time), which keeps every layer causal.
+Temporal pool / grow follow the tiny video autoencoders of TAESD's family (TAEHV).
 """
 
 from __future__ import annotations
@@ -152,3 +154,103 @@ def time_depth_to_space(x: torch.Tensor) -> torch.Tensor:
     c = c2 // 2
     y = x.reshape(b, 2, c, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)
     return y[:, :, 1:]
+
+
+# --- 2D-per-frame video layers (TAEF2-shaped; ``codec/tae.py``) --------------------------------------------------
+# Frames folded into the batch, ``(B·T, C, H, W)``, with ``t`` frames per clip; causal the same way as above.
+
+def conv3(cin: int, cout: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride, 1, bias=bias)
+
+
+def fold(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(B, C, T, H, W)`` → ``(B·T, C, H, W)`` and ``T``."""
+    b, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(b * t, c, h, w), t
+
+
+def unfold(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Inverse of ``fold``."""
+    n, c, h, w = x.shape
+    return x.reshape(n // t, t, c, h, w).transpose(1, 2)
+
+
+def previous_frames(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Folded frames → each frame's predecessor (frame 0 is its own predecessor, as in a causal convolution)."""
+    n, c, h, w = x.shape
+    v = x.reshape(n // t, t, c, h, w)
+    return torch.cat([v[:, :1], v[:, :-1]], 1).reshape(n, c, h, w)
+
+
+class TaeBlock(nn.Module):
+    """TAEF2's block: ``relu(x + conv(relu(conv(relu(conv(x))))))``, optionally after ``x += pool(x)``.
+
+    ``temporal`` adds a 3×3 previous-frame tap to the first convolution (zero at start: the per-frame block).
+    Args: ch; pool (the 1×1 → GroupNorm(4) → 1×1 channel-mixing branch of TAEF2's 1/8 stage); temporal.
+    Shapes: folded frames ``(B·T, ch, H, W)``, with ``t`` frames per clip.
+    """
+
+    def __init__(self, ch: int = 64, pool: bool = False, temporal: bool = False):
+        super().__init__()
+        self.conv = nn.Sequential(conv3(ch, ch), nn.ReLU(), conv3(ch, ch), nn.ReLU(), conv3(ch, ch))
+        self.pool = nn.Sequential(nn.Conv2d(ch, 4 * ch, 1, bias=False), nn.GroupNorm(4, 4 * ch), nn.ReLU(),
+                                  nn.Conv2d(4 * ch, ch, 1, bias=False)) if pool else None
+        self.prev = conv3(ch, ch, bias=False) if temporal else None
+        if self.prev is not None:
+            nn.init.zeros_(self.prev.weight)
+
+    def forward(self, x: torch.Tensor, t: int = 1) -> torch.Tensor:
+        if self.pool is not None:
+            x = x + self.pool(x)
+        h = self.conv[0](x)
+        if self.prev is not None:
+            h = h + self.prev(previous_frames(x, t))
+        h = self.conv[4](F.relu(self.conv[2](F.relu(h))))
+        return F.relu(h + x)
+
+
+class TemporalPool(nn.Module):
+    """Causal 2 → 1 frame pooling: ``1 + 2k`` frames → ``1 + k`` (frame 0 pooled with itself).
+
+    Output frame ``j`` mixes frames ``2j - 1`` and ``2j`` with a 1×1 convolution; at start it passes frame ``2j``.
+    """
+
+    def __init__(self, ch: int = 64):
+        super().__init__()
+        self.mix = nn.Conv2d(2 * ch, ch, 1, bias=False)
+        with torch.no_grad():
+            self.mix.weight.zero_()
+            self.mix.weight[:, ch:, 0, 0] = torch.eye(ch)
+
+    def forward(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, int]:
+        if (t - 1) % 2:
+            raise ValueError(f"temporal pooling needs 1 + 2k frames, got {t}")
+        n, c, h, w = x.shape
+        v = x.reshape(n // t, t, c, h, w)
+        v = torch.cat([v[:, :1], v], 1).reshape(n // t * ((t + 1) // 2), 2 * c, h, w)
+        return self.mix(v), (t + 1) // 2
+
+
+class TemporalGrow(nn.Module):
+    """Causal 1 → 2 frame growth, the mirror of ``TemporalPool``: ``1 + k`` frames → ``1 + 2k``.
+
+    A 1×1 convolution makes two frames from each; the very first one is dropped. At start both are copies.
+    """
+
+    def __init__(self, ch: int = 64):
+        super().__init__()
+        self.split = nn.Conv2d(ch, 2 * ch, 1, bias=False)
+        with torch.no_grad():
+            self.split.weight.zero_()
+            self.split.weight[:ch, :, 0, 0] = torch.eye(ch)
+            self.split.weight[ch:, :, 0, 0] = torch.eye(ch)
+
+    def forward(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, int]:
+        n, c, h, w = x.shape
+        v = self.split(x).reshape(n // t, 2 * t, c, h, w)[:, 1:]
+        return v.reshape(-1, c, h, w), 2 * t - 1
+
+
+def soft_clamp(z: torch.Tensor) -> torch.Tensor:
+    """TAEF2's decoder input clamp: ``tanh(z / 3) · 3``."""
+    return torch.tanh(z / 3) * 3

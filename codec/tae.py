@@ -3,8 +3,6 @@
 TAEF2 (madebyollin/taesd, MIT licence; ``../shared/weights/taef2``) is a tiny distilled stand-in for the FLUX.2
 image VAE: an 8× spatial autoencoder with 32 latent channels built from plain 3×3 convolutions. This module holds
 
-* ``Taef2Encoder`` / ``Taef2Decoder``: our own modules that load TAEF2's tensors unchanged (key for key), used as the
-  frozen per-frame teacher;
 * ``TaeVideoEncoder`` / ``TaeVideoDecoder``: the tokenizer's encoder and decoder. They keep TAEF2's 1/4- and
   1/8-resolution stages (loaded from its tensors) and make them causal video layers the way the tiny video
   autoencoders of the same family do (TAEHV): a *temporal pool* before each of the two lower stages (2 frames → 1,
@@ -24,198 +22,14 @@ Layouts: ``(B, C, T, H, W)`` at every module's entry and exit; inside, frames ar
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.paths import TAEF2_WEIGHTS
+from codec.layers import TaeBlock, TemporalGrow, TemporalPool, conv3, fold, soft_clamp, unfold
+from codec.taef2 import TAE_CH, TAE_LATENT, read_taef2
 
-TAEF2_DIR = TAEF2_WEIGHTS
-TAE_CH = 64
-TAE_LATENT = 32
-
-
-def conv3(cin: int, cout: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride, 1, bias=bias)
-
-
-def fold(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``(B, C, T, H, W)`` → ``(B·T, C, H, W)`` and ``T``."""
-    b, c, t, h, w = x.shape
-    return x.transpose(1, 2).reshape(b * t, c, h, w), t
-
-
-def unfold(x: torch.Tensor, t: int) -> torch.Tensor:
-    """Inverse of ``fold``."""
-    n, c, h, w = x.shape
-    return x.reshape(n // t, t, c, h, w).transpose(1, 2)
-
-
-def previous_frames(x: torch.Tensor, t: int) -> torch.Tensor:
-    """Folded frames → each frame's predecessor (frame 0 is its own predecessor, as in a causal convolution)."""
-    n, c, h, w = x.shape
-    v = x.reshape(n // t, t, c, h, w)
-    return torch.cat([v[:, :1], v[:, :-1]], 1).reshape(n, c, h, w)
-
-
-class TaeBlock(nn.Module):
-    """TAEF2's block: ``relu(x + conv(relu(conv(relu(conv(x))))))``, optionally after ``x += pool(x)``.
-
-    ``temporal`` adds a 3×3 previous-frame tap to the first convolution (zero at start: the per-frame block).
-    Args: ch; pool (the 1×1 → GroupNorm(4) → 1×1 channel-mixing branch of TAEF2's 1/8 stage); temporal.
-    Shapes: folded frames ``(B·T, ch, H, W)``, with ``t`` frames per clip.
-    """
-
-    def __init__(self, ch: int = TAE_CH, pool: bool = False, temporal: bool = False):
-        super().__init__()
-        self.conv = nn.Sequential(conv3(ch, ch), nn.ReLU(), conv3(ch, ch), nn.ReLU(), conv3(ch, ch))
-        self.pool = nn.Sequential(nn.Conv2d(ch, 4 * ch, 1, bias=False), nn.GroupNorm(4, 4 * ch), nn.ReLU(),
-                                  nn.Conv2d(4 * ch, ch, 1, bias=False)) if pool else None
-        self.prev = conv3(ch, ch, bias=False) if temporal else None
-        if self.prev is not None:
-            nn.init.zeros_(self.prev.weight)
-
-    def forward(self, x: torch.Tensor, t: int = 1) -> torch.Tensor:
-        if self.pool is not None:
-            x = x + self.pool(x)
-        h = self.conv[0](x)
-        if self.prev is not None:
-            h = h + self.prev(previous_frames(x, t))
-        h = self.conv[4](F.relu(self.conv[2](F.relu(h))))
-        return F.relu(h + x)
-
-
-class TemporalPool(nn.Module):
-    """Causal 2 → 1 frame pooling: ``1 + 2k`` frames → ``1 + k`` (frame 0 pooled with itself).
-
-    Output frame ``j`` mixes frames ``2j - 1`` and ``2j`` with a 1×1 convolution; at start it passes frame ``2j``.
-    """
-
-    def __init__(self, ch: int = TAE_CH):
-        super().__init__()
-        self.mix = nn.Conv2d(2 * ch, ch, 1, bias=False)
-        with torch.no_grad():
-            self.mix.weight.zero_()
-            self.mix.weight[:, ch:, 0, 0] = torch.eye(ch)
-
-    def forward(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, int]:
-        if (t - 1) % 2:
-            raise ValueError(f"temporal pooling needs 1 + 2k frames, got {t}")
-        n, c, h, w = x.shape
-        v = x.reshape(n // t, t, c, h, w)
-        v = torch.cat([v[:, :1], v], 1).reshape(n // t * ((t + 1) // 2), 2 * c, h, w)
-        return self.mix(v), (t + 1) // 2
-
-
-class TemporalGrow(nn.Module):
-    """Causal 1 → 2 frame growth, the mirror of ``TemporalPool``: ``1 + k`` frames → ``1 + 2k``.
-
-    A 1×1 convolution makes two frames from each; the very first one is dropped. At start both are copies.
-    """
-
-    def __init__(self, ch: int = TAE_CH):
-        super().__init__()
-        self.split = nn.Conv2d(ch, 2 * ch, 1, bias=False)
-        with torch.no_grad():
-            self.split.weight.zero_()
-            self.split.weight[:ch, :, 0, 0] = torch.eye(ch)
-            self.split.weight[ch:, :, 0, 0] = torch.eye(ch)
-
-    def forward(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, int]:
-        n, c, h, w = x.shape
-        v = self.split(x).reshape(n // t, 2 * t, c, h, w)[:, 1:]
-        return v.reshape(-1, c, h, w), 2 * t - 1
-
-
-# --- TAEF2 itself (the teacher) ----------------------------------------------------------------------------------
-
-class Taef2Encoder(nn.Module):
-    """TAEF2's image encoder, key for key. ``(N, 3, H, W)`` in [0, 1] → ``(N, 32, H/8, W/8)``.
-
-    ``features(x)`` returns the 1/4-resolution features (output of layer 6) that the cheap stem is distilled to.
-    """
-
-    def __init__(self):
-        super().__init__()
-        c = TAE_CH
-        layers = [conv3(3, c), TaeBlock(c), conv3(c, c, 2, bias=False), TaeBlock(c), TaeBlock(c), TaeBlock(c),
-                  conv3(c, c, 2, bias=False), TaeBlock(c), TaeBlock(c), TaeBlock(c), conv3(c, c, 2, bias=False),
-                  TaeBlock(c, pool=True), TaeBlock(c, pool=True), TaeBlock(c, pool=True), conv3(c, TAE_LATENT)]
-        self.layers = nn.ModuleList(layers)
-
-    def run(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        for layer in self.layers[start:stop]:
-            x = layer(x)
-        return x
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run(x, 0, 7)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run(x, 0, len(self.layers))
-
-
-class Taef2Decoder(nn.Module):
-    """TAEF2's image decoder, key for key. ``(N, 32, h, w)`` → ``(N, 3, 8h, 8w)`` in [0, 1].
-
-    ``features(z)`` returns the 1/4-resolution features (output of layer 10) that the cheap head decodes from.
-    """
-
-    def __init__(self):
-        super().__init__()
-        c = TAE_CH
-        up = nn.Upsample(scale_factor=2)
-        layers = [nn.Identity(), conv3(TAE_LATENT, c), nn.ReLU(), TaeBlock(c, pool=True), TaeBlock(c, pool=True),
-                  TaeBlock(c, pool=True), up, conv3(c, c, bias=False), TaeBlock(c), TaeBlock(c), TaeBlock(c), up,
-                  conv3(c, c, bias=False), TaeBlock(c), TaeBlock(c), TaeBlock(c), up, conv3(c, c, bias=False),
-                  TaeBlock(c), conv3(c, 3)]
-        self.layers = nn.ModuleList(layers)
-
-    def run(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        if start == 0:
-            x = soft_clamp(x)
-        for layer in self.layers[max(start, 1):stop]:
-            x = layer(x)
-        return x
-
-    def features(self, z: torch.Tensor) -> torch.Tensor:
-        return self.run(z, 0, 11)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.run(z, 0, len(self.layers)).clamp(0, 1)
-
-
-def soft_clamp(z: torch.Tensor) -> torch.Tensor:
-    """TAEF2's decoder input clamp: ``tanh(z / 3) · 3``."""
-    return torch.tanh(z / 3) * 3
-
-
-def read_taef2(folder=None) -> tuple[dict, dict]:
-    """TAEF2's encoder and decoder tensors (float32) from ``folder`` (default ``../shared/weights/taef2``)."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder) if folder is not None else TAEF2_DIR
-    if not (folder / "encoder.safetensors").is_file():
-        raise FileNotFoundError(f"no TAEF2 weights in {folder} (encoder.safetensors, decoder.safetensors)")
-    enc = {k: v.float() for k, v in load_file(str(folder / "encoder.safetensors")).items()}
-    dec = {k: v.float() for k, v in load_file(str(folder / "decoder.safetensors")).items()}
-    return enc, dec
-
-
-def load_taef2(folder=None) -> tuple[Taef2Encoder, Taef2Decoder]:
-    """TAEF2 as two frozen eval-mode modules (strict: every tensor must match)."""
-    enc_sd, dec_sd = read_taef2(folder)
-    enc, dec = Taef2Encoder(), Taef2Decoder()
-    enc.layers.load_state_dict(enc_sd, strict=True)
-    dec.layers.load_state_dict(dec_sd, strict=True)
-    for m in (enc, dec):
-        m.eval().requires_grad_(False)
-    return enc, dec
-
-
-# --- the video tokenizer's encoder and decoder -------------------------------------------------------------------
 
 class CheapStem(nn.Module):
     """Space-to-depth stem: ``(N, 3, H, W)`` in [0, 1] → ``(N, 64, H/4, W/4)``, distilled to TAEF2's layers 0–6.

@@ -7,7 +7,8 @@ clipping, bf16 autocast on GPU, and the LFQ entropy penalty annealed from 3x to 
 
 Everything is resumable: ``<run>/state.safetensors`` holds model, EMA, optimizer and discriminator tensors plus the
 step (safetensors only, no pickle); ``<run>/metrics.jsonl`` logs losses; ``<run>/ema.safetensors`` is the exported
-model (fp16), loadable by ``codec.load_tokenizer``.
+model (fp16), loadable by ``codec.load_tokenizer``. One module, one loop: checkpointing, EMA and the adversarial
+step are parts of the loop a reader follows top to bottom.
 """
 
 from __future__ import annotations

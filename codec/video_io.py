@@ -8,6 +8,9 @@ What a container carries besides the pictures is kept: the source's colour descr
 transfer) is used to convert to RGB and written back as the output's tags; a rotated clip (display matrix) is turned
 upright as a player shows it; audio streams are read as compressed packets (``read_audio``) and muxed back by stream
 copy (``VideoWriter(audio=...)``), transcoded only where the output container cannot hold their codec.
+
+Longer than most modules on purpose: it is the one module of ``codec/`` that opens media files (reading, writing,
+colour, rotation and audio all touch the same containers), so that nothing else needs PyAV.
 """
 
 from __future__ import annotations

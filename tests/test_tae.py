@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from codec.tae import (TAE_CH, TaeVideoDecoder, TaeVideoEncoder, TemporalGrow, TemporalPool, fold, init_from_taef2,
-                       load_taef2, unfold)
+from codec.layers import TemporalGrow, TemporalPool, fold, unfold
+from codec.tae import TaeVideoDecoder, TaeVideoEncoder, init_from_taef2
+from codec.taef2 import TAE_CH, load_taef2
 from codec.tokenizer import TokenizerConfig, VideoTokenizer
 from tests.conftest import need_shared
 
