@@ -18,6 +18,7 @@ from pathlib import Path
 from bench.datasets import eval_clips, synthetic_clip
 from bitstream.info import file_info as vtok_info
 from bitstream.errors import ToolError
+from codec.coding import load_codec
 from codec.files import compress_file, decompress_file
 from codec.video_io import VideoWriter
 
@@ -26,13 +27,14 @@ _REPO = Path(__file__).resolve().parent.parent
 
 def rate_on_clips(model=None, prior=None, data=None, frames: int = 33, size=(640, 360), bits=None, log=print) -> dict:
     rows = []
+    codec = load_codec(model, prior)  # loaded once, as a user's process would hold it
     with tempfile.TemporaryDirectory() as d:
         for name, clip in eval_clips(data, frames, size):
             src = Path(d) / "src.mkv"
             with VideoWriter(src, clip.shape[2], clip.shape[1], 30) as w:
                 w.write(clip)
-            s = compress_file(src, Path(d) / "c.vtok", model, prior, bits=bits, quiet=True, log=lambda *a: None)
-            r = decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", model, prior, quiet=True, log=lambda *a: None)
+            s = compress_file(src, Path(d) / "c.vtok", bits=bits, quiet=True, codec=codec, log=lambda *a: None)
+            r = decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", quiet=True, codec=codec, log=lambda *a: None)
             info = vtok_info(Path(d) / "c.vtok")
             row = {"clip": name, "frames": s["frames"], "bpp": s["bpp"], "raw_token_bits": s["raw_token_bits"],
                    "cross_entropy_bits": info["cross_entropy_bits"], "payload_bits": info["payload_bits"],

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from bench.datasets import default_eval_dir, synthetic_clip
 from bench.metrics import LPIPSMetric, clip_metrics
-from codec.data import list_videos
 from codec.coding import load_codec
+from codec.data import list_videos
 from codec.files import compress_file, decompress_file
 from codec.video_io import VideoWriter, read_video
 
@@ -35,8 +35,8 @@ def run_demo(model=None, out_dir="out", frames: int = 33, log=print) -> dict:
     log(f"model {codec.model_id}: tokenizer {tok.model_id} ({sum(p.numel() for p in tok.parameters()) / 1e6:.2f} M "
         f"parameters, {tok.bits} bits/token) + token prior {codec.prior.model_id}")
     log(f"input: {name}")
-    enc = compress_file(src, out / "demo.vtok", model, quiet=True, log=log)
-    dec = decompress_file(out / "demo.vtok", out / "demo_decoded.mkv", model, quiet=True, log=log)
+    enc = compress_file(src, out / "demo.vtok", quiet=True, codec=codec, log=log)
+    dec = decompress_file(out / "demo.vtok", out / "demo_decoded.mkv", quiet=True, codec=codec, log=log)
     rec = read_video(out / "demo_decoded.mkv")
     m = clip_metrics(clip, rec, LPIPSMetric())
     log(f"size: {enc['bytes']} bytes for {enc['frames']} frames = {enc['bpp']:.4f} bpp "
