@@ -171,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=32, help="crop of the token grid")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--channels", type=int, default=48)
+    p.add_argument("--max-clips", type=int, default=0, help="tokenize only this many cached clips, spread over the cache (0: all)")
     p.add_argument("--threads", type=int, default=0)
 
     p = sub.add_parser("eval", help="reconstruction quality of a tokenizer on evaluation clips")
@@ -262,7 +263,7 @@ def _run(a: argparse.Namespace) -> None:
     elif a.command == "train-prior":
         from codec.train_prior import train_prior
         train_prior(a.model, a.output, a.data, a.cache, a.run_dir, a.steps, a.batch, a.crop, a.lr, a.channels,
-                    threads=a.threads)
+                    threads=a.threads, max_clips=a.max_clips)
     elif a.command == "tokenize":
         from codec.tokens_file import tokenize_file
         tokenize_file(a.input, a.output, a.model, a.bits, a.frames, a.resize, a.size, a.fps)
