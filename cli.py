@@ -74,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="tokenizer weights (.safetensors); default: the bundled model")
     p.add_argument("--prior", help="token prior weights; default: <model>-prior.safetensors beside the model")
     p.add_argument("--gop", type=int, default=17, help="frames per independently decodable unit (1+4k)")
-    p.add_argument("--rate", type=int, help="rate point 0..8 (bundled model): 0 = smallest file; larger = more bits, better "
-                   "picture; 0-2 code a 1/4, 3/8, 1/2 size picture, 3-8 the full size with 3..18 bits per token")
+    p.add_argument("--rate", type=int, help="a point of the model's rate ladder: 0 = smallest file, larger = more bits and a "
+                   "better picture (default model: 0..6 = 1/4 size with 14 and 36 bits per token, then the full size "
+                   "with 5, 8, 14, 22, 36 bits)")
     p.add_argument("--bits", type=int, help="code only the first N bits of every token (coarser, smaller)")
     p.add_argument("--frames", type=int, help="compress only the first N frames")
     p.add_argument("--size", type=_size, help="frame size of a raw .yuv input")

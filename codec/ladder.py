@@ -6,6 +6,7 @@ below it, resolution scaling codes a smaller picture with whole tokens (docs/RAT
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 LADDER_SCALES = (0.25, 0.375, 0.5)  # coded-size scales below the bit ladder, each with full tokens
@@ -22,12 +23,21 @@ class RatePoint:
 def rate_ladder(tok) -> list[RatePoint]:
     """``vtok compress --rate N`` picks ``rate_ladder(tok)[N]``; rate 0 is the smallest file.
 
-    Resolution scaling first (``LADDER_SCALES`` × the frame size, every bit of the token; the decoder resizes back),
+    A model file may carry its own ladder (metadata ``rate_ladder``: a JSON list of ``[scale, bits]``, chosen from
+    measurements so that bpp and quality rise with every step; the default model's is in docs/RATE.md). It does not
+    change any coded bit: the header records the coded size and bits of the rate used. Otherwise: resolution scaling
+    first (``LADDER_SCALES`` × the frame size, every bit of the token; the decoder resizes back),
     then the tokenizer's bit ladder at full size without its smallest point (at the same rate the half-size picture
     is 1.6 dB better in PSNR; docs/RATE.md). For 18-bit tokens: 9 points, 1/4, 3/8, 1/2 size, then 3, 4, 6, 9, 12, 18
     bits. A model trained without nested dropout has its full token and the three scales. ``tok``: a
     ``VideoTokenizer``.
     """
+    own = getattr(tok, "meta", {}).get("rate_ladder")
+    if own:
+        points = [RatePoint(float(s), int(b)) for s, b in json.loads(own)]
+        if any(not 0 < p.scale <= 1 or not 1 <= p.bits <= tok.bits for p in points):
+            raise ValueError(f"the model's rate ladder {own} does not fit its {tok.bits}-bit tokens")
+        return points
     bits = tok.rate_ladder
     return [RatePoint(s, tok.bits) for s in LADDER_SCALES] + [RatePoint(1.0, k) for k in bits[1:] or bits]
 

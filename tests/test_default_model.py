@@ -35,10 +35,12 @@ def test_bundled_files_are_small_safetensors():
     assert DEFAULT_WEIGHTS == model_path("default")
     tok = load_tokenizer()
     assert tok.cfg.arch == "tae" and tok.bits == 36 and tok.rate_ladder == [2, 3, 5, 8, 14, 22, 36]
-    assert rate_ladder(tok) == [RatePoint(0.25, 36), RatePoint(0.375, 36), RatePoint(0.5, 36)] + [
-        RatePoint(1.0, k) for k in (3, 5, 8, 14, 22, 36)]
+    assert rate_ladder(tok) == [RatePoint(0.25, 14), RatePoint(0.25, 36)] + [
+        RatePoint(1.0, k) for k in (5, 8, 14, 22, 36)]  # the model's own ladder (docs/RATE.md)
     old = load_tokenizer("magvit18")
     assert old.cfg.arch == "magvit" and old.bits == 18 and old.rate_ladder == [2, 3, 4, 6, 9, 12, 18]
+    assert rate_ladder(old) == [RatePoint(0.25, 18), RatePoint(0.375, 18), RatePoint(0.5, 18)] + [
+        RatePoint(1.0, k) for k in (3, 4, 6, 9, 12, 18)]
 
 
 @pytest.fixture(scope="module")
