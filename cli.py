@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, help="frame size of a raw .yuv input")
     p.add_argument("--fps", help="frame rate of a raw .yuv input")
     p.add_argument("--no-audio", action="store_true", help="leave the input's audio out (kept by default)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print the summary as JSON")
 
     p = sub.add_parser("decompress", help=".vtok -> video (.y4m, .mkv lossless FFV1, .mp4 H.264, or PNG folder)")
     p.add_argument("input")
@@ -93,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="number of frames to decode")
     p.add_argument("--no-audio", action="store_true", help="write no audio (by default the file's audio is muxed "
                    "into .mkv/.mp4 outputs)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print the summary as JSON")
 
     p = sub.add_parser("info", help="header, GOPs, sizes and rates of a .vtok file")
     p.add_argument("input")
@@ -247,14 +249,26 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _log(a: argparse.Namespace):
+    """Where a command's lines go: nowhere with --quiet (like ffmpeg's -loglevel quiet), else stdout."""
+    return (lambda *args: None) if getattr(a, "quiet", False) else print
+
+
+def _summary(a: argparse.Namespace, summary: dict) -> None:
+    if getattr(a, "verbose", False) and not a.quiet:
+        import json
+        print(json.dumps(summary))
+
+
 def _run(a: argparse.Namespace) -> None:
     if a.command == "compress":
         from codec.files import compress_file
-        compress_file(a.input, a.output, a.model, a.prior, a.gop, a.bits, a.size, a.fps, a.frames, a.quiet, a.rate,
-                      audio=not a.no_audio)
+        _summary(a, compress_file(a.input, a.output, a.model, a.prior, a.gop, a.bits, a.size, a.fps, a.frames,
+                                  a.quiet, a.rate, audio=not a.no_audio, log=_log(a)))
     elif a.command == "decompress":
         from codec.files import decompress_file
-        decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet, audio=not a.no_audio)
+        _summary(a, decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet,
+                                    audio=not a.no_audio, log=_log(a)))
     elif a.command == "info":
         from bench.report import print_info
         print_info(a.input, a.json)

@@ -116,6 +116,9 @@ def test_cli_compress_info_decompress(models, tmp_path):
     m = models / "tiny.safetensors"
     r = vtok("compress", models / "clip.mkv", "-o", tmp_path / "c.vtok", "--model", m, "--gop", "9", "--quiet")
     assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and r.stderr == ""  # --quiet: nothing on success
+    r = vtok("compress", models / "clip.mkv", "-o", tmp_path / "v.vtok", "--model", m, "--gop", "9", "-v")
+    assert json.loads(r.stdout.splitlines()[-1])["frames"] == 23 and "bpp" in r.stdout.splitlines()[0]
     r = vtok("info", tmp_path / "c.vtok", "--json")
     info = json.loads(r.stdout)
     for k in ("width", "height", "frames", "fps", "bits_per_token", "gop", "payload_bits", "cross_entropy_bits", "bpp",
