@@ -260,74 +260,117 @@ def _summary(a: argparse.Namespace, summary: dict) -> None:
         print(json.dumps(summary))
 
 
+# --- one function per subcommand; imports inside, so `vtok --help` stays light ---------------------------------
+
+def _compress(a):
+    from codec.files import compress_file
+    _summary(a, compress_file(a.input, a.output, a.model, a.prior, a.gop, a.bits, a.size, a.fps, a.frames,
+                              a.quiet, a.rate, audio=not a.no_audio, log=_log(a)))
+
+
+def _decompress(a):
+    from codec.files import decompress_file
+    _summary(a, decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet,
+                                audio=not a.no_audio, log=_log(a)))
+
+
+def _info(a):
+    from bench.report import print_info
+    print_info(a.input, a.json)
+
+
+def _distill(a):
+    from codec.distill import distill
+    distill(a.run_dir, a.data, a.cache, a.steps, a.batch, a.crop, a.lr, taef2=a.taef2)
+
+
+def _train_prior(a):
+    from codec.train_prior import train_prior
+    train_prior(a.model, a.output, a.data, a.cache, a.run_dir, a.steps, a.batch, a.crop, a.lr, a.channels,
+                threads=a.threads, max_clips=a.max_clips)
+
+
+def _tokenize(a):
+    from codec.tokens_file import tokenize_file
+    tokenize_file(a.input, a.output, a.model, a.bits, a.frames, a.resize, a.size, a.fps)
+
+
+def _detokenize(a):
+    from codec.tokens_file import detokenize_file
+    detokenize_file(a.input, a.output, a.model)
+
+
+def _train(a):
+    from codec.tokenizer import TokenizerConfig
+    from codec.train import TrainConfig, train
+    train(TrainConfig(run_dir=a.run_dir, data=a.data, cache_dir=a.cache, steps=a.steps, batch=a.batch,
+                      frames=a.frames, crop=a.crop, lr=a.lr, warmup=a.warmup, lpips_weight=a.lpips_weight,
+                      adv_weight=a.adv_weight, adv_start=a.adv_start, init=a.init, inflate=a.inflate,
+                      stem_head=a.stem_head, taef2=a.taef2,
+                      threads=a.threads, save_every_s=a.save_every, seed=a.seed, progress=not a.quiet),
+          TokenizerConfig(arch=a.arch, quantizer=a.quantizer, bits=a.bits, group_bits=a.group_bits,
+                          stem_ch=a.stem_ch, ch=a.ch,
+                          nested_dropout=(a.nested_dropout if a.nested_dropout is not None
+                                          else 0.5 if QUANTIZERS[a.quantizer].nested else 0.0),
+                          quantizer_args=_key_values(a.quantizer_arg)),
+          resume=a.resume)
+
+
+def _eval(a):
+    from bench.evaluate import run_evaluation
+    run_evaluation(a.model, a.data, a.frames, a.size, a.bits, a.json)
+
+
+def _bench_speed(a):
+    from bench.speed import run_speed
+    run_speed(a.model, a.frames, a.size, a.repeats)
+
+
+def _bench_codec(a):
+    from bench.codec_bench import run_codec_bench
+    run_codec_bench(a.model, a.prior, a.data, a.frames, a.skip_memory, a.json)
+
+
+def _bench_quantizers(a):
+    from bench.quantizers import QuantizerAblation, run_ablation
+    run_ablation(QuantizerAblation(names=_list(a.names, str), bits=a.bits, steps=a.steps,
+                                   prior_steps=a.prior_steps, train_data=a.train_data, cache=a.cache,
+                                   eval_data=a.data, frames_eval=a.frames, out=a.out), json_path=a.json)
+
+
+def _bench_ladder(a):
+    from bench.ladder import compare_ladders
+    compare_ladders(a.model, a.data, a.frames, json_path=a.json)
+
+
+def _bench_rd(a):
+    from bench.rd import run_bench
+    run_bench(a.data, a.mcl_jcv, _list(a.codecs, str), _list(a.qps, int),
+              None if a.vtok_rates == "all" else _list(a.vtok_rates, int),
+              a.frames or None, a.size, a.keep_size, a.out, a.jobs, a.config, a.preset, a.intra_period, a.model,
+              a.anchor, lpips=not a.no_lpips, progress=not a.quiet, anchor_ladder=_ladder(a.anchor_ladder))
+
+
+def _plot(a):
+    from bench.plot import plot_rd
+    print(plot_rd(a.results, a.output))
+
+
+def _demo(a):
+    from bench.demo import run_demo
+    run_demo(a.model, a.out)
+
+
+COMMANDS = {"compress": _compress, "decompress": _decompress, "info": _info, "distill": _distill,
+            "train-prior": _train_prior, "tokenize": _tokenize, "detokenize": _detokenize, "train": _train,
+            "eval": _eval, "bench speed": _bench_speed, "bench codec": _bench_codec,
+            "bench quantizers": _bench_quantizers, "bench ladder": _bench_ladder, "bench": _bench_rd, "plot": _plot,
+            "demo": _demo}
+
+
 def _run(a: argparse.Namespace) -> None:
-    if a.command == "compress":
-        from codec.files import compress_file
-        _summary(a, compress_file(a.input, a.output, a.model, a.prior, a.gop, a.bits, a.size, a.fps, a.frames,
-                                  a.quiet, a.rate, audio=not a.no_audio, log=_log(a)))
-    elif a.command == "decompress":
-        from codec.files import decompress_file
-        _summary(a, decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet,
-                                    audio=not a.no_audio, log=_log(a)))
-    elif a.command == "info":
-        from bench.report import print_info
-        print_info(a.input, a.json)
-    elif a.command == "distill":
-        from codec.distill import distill
-        distill(a.run_dir, a.data, a.cache, a.steps, a.batch, a.crop, a.lr, taef2=a.taef2)
-    elif a.command == "train-prior":
-        from codec.train_prior import train_prior
-        train_prior(a.model, a.output, a.data, a.cache, a.run_dir, a.steps, a.batch, a.crop, a.lr, a.channels,
-                    threads=a.threads, max_clips=a.max_clips)
-    elif a.command == "tokenize":
-        from codec.tokens_file import tokenize_file
-        tokenize_file(a.input, a.output, a.model, a.bits, a.frames, a.resize, a.size, a.fps)
-    elif a.command == "detokenize":
-        from codec.tokens_file import detokenize_file
-        detokenize_file(a.input, a.output, a.model)
-    elif a.command == "train":
-        from codec.tokenizer import TokenizerConfig
-        from codec.train import TrainConfig, train
-        train(TrainConfig(run_dir=a.run_dir, data=a.data, cache_dir=a.cache, steps=a.steps, batch=a.batch,
-                          frames=a.frames, crop=a.crop, lr=a.lr, warmup=a.warmup, lpips_weight=a.lpips_weight,
-                          adv_weight=a.adv_weight, adv_start=a.adv_start, init=a.init, inflate=a.inflate,
-                          stem_head=a.stem_head, taef2=a.taef2,
-                          threads=a.threads, save_every_s=a.save_every, seed=a.seed, progress=not a.quiet),
-              TokenizerConfig(arch=a.arch, quantizer=a.quantizer, bits=a.bits, group_bits=a.group_bits,
-                              stem_ch=a.stem_ch, ch=a.ch,
-                              nested_dropout=(a.nested_dropout if a.nested_dropout is not None
-                                              else 0.5 if QUANTIZERS[a.quantizer].nested else 0.0),
-                              quantizer_args=_key_values(a.quantizer_arg)),
-              resume=a.resume)
-    elif a.command == "eval":
-        from bench.evaluate import run_evaluation
-        run_evaluation(a.model, a.data, a.frames, a.size, a.bits, a.json)
-    elif a.command == "bench" and a.bench == "speed":
-        from bench.speed import run_speed
-        run_speed(a.model, a.frames, a.size, a.repeats)
-    elif a.command == "bench" and a.bench == "codec":
-        from bench.codec_bench import run_codec_bench
-        run_codec_bench(a.model, a.prior, a.data, a.frames, a.skip_memory, a.json)
-    elif a.command == "bench" and a.bench == "quantizers":
-        from bench.quantizers import QuantizerAblation, run_ablation
-        run_ablation(QuantizerAblation(names=_list(a.names, str), bits=a.bits, steps=a.steps,
-                                       prior_steps=a.prior_steps, train_data=a.train_data, cache=a.cache,
-                                       eval_data=a.data, frames_eval=a.frames, out=a.out), json_path=a.json)
-    elif a.command == "bench" and a.bench == "ladder":
-        from bench.ladder import compare_ladders
-        compare_ladders(a.model, a.data, a.frames, json_path=a.json)
-    elif a.command == "bench":
-        from bench.rd import run_bench
-        run_bench(a.data, a.mcl_jcv, _list(a.codecs, str), _list(a.qps, int),
-                  None if a.vtok_rates == "all" else _list(a.vtok_rates, int),
-                  a.frames or None, a.size, a.keep_size, a.out, a.jobs, a.config, a.preset, a.intra_period, a.model,
-                  a.anchor, lpips=not a.no_lpips, progress=not a.quiet, anchor_ladder=_ladder(a.anchor_ladder))
-    elif a.command == "plot":
-        from bench.plot import plot_rd
-        print(plot_rd(a.results, a.output))
-    elif a.command == "demo":
-        from bench.demo import run_demo
-        run_demo(a.model, a.out)
+    sub = getattr(a, "bench", None) if a.command == "bench" else None
+    COMMANDS[f"bench {sub}" if sub else a.command](a)
 
 
 def main(argv=None) -> int:

@@ -71,3 +71,14 @@ def test_string_imports_are_seen():
         f.write_text('code = "import sys; import cli, torch; from codec import files"\n'
                      'import importlib\nimportlib.import_module("bench.rd")\n')
         assert {"cli", "torch", "codec", "bench", "importlib", "sys"} <= set(_imports(f))
+
+
+def test_every_subcommand_has_one_function():
+    import argparse
+
+    import cli
+
+    subs = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    bench = next(a for a in subs.choices["bench"]._actions if isinstance(a, argparse._SubParsersAction))
+    names = set(subs.choices) | {f"bench {n}" for n in bench.choices}
+    assert names == set(cli.COMMANDS)
