@@ -56,6 +56,12 @@ class AudioPacket:
     side_data: tuple = ()
 
 
+def packet_seconds(p: AudioPacket, streams: list[AudioStream]) -> float:
+    """A packet's time in seconds (its pts, or its dts when it has no pts), in its stream's time base."""
+    num, den = streams[p.stream].time_base
+    return (p.pts if p.pts != NO_TS else p.dts) * num / den
+
+
 def pack_streams(streams: list[AudioStream], description: bytes) -> bytes:
     """The AUDIO_STREAMS payload: the streams, then ``description`` (a Matroska file with their codec parameters)."""
     if not 1 <= len(streams) <= MAX_STREAMS:

@@ -222,6 +222,7 @@ class ContainerWriter:
         self.units = 0
         self.frames = 0
         self.audio_units = 0
+        self.audio_bytes = 0  # audio units' bytes in the file (headers, payloads, CRCs)
 
     def _unit(self, kind: UnitType, index: int, first_frame: int, frames: int, payload: bytes) -> None:
         if len(payload) > MAX_PAYLOAD:
@@ -242,6 +243,7 @@ class ContainerWriter:
             raise BitstreamError("the audio stream descriptions must come before the first GOP unit")
         self._unit(UnitType.AUDIO_STREAMS, 0, 0, 0, payload)
         self.audio_units += 1
+        self.audio_bytes += len(payload) + UNIT_OVERHEAD
 
     def write_audio(self, payload: bytes) -> None:
         """Audio packets (``bitstream.audio.pack_packets``) of the span of the GOP unit written last."""
@@ -249,6 +251,7 @@ class ContainerWriter:
             raise BitstreamError("audio packets follow a GOP unit, after the audio stream descriptions")
         self._unit(UnitType.AUDIO, self.units - 1, 0, 0, payload)
         self.audio_units += 1
+        self.audio_bytes += len(payload) + UNIT_OVERHEAD
 
     def close(self) -> None:
         body = _END_V3.pack(self.units, self.frames, self.audio_units)

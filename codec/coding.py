@@ -29,14 +29,14 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from bitstream.audio import NO_TS, pack_packets, pack_streams, unpack_packets, unpack_streams
+from bitstream.audio import pack_packets, pack_streams, packet_seconds, unpack_packets, unpack_streams
 from bitstream.errors import VtokError
-from bitstream.container import UNIT_OVERHEAD, UNKNOWN_FRAMES, ContainerReader, ContainerWriter, Header
+from bitstream.container import UNKNOWN_FRAMES, ContainerReader, ContainerWriter, Header
 from codec.entropy import PERFECT, decode_tokens, encode_tokens
 from codec.ladder import coded_size, rate_ladder
 from codec.prior import IntegerPrior
 from codec.tokenizer import BUNDLED_MODELS, VideoTokenizer, load_tokenizer, model_path, token_shape
-from codec.video_io import Colour, resize_frames
+from codec.video_io import Colour, VideoError, resize_frames
 
 DEFAULT_GOP = 17
 
@@ -95,18 +95,16 @@ class Codec:
         header.validate()
         start = f.tell()
         writer = ContainerWriter(f, header)
-        pending, audio_bytes = [], 0
+        pending = []
         if audio is not None:
-            streams = pack_streams(audio.streams, audio.description)
-            writer.write_audio_streams(streams)
-            audio_bytes = len(streams) + UNIT_OVERHEAD
+            writer.write_audio_streams(pack_streams(audio.streams, audio.description))
             pending = sorted(audio.packets, key=audio.seconds)
             if audio_end is not None:
                 pending = [p for p in pending if audio.seconds(p) < audio_end]
         frames, ce_total, raw = 0, 0.0, 0
         for gi, clip in enumerate(gops):
             if clip.shape[1:3] != (height, width):
-                raise ValueError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
+                raise VideoError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
             if (cw, ch) != (width, height):
                 clip = resize_frames(clip, (cw, ch))
             tokens = self.tokenizer.encode(clip, bits=bits)
@@ -117,25 +115,20 @@ class Codec:
             raw += tokens.size * bits
             # the audio of this GOP's time span follows it
             n = sum(1 for p in pending if audio.seconds(p) < frames / fps) if pending else 0
-            audio_bytes += self._write_audio(writer, pending[:n])
-            pending = pending[n:]
+            if n:
+                writer.write_audio(pack_packets(pending[:n]))
+                pending = pending[n:]
             if progress is not None:
-                progress(frames, (f.tell() - start - audio_bytes) * 8 / (frames * width * height))
+                progress(frames, (f.tell() - start - writer.audio_bytes) * 8 / (frames * width * height))
         if frames == 0:
-            raise ValueError("no frames to code")
-        audio_bytes += self._write_audio(writer, pending)  # what is left after the last frame
+            raise VideoError("no frames to code")
+        if pending:  # what is left after the last frame
+            writer.write_audio(pack_packets(pending))
         writer.close()
         size = f.tell() - start
-        return {"frames": frames, "bytes": size, "video_bytes": size - audio_bytes, "audio_bytes": audio_bytes,
+        return {"frames": frames, "bytes": size, "video_bytes": size - writer.audio_bytes,
+                "audio_bytes": writer.audio_bytes,
                 "cross_entropy_bits": ce_total, "raw_token_bits": raw}
-
-    @staticmethod
-    def _write_audio(writer: ContainerWriter, packets) -> int:
-        if not packets:
-            return 0
-        payload = pack_packets(packets)
-        writer.write_audio(payload)
-        return len(payload) + UNIT_OVERHEAD
 
     def open(self, f: BinaryIO) -> "CodedFile":
         """Read a ``.vtok`` stream's header and unit index; raises ModelMismatch if another model made it."""
@@ -215,8 +208,7 @@ class CodedFile:
         return out
 
     def seconds(self, p) -> float:
-        num, den = self.streams[p.stream].time_base
-        return (p.pts if p.pts != NO_TS else p.dts) * num / den
+        return packet_seconds(p, self.streams)
 
 
 def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:

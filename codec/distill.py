@@ -25,6 +25,7 @@ from codec.data import ClipSampler, build_cache
 from codec.losses import build_lpips
 from codec.paths import TRAIN_DATA
 from codec.tae import CheapHead, CheapStem
+from codec.train import _flat_optimizer_state, _load_optimizer_state
 from codec.taef2 import load_taef2
 
 
@@ -73,10 +74,7 @@ def distill(run_dir, data=(str(TRAIN_DATA),), cache_dir: str = "", steps: int = 
             step = int(f.metadata()["step"])
         stem.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("stem.")}, strict=True)
         head.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("head.")}, strict=True)
-        for i, p in enumerate(params):
-            st = {k.split(".", 2)[2]: v for k, v in t.items() if k.startswith(f"opt.{i}.")}
-            if st:
-                opt.state[p] = st
+        _load_optimizer_state(opt, t, "opt")
         log(f"resumed {state_path} at step {step}")
     sampler = ClipSampler(cache, 1, crop, seed=seed * 1000 + step)
     metrics = open(run / "distill-metrics.jsonl", "a")
@@ -85,11 +83,7 @@ def distill(run_dir, data=(str(TRAIN_DATA),), cache_dir: str = "", steps: int = 
     def export():
         tensors = {f"stem.{k}": v for k, v in stem.state_dict().items()}
         tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
-        opt_t = {}
-        for i, p in enumerate(params):
-            for k, v in opt.state.get(p, {}).items():
-                opt_t[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(float(v))
-        _save(state_path, {**tensors, **opt_t}, {"step": step})
+        _save(state_path, {**tensors, **_flat_optimizer_state(opt, "opt")}, {"step": step})
         _save(run / "stem-head.safetensors", tensors, {"step": step, "format": "vtok-stem-head"})
 
     while step < steps:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.coding import DEFAULT_GOP, CodedFile, bundled_codec, load_codec
-from codec.video_io import Colour, VideoError, VideoWriter, check_output, iter_frames, probe, read_audio
+from codec.video_io import Colour, VideoWriter, check_output, iter_frames, probe, read_audio
 
 
 class _Progress:
@@ -79,8 +79,6 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             s = codec.compress_to(f, _gops(frames, gop), info.width, info.height, info.fps, rate, bits, gop,
                                   info.colour, sound, max_frames / info.fps if max_frames else None, bar.update)
         tmp.replace(out)
-    except ValueError as e:
-        raise VideoError(f"{src}: {e}") if str(e) == "no frames to code" or "mid-stream" in str(e) else e
     finally:
         bar.close()
         if tmp.exists():
@@ -104,8 +102,6 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
     """
     out = Path(out)
     check_output(out)
-    if start < 0 or (frames is not None and frames < 1):
-        raise ValueError("--start must be >= 0 and --frames >= 1")
     with open(src, "rb") as f:
         coded = CodedFile(f)
         h = coded.header

@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from bitstream.errors import VtokError
-from bitstream.audio import NO_TS, AudioPacket, AudioStream
+from bitstream.audio import NO_TS, AudioPacket, AudioStream, packet_seconds
 
 
 class VideoError(VtokError, ValueError):
@@ -177,9 +177,7 @@ class AudioSource:
 
     def seconds(self, p) -> float:
         """A packet's presentation time in seconds (from the first video frame)."""
-        num, den = self.streams[p.stream].time_base
-        ts = p.pts if p.pts != NO_TS else p.dts
-        return ts * num / den
+        return packet_seconds(p, self.streams)
 
 
 def read_audio(path) -> AudioSource | None:
@@ -227,19 +225,6 @@ def read_audio(path) -> AudioSource | None:
             return AudioSource(streams, buf.getvalue(), packets)
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise VideoError(f"{path}: cannot read its audio ({e.__class__.__name__}: {e})") from None
-
-
-def has_audio(path) -> bool:
-    """Whether a container file has an audio stream (raw .yuv and unreadable files: False)."""
-    if str(path).lower().endswith(".yuv"):
-        return False
-    import av
-
-    try:
-        with av.open(str(path)) as c:
-            return bool(c.streams.audio)
-    except (av.error.FFmpegError, OSError, ValueError):
-        return False
 
 
 def iter_frames(path, start: int = 0, max_frames: int | None = None, resize: tuple[int, int] | None = None,

@@ -113,3 +113,21 @@ def test_tae_tokenizer_round_trip_shapes():
     assert tokens.shape == (3, 3, 5) and tokens.max() < 2 ** 36
     assert tok.decode(tokens, size=video.shape[:3]).shape == video.shape
     assert tok.rate_ladder == [2, 3, 5, 8, 14, 22, 36]
+
+
+def test_distill_runs_and_resumes(tmp_path):
+    need_shared("weights", "taef2")
+    from safetensors import safe_open
+
+    from codec.distill import distill, load_stem_head
+    from codec.video_io import write_video
+    from tests.conftest import smooth_clip
+
+    write_video(tmp_path / "clip.mkv", smooth_clip(12, 48, 64), 25)
+    kw = dict(data=[tmp_path / "clip.mkv"], batch=2, crop=32, lpips_weight=0.0, log=lambda *a: None)
+    distill(tmp_path / "run", steps=2, **kw)
+    out = distill(tmp_path / "run", steps=3, **kw)  # resumes at step 2
+    with safe_open(str(out), framework="pt") as f:
+        assert f.metadata()["step"] == "3"
+    stem, head = load_stem_head(out)
+    assert "at_half.weight" in stem and "to_full.weight" in head
