@@ -3,7 +3,8 @@
 The recipe follows MAGVIT-v2 (arXiv 2310.05737) scaled down for small machines: image pre-training (``frames=1``,
 which trains the first-frame path of the causal network) and then *inflation* to video (``inflate_from_image``),
 random crops, Adam with linear warm-up and cosine decay, an EMA of the weights (what gets exported), gradient
-clipping, bf16 autocast on GPU, and the LFQ entropy penalty annealed from 3x to 1x over the first 2k steps.
+clipping, bf16 autocast on GPU, and the LFQ entropy penalty annealed from 3x to 1x over the first 2k steps (not when
+fine-tuning trained weights, whose EMA also keeps its full decay from the first step).
 
 Everything is resumable: ``<run>/state.safetensors`` holds model, EMA, optimizer and discriminator tensors plus the
 step (safetensors only, no pickle); ``<run>/metrics.jsonl`` logs losses; ``<run>/ema.safetensors`` is the exported
@@ -211,6 +212,10 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
         log(f"resumed {state_path} at step {step}")
     elif resume:
         log(f"nothing to resume in {run}: starting at step 0")
+    # Fine-tuning trained weights (--init) is not a fresh start: the EMA keeps its full decay from the first step, so
+    # that the exported model moves away from the start only as the new optimizer settles, and the entropy penalty
+    # is not raised again (its early 3x is for codes that are not yet spread).
+    warm = bool(tcfg.init) and not tcfg.inflate
     if rank == 0:
         (run / "train_config.json").write_text(json.dumps(dataclasses.asdict(tcfg), indent=1))
 
@@ -237,7 +242,7 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
             g["lr"] = lr
         with autocast:
             y, qout = net(x)
-        anneal = 1.0 + 2.0 * max(0.0, 1.0 - step / max(1, tcfg.entropy_anneal_steps))
+        anneal = 1.0 if warm else 1.0 + 2.0 * max(0.0, 1.0 - step / max(1, tcfg.entropy_anneal_steps))
         qlosses = {k: (v * anneal if k == "entropy" else v) for k, v in qout.losses.items()}
         y = y.float()
         total, parts = loss_fn(x, y, qlosses)
@@ -260,7 +265,7 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
             d_loss.backward()
             dopt.step()
             parts["disc"] = float(d_loss.detach())
-        decay = min(tcfg.ema, (1 + step) / (10 + step))
+        decay = tcfg.ema if warm else min(tcfg.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm.detach(), 1 - decay)
