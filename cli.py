@@ -174,6 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=32, help="crop of the token grid")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--channels", type=int, default=48)
+    p.add_argument("--layers", type=int, default=3, help="3x3 convolutions of the prior's network")
     p.add_argument("--max-clips", type=int, default=0, help="tokenize only this many cached clips, spread over the cache (0: all)")
     p.add_argument("--threads", type=int, default=0)
 
@@ -287,7 +288,7 @@ def _distill(a):
 def _train_prior(a):
     from codec.train_prior import train_prior
     train_prior(a.model, a.output, a.data, a.cache, a.run_dir, a.steps, a.batch, a.crop, a.lr, a.channels,
-                threads=a.threads, max_clips=a.max_clips)
+                a.layers, threads=a.threads, max_clips=a.max_clips)
 
 
 def _tokenize(a):

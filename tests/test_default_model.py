@@ -37,6 +37,7 @@ def test_bundled_files_are_small_safetensors():
     assert tok.cfg.arch == "tae" and tok.bits == 36 and tok.rate_ladder == [2, 3, 5, 8, 14, 22, 36]
     assert rate_ladder(tok) == [RatePoint(0.25, 14), RatePoint(0.25, 36)] + [
         RatePoint(1.0, k) for k in (5, 8, 14, 22, 36)]  # the model's own ladder (docs/RATE.md)
+    assert load_tokenizer("tae36-v1").cfg == tok.cfg  # the first TAEF2-based default, kept for its files
     old = load_tokenizer("magvit18")
     assert old.cfg.arch == "magvit" and old.bits == 18 and old.rate_ladder == [2, 3, 4, 6, 9, 12, 18]
     assert rate_ladder(old) == [RatePoint(0.25, 18), RatePoint(0.375, 18), RatePoint(0.5, 18)] + [
@@ -90,11 +91,13 @@ def test_default_codec_round_trip_tokens():
     assert len(payload) * 8 < bits * tokens.size  # the prior saves bits on real content
 
 
-def test_files_of_the_earlier_default_model_still_decode(tmp_path):
-    """A file made by the earlier default (now bundled as ``magvit18``) decodes without naming the model."""
+@pytest.mark.parametrize("earlier", ["tae36-v1", "magvit18"])
+def test_files_of_the_earlier_default_models_still_decode(tmp_path, earlier):
+    """A file made by an earlier default (now bundled under its own name) decodes without naming the model."""
     clip = _sample_clip()[:5, :64, :96]
     with VideoWriter(tmp_path / "src.mkv", 96, 64, 25) as w:
         w.write(clip)
-    compress_file(tmp_path / "src.mkv", tmp_path / "old.vtok", model="magvit18", quiet=True, log=lambda *a: None)
+    compress_file(tmp_path / "src.mkv", tmp_path / "old.vtok", model=earlier, quiet=True, log=lambda *a: None)
+    assert load_codec(earlier).model_id != load_codec().model_id
     decompress_file(tmp_path / "old.vtok", tmp_path / "old.mkv", quiet=True, log=lambda *a: None)
     assert read_video(tmp_path / "old.mkv").shape == clip.shape
