@@ -226,11 +226,20 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     return Codec(tok, ip)
 
 
+# Token priors a bundled tokenizer shipped with before its current one (files coded with them still decode).
+EARLIER_PRIORS = {"default": ("vtok-default-prior-v1.safetensors",)}
+
+
 def bundled_codec(model_id: str) -> Codec | None:
-    """The bundled model whose codec id is ``model_id`` (files made by an earlier default model), or None."""
+    """The bundled model whose codec id is ``model_id`` (files made by an earlier default model, or by a bundled
+    tokenizer with one of its earlier priors), or None."""
     for name in BUNDLED_MODELS:
-        if name != "default" and model_path(name).is_file():
-            codec = load_codec(name)
+        if not model_path(name).is_file():
+            continue
+        priors = [] if name == "default" else [None]
+        priors += [p for p in (model_path(name).with_name(f) for f in EARLIER_PRIORS.get(name, ())) if p.is_file()]
+        for prior in priors:
+            codec = load_codec(name, prior)
             if codec.model_id == model_id:
                 return codec
     return None

@@ -7,7 +7,7 @@ import pytest
 
 from bench.metrics import psnr_frames
 from bitstream.info import file_info as vtok_info
-from codec.coding import load_codec
+from codec.coding import EARLIER_PRIORS, load_codec
 from codec.files import compress_file, decompress_file
 from codec.ladder import RatePoint, rate_ladder
 from codec.tokenizer import BUNDLED_MODELS, DEFAULT_WEIGHTS, load_tokenizer, model_path
@@ -32,6 +32,8 @@ def test_bundled_files_are_small_safetensors():
         weights = model_path(name)
         for p in (weights, weights.with_name(weights.stem + "-prior.safetensors")):
             assert p.is_file() and p.stat().st_size <= 20 * 1024 * 1024, p
+        for f in EARLIER_PRIORS.get(name, ()):
+            assert weights.with_name(f).stat().st_size <= 20 * 1024 * 1024, f
     assert DEFAULT_WEIGHTS == model_path("default")
     tok = load_tokenizer()
     assert tok.cfg.arch == "tae" and tok.bits == 36 and tok.rate_ladder == [2, 3, 5, 8, 14, 22, 36]
@@ -91,13 +93,19 @@ def test_default_codec_round_trip_tokens():
     assert len(payload) * 8 < bits * tokens.size  # the prior saves bits on real content
 
 
-@pytest.mark.parametrize("earlier", ["tae36-v1", "magvit18"])
-def test_files_of_the_earlier_default_models_still_decode(tmp_path, earlier):
-    """A file made by an earlier default (now bundled under its own name) decodes without naming the model."""
+EARLIER = [("tae36-v1", None), ("magvit18", None)] + [
+    ("default", model_path("default").with_name(f)) for f in EARLIER_PRIORS["default"]]
+
+
+@pytest.mark.parametrize("earlier,prior", EARLIER, ids=[m if p is None else p.name for m, p in EARLIER])
+def test_files_of_the_earlier_default_models_still_decode(tmp_path, earlier, prior):
+    """A file made by an earlier default (now bundled under its own name), or by the default tokenizer with its
+    earlier prior, decodes without naming the model."""
     clip = _sample_clip()[:5, :64, :96]
     with VideoWriter(tmp_path / "src.mkv", 96, 64, 25) as w:
         w.write(clip)
-    compress_file(tmp_path / "src.mkv", tmp_path / "old.vtok", model=earlier, quiet=True, log=lambda *a: None)
-    assert load_codec(earlier).model_id != load_codec().model_id
+    compress_file(tmp_path / "src.mkv", tmp_path / "old.vtok", model=earlier, prior=prior, quiet=True,
+                  log=lambda *a: None)
+    assert load_codec(earlier, prior).model_id != load_codec().model_id
     decompress_file(tmp_path / "old.vtok", tmp_path / "old.mkv", quiet=True, log=lambda *a: None)
     assert read_video(tmp_path / "old.mkv").shape == clip.shape
