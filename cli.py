@@ -123,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from <run>/state.safetensors")
     p.add_argument("--init", default="", help="start from these tokenizer weights")
     p.add_argument("--inflate", action="store_true", help="--init is image-trained: inflate it to video")
+    p.add_argument("--dec-blocks", type=int, default=-1, help="--arch tae: extra residual blocks at the start of "
+                   "the decoder (with --init: added to the init model, starting as the identity)")
+    p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only (the tokens and the "
+                   "token prior stay valid)")
     p.add_argument("--arch", default="magvit", choices=["magvit", "tae"],
                    help="magvit (from scratch) or tae (starts from TAEF2's weights; see docs/MODELS.md)")
     p.add_argument("--stem-head", default="", help="--arch tae: the stem and head made by 'vtok distill'")
@@ -307,10 +311,11 @@ def _train(a):
     train(TrainConfig(run_dir=a.run_dir, data=a.data, cache_dir=a.cache, steps=a.steps, batch=a.batch,
                       frames=a.frames, crop=a.crop, lr=a.lr, warmup=a.warmup, lpips_weight=a.lpips_weight,
                       adv_weight=a.adv_weight, adv_start=a.adv_start, init=a.init, inflate=a.inflate,
-                      stem_head=a.stem_head, taef2=a.taef2,
-                      threads=a.threads, save_every_s=a.save_every, seed=a.seed, progress=not a.quiet),
+                      stem_head=a.stem_head, taef2=a.taef2, dec_blocks=a.dec_blocks if a.init else -1,
+                      freeze_encoder=a.freeze_encoder, threads=a.threads, save_every_s=a.save_every, seed=a.seed,
+                      progress=not a.quiet),
           TokenizerConfig(arch=a.arch, quantizer=a.quantizer, bits=a.bits, group_bits=a.group_bits,
-                          stem_ch=a.stem_ch, ch=a.ch,
+                          stem_ch=a.stem_ch, ch=a.ch, dec_blocks=max(0, a.dec_blocks),
                           nested_dropout=(a.nested_dropout if a.nested_dropout is not None
                                           else 0.5 if QUANTIZERS[a.quantizer].nested else 0.0),
                           quantizer_args=_key_values(a.quantizer_arg)),

@@ -115,12 +115,17 @@ class TaeVideoEncoder(nn.Module):
 class TaeVideoDecoder(nn.Module):
     """``(B, in_ch, 1+k, h, w)`` quantized latent → ``(B, 3, 1+4k, 8h, 8w)`` in about [-1, 1].
 
-    1×1 + 3×3 dequantizer to TAEF2's 32-channel latent → TAEF2's layers 0–5 (1/8 stage, with previous-frame taps) →
-    temporal grow → ×2 upsampling and layer 7 → layers 8–10 (1/4 stage) → temporal grow → cheap head per frame.
-    Args: in_ch (quantizer code channels).
+    1×1 + 3×3 dequantizer to TAEF2's 32-channel latent → TAEF2's layer 1 → ``refine_blocks`` extra residual blocks
+    (previous-frame taps; optional) → TAEF2's layers 3–5 (1/8 stage, with previous-frame taps) → temporal grow → ×2
+    upsampling and layer 7 → layers 8–10 (1/4 stage) → temporal grow → cheap head per frame.
+    Args: in_ch (quantizer code channels); refine_blocks.
+
+    The refine blocks run at 1/8 resolution on the latent frames (a quarter of the frames), where a block costs about
+    a tenth of what it would at 1/4 resolution on every second frame; each one's last convolution starts at zero,
+    so that blocks added to a trained decoder start as the identity.
     """
 
-    def __init__(self, in_ch: int):
+    def __init__(self, in_ch: int, refine_blocks: int = 0):
         super().__init__()
         c = TAE_CH
         self.dequant = nn.Sequential(nn.Conv2d(in_ch, c, 1), nn.ReLU(), conv3(c, TAE_LATENT))
@@ -136,6 +141,10 @@ class TaeVideoDecoder(nn.Module):
             second.bias.zero_()
             second.weight[:n, :n, 1, 1] = 0.8 * torch.eye(n)
             second.weight[:n, n:2 * n, 1, 1] = -0.8 * torch.eye(n)
+        self.refine = nn.ModuleList(TaeBlock(c, temporal=True) for _ in range(refine_blocks))
+        for blk in self.refine:
+            nn.init.zeros_(blk.conv[4].weight)
+            nn.init.zeros_(blk.conv[4].bias)
         self.eighth = nn.ModuleList(TaeBlock(c, pool=True, temporal=True) for _ in range(3))
         self.grow1 = TemporalGrow(c)
         self.up = conv3(c, c, bias=False)
@@ -146,6 +155,8 @@ class TaeVideoDecoder(nn.Module):
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         h, t = fold(q)
         h = F.relu(self.latent(soft_clamp(self.dequant(h))))
+        for blk in self.refine:
+            h = blk(h, t)
         for blk in self.eighth:
             h = blk(h, t)
         h, t = self.grow1(h, t)

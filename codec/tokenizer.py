@@ -58,6 +58,7 @@ class TokenizerConfig:
         stem_blocks / blocks: residual blocks at 1/4 and at each 1/8-resolution stage.
         nested_dropout: share of training samples that keep only a random prefix of their bits (0 disables).
         min_bits: the shortest prefix kept by nested dropout. quantizer_args: extra quantizer keyword arguments.
+        dec_blocks: ``arch="tae"``: extra residual blocks at the start of the decoder's 1/8 stage (``codec.tae``).
     """
 
     arch: str = "magvit"
@@ -71,9 +72,16 @@ class TokenizerConfig:
     nested_dropout: float = 0.5
     min_bits: int = 2
     quantizer_args: dict = dataclasses.field(default_factory=dict)
+    dec_blocks: int = 0
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        # Fields added after models were shipped are left out at their default, so that the JSON (part of every
+        # model id) of an earlier model stays what it was.
+        d = dataclasses.asdict(self)
+        for k, v in LATER_FIELDS.items():
+            if d[k] == v:
+                del d[k]
+        return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "TokenizerConfig":
@@ -83,6 +91,9 @@ class TokenizerConfig:
         if unknown:
             raise ValueError(f"unknown tokenizer config fields: {sorted(unknown)}")
         return cls(**data)
+
+
+LATER_FIELDS = {"dec_blocks": 0}
 
 
 def default_group_bits(bits: int) -> int:
@@ -155,6 +166,8 @@ class VideoTokenizer(nn.Module):
         if cfg.nested_dropout > 0 and not self.quantizer.nested:
             raise ValueError(f"nested dropout needs a quantizer whose index bits are ordered (lfq), not "
                              f"{cfg.quantizer!r}: set nested_dropout to 0")
+        if cfg.dec_blocks and cfg.arch != "tae":
+            raise ValueError(f"dec_blocks applies to arch 'tae' only, not {cfg.arch!r}")
         if cfg.arch == "magvit":
             from codec.magvit import Decoder, Encoder
             self.encoder = Encoder(cfg, self.quantizer.dim)
@@ -162,7 +175,7 @@ class VideoTokenizer(nn.Module):
         elif cfg.arch == "tae":
             from codec.tae import TaeVideoDecoder, TaeVideoEncoder
             self.encoder = TaeVideoEncoder(self.quantizer.dim, cfg.stem_blocks)
-            self.decoder = TaeVideoDecoder(self.quantizer.code_dim)
+            self.decoder = TaeVideoDecoder(self.quantizer.code_dim, cfg.dec_blocks)
         else:
             raise ValueError(f"unknown tokenizer architecture {cfg.arch!r} (magvit, tae)")
 

@@ -61,6 +61,8 @@ class TrainConfig:
     max_source_share: float = 0.1
     init: str = ""  # safetensors tokenizer to start from
     inflate: bool = False  # the init model was image-trained: inflate its temporal kernels
+    dec_blocks: int = -1  # with init: grow the decoder to this many refine blocks (-1: as the init model has)
+    freeze_encoder: bool = False  # train the decoder only: the tokens, and so the token prior, stay what they are
     stem_head: str = ""  # arch "tae", no init: the distilled stem and head (``vtok distill``) to start from
     taef2: str = ""  # arch "tae", no init: folder of TAEF2's weights (default ../shared/weights/taef2)
     log_every: int = 10
@@ -104,6 +106,19 @@ def start_from_taef2(model: VideoTokenizer, taef2=None, stem_head=None) -> None:
         stem, head = load_stem_head(stem_head)
         model.encoder.stem.load_state_dict(stem, strict=True)
         model.decoder.head.load_state_dict(head, strict=True)
+
+
+def grow_decoder(model: VideoTokenizer, blocks: int) -> VideoTokenizer:
+    """The same tokenizer with ``blocks`` refine blocks in its decoder; the new ones start as the identity."""
+    if blocks == model.cfg.dec_blocks:
+        return model
+    if blocks < model.cfg.dec_blocks:
+        raise ValueError(f"the model has {model.cfg.dec_blocks} decoder refine blocks; cannot shrink to {blocks}")
+    grown = VideoTokenizer(dataclasses.replace(model.cfg, dec_blocks=blocks))
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("decoder.refine.") for k in missing):
+        raise ValueError(f"weights do not fit the grown decoder: {(unexpected + missing)[:5]}")
+    return grown.train(model.training)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -187,6 +202,8 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
         model = load_tokenizer(tcfg.init).train()
         if tcfg.inflate:
             inflate_from_image(model)
+        if tcfg.dec_blocks >= 0:
+            model = grow_decoder(model, tcfg.dec_blocks)
     else:
         model = VideoTokenizer(mcfg or TokenizerConfig())  # a bad configuration fails here, before any work
         if model.cfg.arch == "tae" and not (resume and state_path.exists()):
@@ -200,7 +217,9 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
 
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=tcfg.weight_decay)
+    if tcfg.freeze_encoder:
+        model.encoder.requires_grad_(False)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=tcfg.weight_decay)
     disc = dopt = None
     lecam = LeCAM()
     if tcfg.adv_weight > 0:

@@ -131,3 +131,37 @@ def test_distill_runs_and_resumes(tmp_path):
         assert f.metadata()["step"] == "3"
     stem, head = load_stem_head(out)
     assert "at_half.weight" in stem and "to_full.weight" in head
+
+
+def test_refine_blocks_start_as_the_identity_and_stay_causal():
+    from codec.train import grow_decoder
+
+    torch.manual_seed(0)
+    tok = VideoTokenizer(TokenizerConfig(arch="tae", bits=12, group_bits=6)).eval()
+    grown = grow_decoder(tok, 2).eval()
+    assert grown.cfg.dec_blocks == 2 and len(grown.decoder.refine) == 2
+    q = torch.sign(torch.randn(1, 12, 3, 4, 4))
+    with torch.no_grad():
+        torch.testing.assert_close(grown.decoder(q), tok.decoder(q))
+        for blk in grown.decoder.refine:
+            torch.nn.init.normal_(blk.conv[4].weight, std=0.05)
+            torch.nn.init.normal_(blk.prev.weight, std=0.05)
+        y = grown.decoder(q)
+        q2 = q.clone()
+        q2[:, :, 2] *= -1
+        y2 = grown.decoder(q2)
+    assert not torch.allclose(y, tok.decoder(q))  # the blocks are in the path
+    torch.testing.assert_close(y2[:, :, :5], y[:, :, :5])  # and keep it causal
+    with pytest.raises(ValueError, match="shrink"):
+        grow_decoder(grown, 1)
+
+
+def test_config_json_of_earlier_models_is_unchanged():
+    """``dec_blocks`` came later: at 0 it is left out of the JSON, so earlier models keep their model ids."""
+    cfg = TokenizerConfig(arch="tae", bits=36, group_bits=9)
+    assert "dec_blocks" not in cfg.to_json()
+    assert TokenizerConfig.from_json(cfg.to_json()) == cfg
+    grown = TokenizerConfig(arch="tae", bits=36, group_bits=9, dec_blocks=3)
+    assert TokenizerConfig.from_json(grown.to_json()).dec_blocks == 3
+    with pytest.raises(ValueError, match="dec_blocks"):
+        VideoTokenizer(TokenizerConfig(dec_blocks=1))

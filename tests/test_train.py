@@ -146,3 +146,25 @@ def test_fine_tuning_keeps_the_start_in_the_ema(video_dir, tmp_path):
     assert raw and max(raw) > 0  # the trained weights did move
     # After two steps at decay 0.99 the EMA holds at most 2 % of the moves (fp16 export rounding aside).
     assert max(moved) <= 0.03 * max(raw) + 2e-3
+
+
+def test_decoder_only_training_keeps_the_tokens(video_dir, tmp_path):
+    """--freeze-encoder with --dec-blocks: the decoder grows and trains, the encoder (so every token) stays."""
+    from safetensors.torch import load_file
+
+    from codec.tokenizer import TokenizerConfig, save_tokenizer
+
+    torch.manual_seed(0)
+    save_tokenizer(VideoTokenizer(TokenizerConfig(arch="tae", bits=12, group_bits=6)), tmp_path / "start.safetensors")
+    run = tmp_path / "dec"
+    out = train(_cfg(run, video_dir, steps=2, lr=1e-2, init=str(tmp_path / "start.safetensors"), dec_blocks=2,
+                     freeze_encoder=True), log=lambda *a: None)
+    start, state = load_file(tmp_path / "start.safetensors"), load_file(run / "state.safetensors")
+    enc = [k for k in start if k.startswith("encoder.")]
+    assert enc and all(torch.equal(state[f"model.{k}"].half(), start[k]) for k in enc)
+    assert any(state[f"model.decoder.{k}"].abs().max() > 0 for k in ("refine.0.conv.4.weight", "refine.1.conv.4.weight"))
+    assert any(not torch.equal(state[f"model.{k}"].half(), start[k]) for k in start if k.startswith("decoder."))
+    before, after = load_tokenizer(tmp_path / "start.safetensors"), load_tokenizer(out)
+    assert after.cfg.dec_blocks == 2
+    clip = smooth_clip(5, 16, 24)
+    np.testing.assert_array_equal(after.encode(clip), before.encode(clip))
