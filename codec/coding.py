@@ -227,7 +227,7 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
 
 
 # Token priors a bundled tokenizer shipped with before its current one (files coded with them still decode).
-EARLIER_PRIORS = {"default": ("vtok-default-prior-v1.safetensors",)}
+EARLIER_PRIORS = {"tae36-v2": ("vtok-tae36-v2-prior-v1.safetensors",)}
 
 
 def bundled_codec(model_id: str) -> Codec | None:

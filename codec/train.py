@@ -219,7 +219,8 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if tcfg.freeze_encoder:
         model.encoder.requires_grad_(False)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=tcfg.weight_decay)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=tcfg.lr, betas=(0.9, 0.99),
+                           weight_decay=tcfg.weight_decay)
     disc = dopt = None
     lecam = LeCAM()
     if tcfg.adv_weight > 0:

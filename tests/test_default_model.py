@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -38,8 +40,9 @@ def test_bundled_files_are_small_safetensors():
     tok = load_tokenizer()
     assert tok.cfg.arch == "tae" and tok.bits == 36 and tok.rate_ladder == [2, 3, 5, 8, 14, 22, 36]
     assert rate_ladder(tok) == [RatePoint(0.25, 14), RatePoint(0.25, 36)] + [
-        RatePoint(1.0, k) for k in (5, 8, 14, 22, 36)]  # the model's own ladder (docs/RATE.md)
-    assert load_tokenizer("tae36-v1").cfg == tok.cfg  # the first TAEF2-based default, kept for its files
+        RatePoint(1.0, k) for k in (5, 8, 10, 14, 22, 36)]  # the model's own ladder (docs/RATE.md)
+    v2 = load_tokenizer("tae36-v2")  # the previous default, kept for its files: the same encoder
+    assert load_tokenizer("tae36-v1").cfg == v2.cfg and dataclasses.replace(v2.cfg, dec_blocks=6) == tok.cfg
     old = load_tokenizer("magvit18")
     assert old.cfg.arch == "magvit" and old.bits == 18 and old.rate_ladder == [2, 3, 4, 6, 9, 12, 18]
     assert rate_ladder(old) == [RatePoint(0.25, 18), RatePoint(0.375, 18), RatePoint(0.5, 18)] + [
@@ -93,8 +96,16 @@ def test_default_codec_round_trip_tokens():
     assert len(payload) * 8 < bits * tokens.size  # the prior saves bits on real content
 
 
-EARLIER = [("tae36-v1", None), ("magvit18", None)] + [
-    ("default", model_path("default").with_name(f)) for f in EARLIER_PRIORS["default"]]
+def test_default_shares_its_encoder_and_prior_with_tae36_v2():
+    """The default is tae36-v2 with a retrained, larger decoder: the same tokens, coded by the same prior."""
+    clip = _sample_clip()[:5, :64, :96]
+    new, old = load_codec(), load_codec("tae36-v2")
+    np.testing.assert_array_equal(new.tokenizer.encode(clip), old.tokenizer.encode(clip))
+    assert new.prior.model_id == old.prior.model_id and new.model_id != old.model_id
+
+
+EARLIER = [("tae36-v2", None), ("tae36-v1", None), ("magvit18", None)] + [
+    ("tae36-v2", model_path("tae36-v2").with_name(f)) for f in EARLIER_PRIORS["tae36-v2"]]
 
 
 @pytest.mark.parametrize("earlier,prior", EARLIER, ids=[m if p is None else p.name for m, p in EARLIER])
