@@ -41,8 +41,9 @@ def test_bundled_files_are_small_safetensors():
     assert tok.cfg.arch == "tae" and tok.bits == 36 and tok.rate_ladder == [2, 3, 5, 8, 14, 22, 36]
     assert rate_ladder(tok) == [RatePoint(0.25, 14), RatePoint(0.25, 36)] + [
         RatePoint(1.0, k) for k in (5, 8, 10, 14, 22, 36)]  # the model's own ladder (docs/RATE.md)
-    v2 = load_tokenizer("tae36-v2")  # the previous default, kept for its files: the same encoder
+    v2 = load_tokenizer("tae36-v2")  # an earlier default, kept for its files: the same encoder
     assert load_tokenizer("tae36-v1").cfg == v2.cfg and dataclasses.replace(v2.cfg, dec_blocks=6) == tok.cfg
+    assert load_tokenizer("tae36-v3").cfg == tok.cfg  # the previous default: the same architecture
     old = load_tokenizer("magvit18")
     assert old.cfg.arch == "magvit" and old.bits == 18 and old.rate_ladder == [2, 3, 4, 6, 9, 12, 18]
     assert rate_ladder(old) == [RatePoint(0.25, 18), RatePoint(0.375, 18), RatePoint(0.5, 18)] + [
@@ -96,15 +97,19 @@ def test_default_codec_round_trip_tokens():
     assert len(payload) * 8 < bits * tokens.size  # the prior saves bits on real content
 
 
-def test_default_shares_its_encoder_and_prior_with_tae36_v2():
-    """The default is tae36-v2 with a retrained, larger decoder: the same tokens, coded by the same prior."""
+@pytest.mark.parametrize("earlier", ["tae36-v3", "tae36-v2"])
+def test_default_shares_its_encoder_and_prior_with_earlier_defaults(earlier):
+    """The default is tae36-v2 with a retrained, larger decoder (tae36-v3 an earlier point of that decoder's
+    training): the same tokens, coded by the same prior, decoded differently."""
     clip = _sample_clip()[:5, :64, :96]
-    new, old = load_codec(), load_codec("tae36-v2")
-    np.testing.assert_array_equal(new.tokenizer.encode(clip), old.tokenizer.encode(clip))
+    new, old = load_codec(), load_codec(earlier)
+    tokens = new.tokenizer.encode(clip)
+    np.testing.assert_array_equal(tokens, old.tokenizer.encode(clip))
     assert new.prior.model_id == old.prior.model_id and new.model_id != old.model_id
+    assert not np.array_equal(new.tokenizer.decode(tokens), old.tokenizer.decode(tokens))
 
 
-EARLIER = [("tae36-v2", None), ("tae36-v1", None), ("magvit18", None)] + [
+EARLIER = [("tae36-v3", None), ("tae36-v2", None), ("tae36-v1", None), ("magvit18", None)] + [
     ("tae36-v2", model_path("tae36-v2").with_name(f)) for f in EARLIER_PRIORS["tae36-v2"]]
 
 
