@@ -32,7 +32,8 @@ SPATIAL_STRIDE = 8
 TEMPORAL_STRIDE = 4
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # The bundled models, by the name ``--model NAME`` takes; each file has its token prior beside it (``*-prior``).
-BUNDLED_MODELS = {"default": "vtok-default.safetensors", "tae36-v3": "vtok-tae36-v3.safetensors",
+BUNDLED_MODELS = {"default": "vtok-default.safetensors", "tae36-v4": "vtok-tae36-v4.safetensors",
+                  "tae36-v3": "vtok-tae36-v3.safetensors",
                   "tae36-v2": "vtok-tae36-v2.safetensors",
                   "tae36-v1": "vtok-tae36-v1.safetensors",
                   "magvit18": "vtok-magvit18.safetensors"}

@@ -44,6 +44,7 @@ def test_bundled_files_are_small_safetensors():
     v2 = load_tokenizer("tae36-v2")  # an earlier default, kept for its files: the same encoder
     assert load_tokenizer("tae36-v1").cfg == v2.cfg and dataclasses.replace(v2.cfg, dec_blocks=6) == tok.cfg
     assert load_tokenizer("tae36-v3").cfg == tok.cfg  # the previous default: the same architecture
+    assert load_tokenizer("tae36-v4").cfg == tok.cfg  # the default's training continued: the same architecture
     old = load_tokenizer("magvit18")
     assert old.cfg.arch == "magvit" and old.bits == 18 and old.rate_ladder == [2, 3, 4, 6, 9, 12, 18]
     assert rate_ladder(old) == [RatePoint(0.25, 18), RatePoint(0.375, 18), RatePoint(0.5, 18)] + [
@@ -97,7 +98,7 @@ def test_default_codec_round_trip_tokens():
     assert len(payload) * 8 < bits * tokens.size  # the prior saves bits on real content
 
 
-@pytest.mark.parametrize("earlier", ["tae36-v3", "tae36-v2"])
+@pytest.mark.parametrize("earlier", ["tae36-v4", "tae36-v3", "tae36-v2"])
 def test_default_shares_its_encoder_and_prior_with_earlier_defaults(earlier):
     """The default is tae36-v2 with a retrained, larger decoder (tae36-v3 an earlier point of that decoder's
     training): the same tokens, coded by the same prior, decoded differently."""
