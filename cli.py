@@ -152,6 +152,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-weight", type=float, default=0.1)
     p.add_argument("--adv-weight", type=float, default=0.0, help="adversarial loss weight (0: off)")
     p.add_argument("--adv-start", type=int, default=5000, help="step at which the adversarial loss starts")
+    p.add_argument("--rate-weight", type=float, default=0.0, help="train D + λ·R: R = the token prior's bits per "
+                   "pixel, the prior trained along (0: no rate term)")
+    p.add_argument("--prior-init", default="", help="with --rate-weight: the prior to start from (default: the one "
+                   "beside --init)")
+    p.add_argument("--prior-lr", type=float, default=5e-4)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--save-every", type=float, default=300.0, help="seconds between checkpoints")
     p.add_argument("--seed", type=int, default=0)
@@ -312,7 +317,8 @@ def _train(a):
                       frames=a.frames, crop=a.crop, lr=a.lr, warmup=a.warmup, lpips_weight=a.lpips_weight,
                       adv_weight=a.adv_weight, adv_start=a.adv_start, init=a.init, inflate=a.inflate,
                       stem_head=a.stem_head, taef2=a.taef2, dec_blocks=a.dec_blocks if a.init else -1,
-                      freeze_encoder=a.freeze_encoder, threads=a.threads, save_every_s=a.save_every, seed=a.seed,
+                      freeze_encoder=a.freeze_encoder, rate_weight=a.rate_weight, prior_init=a.prior_init,
+                      prior_lr=a.prior_lr, threads=a.threads, save_every_s=a.save_every, seed=a.seed,
                       progress=not a.quiet),
           TokenizerConfig(arch=a.arch, quantizer=a.quantizer, bits=a.bits, group_bits=a.group_bits,
                           stem_ch=a.stem_ch, ch=a.ch, dec_blocks=max(0, a.dec_blocks),

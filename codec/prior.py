@@ -135,6 +135,52 @@ class TokenPrior(nn.Module):
             total = total + (ce * chan_ok[:, s:e] * pos).sum()
         return total / count / np.log(2)
 
+    def video_rate(self, codes: torch.Tensor, keep_bits: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable rate in bits of each clip's codes, as the integer form would code them in one GOP.
+
+        codes: ``(B, D, T', H, W)`` signed bit values (``+-1``; straight-through quantizer codes carry the gradient to
+        the encoder); keep_bits: ``(B,)`` coded bits per sample (the rest are not coded and cost nothing). The first
+        latent frame is coded without temporal context, as a GOP's first. Walks ``frame_steps`` like ``loss``, so
+        the rate trained is the rate coded. Returns ``(B,)`` bits (the cross-entropy ``-log2 P(bit)`` summed).
+        """
+        cfg = self.cfg
+        b, d, t_, h, w = codes.shape
+        if d != cfg.bits:
+            raise ValueError(f"the prior codes {cfg.bits}-bit tokens, got {d} code channels")
+        keep = keep_bits if keep_bits is not None else torch.full((b,), d, device=codes.device)
+        chan_ok = (torch.arange(d, device=codes.device)[None] < keep[:, None]).to(codes.dtype)[:, :, None, None]
+        steps = [(st, torch.from_numpy(pos).to(codes.device), torch.from_numpy(known).to(codes.device))
+                 for st, pos, known in frame_steps(cfg.bits, cfg.group_bits, h, w)]
+        total = codes.new_zeros(b)
+        prev = codes.new_zeros(b, d, h, w)
+        for t in range(t_):
+            cur = codes[:, :, t] * chan_ok
+            has_prev = torch.full((b,), float(t > 0), device=codes.device)
+            for step, pos, known in steps:
+                s, e = step.start, step.end
+                logits = self(context(cfg, prev, cur * known, has_prev, step.pass_, step.group))[:, s:e]
+                ce = F.softplus(-logits * cur[:, s:e])  # -ln P(bit) for a bit of sign cur
+                total = total + (ce * chan_ok[:, s:e] * pos).sum((1, 2, 3))
+            prev = cur
+        return total / np.log(2)
+
+    @classmethod
+    def from_integer(cls, prior: "IntegerPrior") -> "TokenPrior":
+        """The float form whose frozen integer form is ``prior`` again (to train further from a shipped prior)."""
+        cfg = prior.cfg
+        net = cls(cfg)
+        in_frac = 0
+        convs = list(net.convs) + [net.out]
+        with torch.no_grad():
+            for conv, w, b, shift in zip(convs, prior.weights, prior.biases, prior.shifts):
+                out_frac = LOGIT_FRAC if conv is net.out else ACT_FRAC
+                acc_frac = shift + out_frac
+                sw = acc_frac - in_frac
+                conv.weight.copy_((w.cpu() / 2.0 ** sw).float())
+                conv.bias.copy_((b.cpu() / 2.0 ** acc_frac).float())
+                in_frac = ACT_FRAC
+        return net
+
     def freeze(self) -> "IntegerPrior":
         """The integer inference form: integer weights/biases, shifts and the logit→probability table."""
         return IntegerPrior.from_float(self)

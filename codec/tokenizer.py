@@ -200,15 +200,20 @@ class VideoTokenizer(nn.Module):
         ar = torch.arange(like.shape[1], device=like.device)
         return (ar[None, :] < keep_bits[:, None]).to(like.dtype)[:, :, None, None, None]
 
+    def sample_keep_bits(self, batch: int, device=None) -> torch.Tensor | None:
+        """Nested dropout's bits kept per sample ``(B,)`` for one training batch (None: all bits, no dropout)."""
+        if not (self.training and self.cfg.nested_dropout > 0):
+            return None
+        drop = torch.rand(batch, device=device) < self.cfg.nested_dropout
+        k = torch.randint(self.cfg.min_bits, self.bits, (batch,), device=device)
+        return torch.where(drop, k, torch.full_like(k, self.bits))
+
     def forward(self, x: torch.Tensor, keep_bits: torch.Tensor | None = None):
         z = self.encoder(x)
         out = self.quantizer(z, x)
         codes = out.codes
-        if keep_bits is None and self.training and self.cfg.nested_dropout > 0:
-            b = x.shape[0]
-            drop = torch.rand(b, device=x.device) < self.cfg.nested_dropout
-            k = torch.randint(self.cfg.min_bits, self.bits, (b,), device=x.device)
-            keep_bits = torch.where(drop, k, torch.full_like(k, self.bits))
+        if keep_bits is None:
+            keep_bits = self.sample_keep_bits(x.shape[0], x.device)
         if keep_bits is not None:
             codes = codes * self.bit_mask(keep_bits, codes)
         return self.decoder(codes), out

@@ -29,6 +29,7 @@ from torch import nn
 
 from codec.data import ClipSampler, build_cache
 from codec.paths import TRAIN_DATA
+from codec.prior import IntegerPrior, PriorConfig, TokenPrior
 from codec.losses import LeCAM, PatchDiscriminator, TokenizerLoss, frames_of, hinge_d_loss
 from codec.tokenizer import TokenizerConfig, VideoTokenizer, load_tokenizer, save_tokenizer
 
@@ -65,6 +66,9 @@ class TrainConfig:
     freeze_encoder: bool = False  # train the decoder only: the tokens, and so the token prior, stay what they are
     stem_head: str = ""  # arch "tae", no init: the distilled stem and head (``vtok distill``) to start from
     taef2: str = ""  # arch "tae", no init: folder of TAEF2's weights (default ../shared/weights/taef2)
+    rate_weight: float = 0.0  # lambda of D + lambda * R, R in bits per pixel from the token prior (0: no rate term)
+    prior_init: str = ""  # with rate_weight: the integer prior to start from (default: the one beside --init)
+    prior_lr: float = 5e-4
     log_every: int = 10
     save_every_s: float = 300.0
     seed: int = 0
@@ -121,6 +125,29 @@ def grow_decoder(model: VideoTokenizer, blocks: int) -> VideoTokenizer:
     return grown.train(model.training)
 
 
+def start_prior(model: VideoTokenizer, tcfg: TrainConfig) -> TokenPrior:
+    """The float token prior trained with the tokenizer (``rate_weight``): from ``prior_init``, else from the prior
+    beside ``init``; a fresh one (4 layers × 96 channels) when there is neither."""
+    path = tcfg.prior_init
+    if not path and tcfg.init:
+        beside = Path(tcfg.init).with_name(Path(tcfg.init).stem + "-prior.safetensors")
+        path = str(beside) if beside.is_file() else ""
+    if path:
+        prior = TokenPrior.from_integer(IntegerPrior.load(path))
+        if prior.cfg.bits != model.bits:
+            raise ValueError(f"prior {path} codes {prior.cfg.bits}-bit tokens, the tokenizer makes {model.bits}")
+        return prior
+    group = getattr(model.quantizer, "group_bits", model.bits)
+    return TokenPrior(PriorConfig(bits=model.bits, group_bits=group, channels=96, layers=4))
+
+
+def export(run: Path, ema: VideoTokenizer, step: int, prior: TokenPrior | None, extra: dict) -> None:
+    """``<run>/ema.safetensors`` (fp16) and, when a prior trains along, its frozen integer form beside it."""
+    save_tokenizer(ema, run / "ema.safetensors", extra={"step": step, **extra})
+    if prior is not None:
+        prior.freeze().save(run / "ema-prior.safetensors")
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -144,7 +171,8 @@ def _load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict, prefix: str
             opt.state[p] = {k: v.to(p.device) for k, v in st.items()}
 
 
-def save_state(path: Path, step: int, model, ema, opt, disc=None, dopt=None, extra: dict | None = None) -> None:
+def save_state(path: Path, step: int, model, ema, opt, disc=None, dopt=None, extra: dict | None = None,
+               prior=None, popt=None) -> None:
     from safetensors.torch import save_file
 
     t = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -153,6 +181,9 @@ def save_state(path: Path, step: int, model, ema, opt, disc=None, dopt=None, ext
     if disc is not None:
         t.update({f"disc.{k}": v.detach().cpu().contiguous() for k, v in disc.state_dict().items()})
         t.update(_flat_optimizer_state(dopt, "dopt"))
+    if prior is not None:
+        t.update({f"prior.{k}": v.detach().cpu().contiguous() for k, v in prior.state_dict().items()})
+        t.update(_flat_optimizer_state(popt, "popt"))
     meta = {"step": str(step), "config": model.cfg.to_json()}
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     tmp = path.with_suffix(".tmp")
@@ -160,7 +191,7 @@ def save_state(path: Path, step: int, model, ema, opt, disc=None, dopt=None, ext
     tmp.replace(path)
 
 
-def load_state(path: Path, model, ema, opt, disc=None, dopt=None) -> tuple[int, dict]:
+def load_state(path: Path, model, ema, opt, disc=None, dopt=None, prior=None, popt=None) -> tuple[int, dict]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -172,6 +203,9 @@ def load_state(path: Path, model, ema, opt, disc=None, dopt=None) -> tuple[int, 
     if disc is not None and any(k.startswith("disc.") for k in t):
         disc.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("disc.")}, strict=True)
         _load_optimizer_state(dopt, t, "dopt")
+    if prior is not None and any(k.startswith("prior.") for k in t):
+        prior.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("prior.")}, strict=True)
+        _load_optimizer_state(popt, t, "popt")
     return int(meta["step"]), meta
 
 
@@ -226,9 +260,15 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
     if tcfg.adv_weight > 0:
         disc = PatchDiscriminator().to(device)
         dopt = torch.optim.Adam(disc.parameters(), lr=tcfg.lr, betas=(0.5, 0.99))
+    prior = popt = None
+    if tcfg.rate_weight > 0:
+        if model.cfg.quantizer != "lfq":
+            raise ValueError(f"the rate term needs binary tokens (lfq), not {model.cfg.quantizer!r}")
+        prior = start_prior(model, tcfg).to(device).train()
+        popt = torch.optim.Adam(prior.parameters(), lr=tcfg.prior_lr)
     step = 0
     if resume and state_path.exists():
-        step, _ = load_state(state_path, model, ema, opt, disc, dopt)
+        step, _ = load_state(state_path, model, ema, opt, disc, dopt, prior, popt)
         log(f"resumed {state_path} at step {step}")
     elif resume:
         log(f"nothing to resume in {run}: starting at step 0")
@@ -236,6 +276,8 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
     # that the exported model moves away from the start only as the new optimizer settles, and the entropy penalty
     # is not raised again (its early 3x is for codes that are not yet spread).
     warm = bool(tcfg.init) and not tcfg.inflate
+    # the init model's own rate ladder (its measured points) goes with the exported weights
+    extra = {"rate_ladder": model.meta["rate_ladder"]} if "rate_ladder" in getattr(model, "meta", {}) else {}
     if rank == 0:
         (run / "train_config.json").write_text(json.dumps(dataclasses.asdict(tcfg), indent=1))
 
@@ -260,8 +302,9 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
         lr = lr_at(step, tcfg)
         for g in opt.param_groups:
             g["lr"] = lr
+        keep = model.sample_keep_bits(x.shape[0], device)
         with autocast:
-            y, qout = net(x)
+            y, qout = net(x, keep)
         anneal = 1.0 if warm else 1.0 + 2.0 * max(0.0, 1.0 - step / max(1, tcfg.entropy_anneal_steps))
         qlosses = {k: (v * anneal if k == "entropy" else v) for k, v in qout.losses.items()}
         y = y.float()
@@ -272,10 +315,22 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
             g_loss = -g_logits.mean()
             total = total + tcfg.adv_weight * g_loss
             parts["gen"] = float(g_loss.detach())
+        if prior is not None:
+            # Rate of the straight-through codes under the prior, in bits per pixel of the clip: the prior learns
+            # to predict the bits, the encoder to make them predictable where the picture allows it.
+            bpp = prior.video_rate(qout.codes.float(), keep).sum() / (x.shape[0] * x[0, 0].numel())
+            total = total + tcfg.rate_weight * bpp
+            parts["bpp"] = float(bpp.detach())
+            popt.zero_grad(set_to_none=True)
         opt.zero_grad(set_to_none=True)
         total.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
         opt.step()
+        if prior is not None:
+            for g in popt.param_groups:
+                g["lr"] = tcfg.prior_lr * lr / tcfg.lr
+            torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+            popt.step()
         if adv_on:
             real, fake = frames_of(torch.cat([x, y.detach()]), tcfg.lpips_frames).chunk(2)
             r_logits, f_logits = disc(real), disc(fake)
@@ -305,15 +360,16 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
                 metrics.write(json.dumps({"step": step, "time": time.time(), "clips_per_s": rate, **parts}) + "\n")
                 metrics.flush()
             if time.time() - last_save > tcfg.save_every_s or step == tcfg.steps:
-                save_state(state_path, step, model, ema, opt, disc.module if hasattr(disc, "module") else disc, dopt)
-                save_tokenizer(ema, run / "ema.safetensors", extra={"step": step})
+                save_state(state_path, step, model, ema, opt, disc.module if hasattr(disc, "module") else disc, dopt,
+                           prior=prior, popt=popt)
+                export(run, ema, step, prior, extra)
                 last_save = time.time()
     if bar is not None:
         bar.close()
     if metrics is not None:
         metrics.close()
     if rank == 0 and not (run / "ema.safetensors").exists():
-        save_tokenizer(ema, run / "ema.safetensors", extra={"step": step})
+        export(run, ema, step, prior, extra)
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

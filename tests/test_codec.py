@@ -18,7 +18,7 @@ from codec.files import compress_file, decompress_file
 from codec.prior import IntegerPrior, PriorConfig, TokenPrior, context
 from codec.tokenizer import VideoTokenizer, save_tokenizer
 from codec.video_io import read_video, write_video
-from tests.conftest import REPO, smooth_clip, tiny_config
+from tests.conftest import REPO, random_clip, smooth_clip, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +197,19 @@ def test_every_bit_flip_and_truncation_of_a_real_file_is_detected(models, tmp_pa
     _read_all(data)
     assert_every_bit_flip_is_detected(data)
     assert_every_truncation_is_detected(data)
+
+
+def test_float_prior_rate_is_the_coded_rate(tiny_tokenizer):
+    """``TokenPrior.video_rate`` (training) agrees with the range coder's cross-entropy of the frozen prior, and a
+    float prior rebuilt from an integer prior freezes to the same integers."""
+    torch.manual_seed(1)
+    prior = TokenPrior(PriorConfig(bits=10, group_bits=5, channels=8, layers=2))
+    frozen = prior.freeze()
+    again = TokenPrior.from_integer(frozen).freeze()
+    assert again.model_id == frozen.model_id
+    tokens = tiny_tokenizer.encode(random_clip(9, 32, 40))
+    _, ce = encode_tokens(frozen, tokens, 10)
+    codes = tiny_tokenizer.quantizer.indices_to_codes(torch.from_numpy(tokens)[None])
+    with torch.no_grad():
+        rate = float(TokenPrior.from_integer(frozen).video_rate(codes))
+    assert rate == pytest.approx(ce, rel=0.02)
