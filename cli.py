@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.add_argument("--prior")
     p.add_argument("--start", type=int, default=0, help="first frame to decode")
+    p.add_argument("--max-pixels", type=int, default=None, help="refuse files whose frames are larger than this "
+                   "(default 37748736: 8K with room to spare)")
     p.add_argument("--frames", type=int, help="number of frames to decode")
     p.add_argument("--no-audio", action="store_true", help="write no audio (by default the file's audio is muxed "
                    "into .mkv/.mp4 outputs)")
@@ -236,6 +238,25 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--frames", type=int, default=33)
     c.add_argument("--json")
 
+    c = bsub.add_parser("budget", help="loss budget: TAEF2, stem/head, no binarisation, tokens; bit statistics")
+    c.add_argument("--model")
+    c.add_argument("--data", nargs="+")
+    c.add_argument("--frames", type=int, default=9, help="frames per clip of the quality rows")
+    c.add_argument("--json")
+
+    c = bsub.add_parser("fuzz", help="fuzz the .vtok readers and decoder with mutants of the seed files")
+    c.add_argument("--cases", type=int, default=10000)
+    c.add_argument("--seconds", type=float, default=10.0, help="time limit of one case")
+    c.add_argument("--out", help="write failing inputs to this folder")
+
+    c = bsub.add_parser("gop", help="rate and quality against GOP length (real .vtok files)")
+    c.add_argument("--model")
+    c.add_argument("--data", nargs="+")
+    c.add_argument("--frames", type=int, default=65)
+    c.add_argument("--gops", default="17,33,65", help="GOP lengths (0: the whole clip)")
+    c.add_argument("--rates", default="", help="rate points (default: all bits only)")
+    c.add_argument("--json")
+
     c = bsub.add_parser("quantizers", help="ablation: train each quantizer alike, then quality, usage and bpp")
     c.add_argument("--names", default="lfq,vq,fq,gsq,gsq-restart,regvq",
                    help="ablation entries to compare (quantizers; gsq-restart: GSQ with dead-code restart)")
@@ -280,8 +301,9 @@ def _compress(a):
 
 def _decompress(a):
     from codec.files import decompress_file
+    from codec.coding import DEFAULT_MAX_PIXELS
     _summary(a, decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet,
-                                audio=not a.no_audio, log=_log(a)))
+                                audio=not a.no_audio, max_pixels=a.max_pixels or DEFAULT_MAX_PIXELS, log=_log(a)))
 
 
 def _info(a):
@@ -355,6 +377,23 @@ def _bench_ladder(a):
     compare_ladders(a.model, a.data, a.frames, json_path=a.json)
 
 
+def _bench_budget(a):
+    from bench.budget import run_budget
+    run_budget(a.model, a.data, a.frames, json_path=a.json)
+
+
+def _bench_fuzz(a):
+    from bench.fuzz import run_fuzz
+    if run_fuzz(a.cases, a.seconds, a.out).failures:
+        raise RuntimeError("fuzzing found failures (listed above)")
+
+
+def _bench_gop(a):
+    from bench.gop import run_gop_bench
+    run_gop_bench(a.model, a.data, a.frames, gops=_list(a.gops, int),
+                  rates=_list(a.rates, int) if a.rates else None, json_path=a.json)
+
+
 def _bench_rd(a):
     from bench.rd import run_bench
     run_bench(a.data, a.mcl_jcv, _list(a.codecs, str), _list(a.qps, int),
@@ -376,7 +415,8 @@ def _demo(a):
 COMMANDS = {"compress": _compress, "decompress": _decompress, "info": _info, "distill": _distill,
             "train-prior": _train_prior, "tokenize": _tokenize, "detokenize": _detokenize, "train": _train,
             "eval": _eval, "bench speed": _bench_speed, "bench codec": _bench_codec,
-            "bench quantizers": _bench_quantizers, "bench ladder": _bench_ladder, "bench": _bench_rd, "plot": _plot,
+            "bench quantizers": _bench_quantizers, "bench ladder": _bench_ladder,
+            "bench budget": _bench_budget, "bench gop": _bench_gop, "bench fuzz": _bench_fuzz, "bench": _bench_rd, "plot": _plot,
             "demo": _demo}
 
 

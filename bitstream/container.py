@@ -328,6 +328,28 @@ class ContainerReader:
         return payload
 
 
+def reseal(data: bytes) -> bytes:
+    """The same bytes with every checksum recomputed wherever the structure can still be followed (the header, then
+    unit after unit by their size fields). For fuzzing: a mutated file then gets past the CRCs to the parsers and
+    decoders behind them."""
+    b = bytearray(data)
+    if len(b) < _PREFIX.size:
+        return bytes(b)
+    end = _PREFIX.size + _PREFIX.unpack_from(b)[2]
+    if end + _CRC.size > len(b):
+        return bytes(b)
+    _CRC.pack_into(b, end, zlib.crc32(bytes(b[:end])))
+    off = end + _CRC.size
+    while off + _UNIT.size <= len(b):
+        size = _UNIT.unpack_from(b, off)[4]
+        stop = off + _UNIT.size + size
+        if stop + _CRC.size > len(b):
+            break
+        _CRC.pack_into(b, stop, zlib.crc32(bytes(b[off + _UNIT.size:stop]), zlib.crc32(bytes(b[off:off + _UNIT.size]))))
+        off = stop + _CRC.size
+    return bytes(b)
+
+
 def pack_gop_payload(cross_entropy_bits: float, words: bytes) -> bytes:
     """A GOP unit's payload: the prior's cross-entropy of its bits (1/1024 bit units), then the range coder's words."""
     return _GOP_PREFIX.pack(int(round(cross_entropy_bits * 1024))) + words

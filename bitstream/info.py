@@ -15,26 +15,30 @@ from bitstream.container import UNIT_OVERHEAD, ContainerReader, unpack_gop_paylo
 def file_info(path) -> dict:
     """Header fields, per-GOP sizes, audio streams and rates of the ``.vtok`` file at ``path``."""
     with open(path, "rb") as f:
-        reader = ContainerReader(f)
-        h = reader.header
-        payload_bits, ce, gops = 0, 0.0, []
-        for u in reader.units():
-            unit_ce, words = unpack_gop_payload(reader.read_payload(u))
-            payload_bits += len(words) * 8
-            ce += unit_ce
-            gops.append({"index": u.gop_index, "first_frame": u.first_frame, "frames": u.frames,
-                         "bytes": u.payload_size})
-        audio = []
-        audio_bytes = sum(u.payload_size + UNIT_OVERHEAD for u in reader.audio_units)
-        if reader.audio_units:
-            streams, _ = unpack_streams(reader.read_payload(reader.audio_units[0]))
-            sizes = [0] * len(streams)
-            for au in reader.audio_units[1:]:
-                for p in unpack_packets(reader.read_payload(au), len(streams)):
-                    sizes[p.stream] += len(p.data)
-            audio = [{"codec": st.codec, "sample_rate": st.sample_rate, "channels": st.channels,
-                      "packet_bytes": n} for st, n in zip(streams, sizes)]
-    size = os.path.getsize(path)
+        return stream_info(f, os.path.getsize(path))
+
+
+def stream_info(f, size: int) -> dict:
+    """``file_info`` of an open binary ``.vtok`` stream of ``size`` bytes."""
+    reader = ContainerReader(f)
+    h = reader.header
+    payload_bits, ce, gops = 0, 0.0, []
+    for u in reader.units():
+        unit_ce, words = unpack_gop_payload(reader.read_payload(u))
+        payload_bits += len(words) * 8
+        ce += unit_ce
+        gops.append({"index": u.gop_index, "first_frame": u.first_frame, "frames": u.frames,
+                     "bytes": u.payload_size})
+    audio = []
+    audio_bytes = sum(u.payload_size + UNIT_OVERHEAD for u in reader.audio_units)
+    if reader.audio_units:
+        streams, _ = unpack_streams(reader.read_payload(reader.audio_units[0]))
+        sizes = [0] * len(streams)
+        for au in reader.audio_units[1:]:
+            for p in unpack_packets(reader.read_payload(au), len(streams)):
+                sizes[p.stream] += len(p.data)
+        audio = [{"codec": st.codec, "sample_rate": st.sample_rate, "channels": st.channels,
+                  "packet_bytes": n} for st, n in zip(streams, sizes)]
     video_bytes = size - audio_bytes
     return {"width": h.width, "height": h.height, "coded_width": h.coded_width, "coded_height": h.coded_height,
             "frames": h.frames, "fps": f"{h.fps_num}/{h.fps_den}",

@@ -72,8 +72,24 @@ class BitEncoder:
         return self._enc.get_compressed().astype("<u4").tobytes()
 
 
+class DataExhausted(RangeCoderError):
+    """More was decoded than the coded data can hold: the data is used up (a damaged or crafted file)."""
+
+
+# Slack of the information bound: the coder's 64-bit state, and constriction's rounding of each probability to its
+# own precision (a relative change far below 1 % of a bit's cost).
+BOUND_SLACK_BITS = 128
+BOUND_SLACK_RATIO = 1.01
+
+
 class BitDecoder:
-    """Decodes bits from ``finish()``'s bytes, given the same integer probabilities in the same order."""
+    """Decodes bits from ``finish()``'s bytes, given the same integer probabilities in the same order.
+
+    A range coder cannot give out more information than it was given: the bits decoded so far carry
+    ``sum(-log2 P(bit))`` bits of information, which a well-formed stream of ``n`` words holds in its ``32 n`` bits
+    (plus the coder's state). ``decode`` keeps that count and raises ``DataExhausted`` as soon as it passes the bound,
+    so a file that claims more bits than its payload can hold stops within one call, not after decoding them all.
+    """
 
     def __init__(self, data: bytes, prob_bits: int = 16, perfect: bool = False):
         import constriction
@@ -84,12 +100,20 @@ class BitDecoder:
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
         self._dec = constriction.stream.queue.RangeDecoder(words)
         self._model = _model(perfect)
+        self.information = 0.0  # bits of information decoded so far
+        self.capacity = 32 * len(words) * BOUND_SLACK_RATIO + BOUND_SLACK_BITS
 
     def decode(self, p1: np.ndarray) -> np.ndarray:
         table = _table(np.asarray(p1).ravel(), self.prob_bits)
         if table.shape[0] == 0:
             return np.zeros(0, np.uint8)
         try:
-            return np.asarray(self._dec.decode(self._model, table)).astype(np.uint8)
+            bits = np.asarray(self._dec.decode(self._model, table)).astype(np.uint8)
         except Exception as e:  # constriction reports invalid data as a generic error
             raise RangeCoderError(f"range decoding failed: {e}") from None
+        self.information -= float(np.log2(table[np.arange(len(bits)), bits]).sum())
+        if self.information > self.capacity:
+            raise DataExhausted(f"the coded data is used up after {self.information:.0f} bits of information from "
+                                f"{self.capacity / BOUND_SLACK_RATIO - BOUND_SLACK_BITS:.0f} coded bits: the file "
+                                f"claims more than its payload holds (damaged or crafted)")
+        return bits

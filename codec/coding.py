@@ -31,6 +31,7 @@ import numpy as np
 
 from bitstream.audio import pack_packets, pack_streams, packet_seconds, unpack_packets, unpack_streams
 from bitstream.errors import VtokError
+from bitstream.rangecoder import RangeCoderError
 from bitstream.container import UNKNOWN_FRAMES, ContainerReader, ContainerWriter, Header
 from codec.entropy import PERFECT, decode_tokens, encode_tokens
 from codec.ladder import coded_size, rate_ladder
@@ -39,10 +40,25 @@ from codec.tokenizer import BUNDLED_MODELS, VideoTokenizer, load_tokenizer, mode
 from codec.video_io import Colour, VideoError, resize_frames
 
 DEFAULT_GOP = 17
+# Decoded frame area refused unless the caller lifts it (like Pillow's MAX_IMAGE_PIXELS): 36 Mi pixels holds 8K
+# (7680×4320 and 8192×4320) with room to spare; a header may claim up to 16384×16384.
+DEFAULT_MAX_PIXELS = 36 * 1024 * 1024
 
 
 class ModelMismatch(VtokError, ValueError):
     """A ``.vtok`` file was made by other weights than the ones loaded."""
+
+
+class FrameTooLarge(VtokError, ValueError):
+    """A ``.vtok`` file's frames are larger than the decoder is allowed to allocate."""
+
+
+def check_frame_area(header: Header, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse, before any allocation, a file whose frames (or coded frames) exceed ``max_pixels``."""
+    area = header.width * header.height
+    if area > max_pixels:
+        raise FrameTooLarge(f"the file's frames are {header.width}x{header.height} ({area} pixels), above the limit of "
+                            f"{max_pixels} pixels: pass --max-pixels {area} to decode it if you trust the file")
 
 
 @dataclass
@@ -134,9 +150,10 @@ class Codec:
         """Read a ``.vtok`` stream's header and unit index; raises ModelMismatch if another model made it."""
         return self.check(CodedFile(f))
 
-    def check(self, coded: "CodedFile") -> "CodedFile":
-        """Raise ModelMismatch unless this model made ``coded``."""
+    def check(self, coded: "CodedFile", max_pixels: int = DEFAULT_MAX_PIXELS) -> "CodedFile":
+        """Raise ModelMismatch unless this model made ``coded``, FrameTooLarge if its frames exceed ``max_pixels``."""
         h = coded.header
+        check_frame_area(h, max_pixels)
         if h.model_id != self.model_id:
             raise ModelMismatch(f"the file was made by model {h.model_id}, but the loaded model is {self.model_id}: "
                                 f"pass --model/--prior with the weights of model {h.model_id}")
@@ -161,7 +178,10 @@ class Codec:
             if u.first_frame + u.frames <= start or u.first_frame >= end:
                 continue
             shape = token_shape(u.frames, h.coded_height, h.coded_width)
-            tokens = decode_tokens(self.prior, coded.reader.read_payload(u), shape, h.bits_per_token)
+            try:
+                tokens = decode_tokens(self.prior, coded.reader.read_payload(u), shape, h.bits_per_token)
+            except RangeCoderError as e:
+                raise type(e)(f"GOP unit {u.gop_index}: {e}") from None
             video = self.tokenizer.decode(tokens, bits=h.bits_per_token,
                                           size=(u.frames, h.coded_height, h.coded_width))
             if (h.coded_width, h.coded_height) != (h.width, h.height):

@@ -92,21 +92,35 @@ def walk_gop(prior, shape: tuple[int, int, int], bits: int, code_step) -> np.nda
     return planes
 
 
-def encode_tokens(prior, tokens: np.ndarray, bits: int) -> tuple[bytes, float]:
-    """Range-code one GOP's tokens ``(T', H', W')`` (first ``bits`` bits of each). Returns (payload, CE bits)."""
-    enc = BitEncoder(prior.cfg.prob_bits, PERFECT)
+def _cost_walk(prior, tokens: np.ndarray, bits: int, coder=None) -> np.ndarray:
+    """Walk one GOP's tokens in coding order (range-coding them with ``coder`` if given); returns the
+    cross-entropy in bits of every coded bit ``(T', bits)``, by latent frame and bit channel."""
     source = tokens_to_bits(tokens, bits)  # (T', k, H, W)
     one = 1 << prior.cfg.prob_bits
-    ce = [0.0]
+    cost = np.zeros((tokens.shape[0], bits))
 
     def code(t, s, e, pos, p1):
         b = source[t, s:e][:, pos]
-        enc.encode(b.ravel(), p1)
-        ce[0] -= float(np.log2(np.where(b.ravel() == 1, p1, one - p1) / one).sum())
+        if coder is not None:
+            coder.encode(b.ravel(), p1)
+        p = np.where(b == 1, p1.reshape(b.shape), one - p1.reshape(b.shape)) / one
+        cost[t, s:e] -= np.log2(p).sum(1)
         return b
 
     walk_gop(prior, tokens.shape, bits, code)
-    return pack_gop_payload(ce[0], enc.finish()), ce[0]
+    return cost
+
+
+def token_costs(prior, tokens: np.ndarray, bits: int) -> np.ndarray:
+    """What coding one GOP's tokens ``(T', H', W')`` costs: bits ``(T', bits)`` per latent frame and bit channel."""
+    return _cost_walk(prior, tokens, bits)
+
+
+def encode_tokens(prior, tokens: np.ndarray, bits: int) -> tuple[bytes, float]:
+    """Range-code one GOP's tokens ``(T', H', W')`` (first ``bits`` bits of each). Returns (payload, CE bits)."""
+    enc = BitEncoder(prior.cfg.prob_bits, PERFECT)
+    ce = float(_cost_walk(prior, tokens, bits, enc).sum())
+    return pack_gop_payload(ce, enc.finish()), ce
 
 
 def decode_tokens(prior, payload: bytes, shape: tuple[int, int, int], bits: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.coding import DEFAULT_GOP, CodedFile, bundled_codec, load_codec
+from codec.coding import DEFAULT_GOP, DEFAULT_MAX_PIXELS, CodedFile, bundled_codec, check_frame_area, load_codec
 from codec.video_io import Colour, VideoWriter, check_output, iter_frames, probe, read_audio
 
 
@@ -94,7 +94,8 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
 
 
 def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: int | None = None,
-                    quiet: bool = False, audio: bool = True, codec=None, log=print) -> dict:
+                    quiet: bool = False, audio: bool = True, codec=None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    log=print) -> dict:
     """Decode ``.vtok`` to a video file; ``start``/``frames`` pick a range and only its GOPs are decoded.
 
     The file's audio goes into ``.mkv`` / ``.mp4`` outputs, cut to the same time span (``audio=False``: left out). A
@@ -105,10 +106,11 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
     with open(src, "rb") as f:
         coded = CodedFile(f)
         h = coded.header
+        check_frame_area(h, max_pixels)
         codec = codec or load_codec(model, prior)
         if h.model_id != codec.model_id and model is None and prior is None:
             codec = bundled_codec(h.model_id) or codec
-        codec.check(coded)
+        codec.check(coded, max_pixels)
         streams = coded.streams if audio else []
         keeps_audio = out.suffix.lower() in (".mkv", ".mp4", ".mov")
         t0 = time.perf_counter()

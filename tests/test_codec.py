@@ -213,3 +213,94 @@ def test_float_prior_rate_is_the_coded_rate(tiny_tokenizer):
     with torch.no_grad():
         rate = float(TokenPrior.from_integer(frozen).video_rate(codes))
     assert rate == pytest.approx(ce, rel=0.02)
+
+
+def _resized_header(data: bytes, width: int, height: int) -> bytes:
+    """The same file with the frame (and coded) size in its header changed and the header CRC made valid again."""
+    import dataclasses
+    import io
+
+    from bitstream.container import Header
+
+    f = io.BytesIO(data)
+    h = Header.unpack(f)
+    rest = data[f.tell():]
+    return dataclasses.replace(h, width=width, height=height, coded_width=width, coded_height=height).pack() + rest
+
+
+def test_decompression_bomb_stops_when_the_payload_is_used_up(models, tmp_path):
+    """A valid file whose header claims a far larger frame (CRCs valid, units untouched) stops with a one-line error
+    naming the unit as soon as the range decoder has used up the payload, long before decoding the claimed size."""
+    from bitstream.rangecoder import DataExhausted
+
+    codec = load_codec(models / "tiny.safetensors")
+    data = codec.compress(smooth_clip(9, 32, 40), fps=25)
+    bomb = _resized_header(data, 1024, 1024)
+    with pytest.raises(DataExhausted, match="GOP unit 0"):
+        codec.decompress(bomb)
+    (tmp_path / "bomb.vtok").write_bytes(bomb)
+    out = tmp_path / "out.mkv"
+    r = vtok("decompress", tmp_path / "bomb.vtok", "-o", out, "--model", models / "tiny.safetensors")
+    _one_line_error(r, out)
+    assert "used up" in r.stderr
+
+
+def test_max_pixels_refuses_before_decoding(models, tmp_path):
+    """A header claiming 16384×16384 is refused by --max-pixels before any allocation, with the way to lift it;
+    ``vtok info`` still reports the file without decoding it."""
+    codec = load_codec(models / "tiny.safetensors")
+    bomb = _resized_header(codec.compress(smooth_clip(5, 32, 40), fps=25), 16384, 16384)
+    path = tmp_path / "big.vtok"
+    path.write_bytes(bomb)
+    out = tmp_path / "out.mkv"
+    r = vtok("decompress", path, "-o", out, "--model", models / "tiny.safetensors")
+    _one_line_error(r, out)
+    assert "--max-pixels 268435456" in r.stderr
+    r = vtok("decompress", path, "-o", out, "--model", models / "tiny.safetensors", "--max-pixels", "1000")
+    _one_line_error(r, out)
+    info = vtok("info", path, "--json")
+    assert info.returncode == 0 and json.loads(info.stdout)["width"] == 16384
+    # within the limit, the same small file decodes as before
+    small = tmp_path / "small.vtok"
+    small.write_bytes(codec.compress(smooth_clip(5, 32, 40), fps=25))
+    r = vtok("decompress", small, "-o", out, "--model", models / "tiny.safetensors", "--max-pixels", "1280")
+    assert r.returncode == 0, r.stderr
+
+
+def test_information_bound_holds_for_well_formed_payloads():
+    """The decoder's information count of a well-formed payload stays within its capacity (no false alarm), down
+    to payloads of a single word, and with confident and with uncertain probabilities alike."""
+    from bitstream.rangecoder import BitDecoder, BitEncoder
+
+    rng = np.random.default_rng(0)
+    for n, spread in ((1, 1), (7, 100), (5000, 30000), (20000, 32000)):
+        p1 = rng.integers(32768 - spread, 32768 + spread, n).astype(np.uint32)
+        bits = (rng.random(n) < p1 / 65536).astype(np.uint8)
+        enc = BitEncoder(16, False)
+        enc.encode(bits, p1)
+        dec = BitDecoder(enc.finish(), 16, False)
+        assert np.array_equal(dec.decode(p1), bits)
+        assert dec.information <= dec.capacity
+
+
+def test_lying_raw_inputs_end_in_one_line(models, tmp_path):
+    """A Y4M header, or a --size, that claims frames larger than the data holds: one-line error, no output."""
+    import imageio_ffmpeg
+
+    y4m = tmp_path / "small.y4m"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc=size=64x48:rate=25", "-t", "0.4", "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", str(y4m)],
+                   check=True)
+    data = y4m.read_bytes()
+    line = data.index(b"\n")
+    for w, h in ((8192, 8192), (16384, 16384)):
+        lie = tmp_path / f"lie{w}.y4m"
+        lie.write_bytes(data[:line].replace(b"W64", f"W{w}".encode()).replace(b"H48", f"H{h}".encode()) + data[line:])
+        out = tmp_path / f"lie{w}.vtok"
+        _one_line_error(vtok("compress", lie, "-o", out, "--model", models / "tiny.safetensors"), out)
+    raw = tmp_path / "clip.yuv"
+    raw.write_bytes(bytes(64 * 48 * 3 // 2 * 3))  # three 64×48 frames
+    out = tmp_path / "raw.vtok"
+    r = vtok("compress", raw, "--size", "8192x8192", "--fps", "25", "-o", out, "--model", models / "tiny.safetensors")
+    _one_line_error(r, out)
+    assert "no complete 8192x8192" in r.stderr
