@@ -174,6 +174,7 @@ class Codec:
         rate = Fraction(h.fps_num, h.fps_den)
         t_lo = start / rate if start > 0 else -float("inf")
         t_hi = end / rate if end < h.frames else float("inf")
+        first = True
         for u in coded.units:
             if u.first_frame + u.frames <= start or u.first_frame >= end:
                 continue
@@ -187,8 +188,16 @@ class Codec:
             if (h.coded_width, h.coded_height) != (h.width, h.height):
                 video = resize_frames(video, (h.width, h.height))
             lo, hi = max(start, u.first_frame) - u.first_frame, min(end, u.first_frame + u.frames) - u.first_frame
-            packets = [p for p in coded.audio_packets(u.gop_index) if t_lo <= coded.seconds(p) < t_hi] \
-                if audio and coded.streams else []
+            packets = []
+            if audio and coded.streams:
+                # A cut keeps the packets a player needs for its first sample: the one that holds it and those of
+                # the codec's pre-roll before it (they may sit in the previous GOP's audio unit).
+                candidates = coded.audio_packets(u.gop_index)
+                if first and u.gop_index > 0 and t_lo > -float("inf"):
+                    candidates = coded.audio_packets(u.gop_index - 1) + candidates
+                packets = [p for p in candidates
+                           if coded.seconds(p) + coded.preroll(p) > t_lo and coded.seconds(p) < t_hi]
+            first = False
             yield video[lo:hi], packets
 
     def compress(self, frames: np.ndarray, fps=30, rate: int | None = None, bits: int | None = None,
@@ -229,6 +238,14 @@ class CodedFile:
 
     def seconds(self, p) -> float:
         return packet_seconds(p, self.streams)
+
+    def preroll(self, p) -> float:
+        """Seconds before a cut whose packets must come along so that the first kept sample decodes as it did:
+        the packet's own length (it may start before the cut; AAC also needs one frame before it for its overlap),
+        and for Opus the 80 ms pre-roll of RFC 7845 on top."""
+        st = self.streams[p.stream]
+        length = p.duration * st.time_base[0] / st.time_base[1]
+        return 2 * length + (0.08 if st.codec == "opus" else 0.0)
 
 
 def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:

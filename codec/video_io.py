@@ -404,6 +404,10 @@ class VideoWriter:
             num, den = time_bases[p.stream]
             tb = Fraction(num, den)
             off = round(Fraction(shift).limit_denominator(10 ** 6) / tb)
+            if shift > 0 and self.suffix not in (".mp4", ".mov") and p.pts != NO_TS and p.pts < off:
+                # A cut's pre-roll packets (before its first frame) need an edit list to be decoded and then
+                # dropped; Matroska has none, and its muxer would shift the whole track to hold them.
+                continue
             out, transcode = self._audio[p.stream]
             pkt = av.Packet(p.data)
             pkt.pts = None if p.pts == NO_TS else p.pts - off
