@@ -200,7 +200,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="rate-distortion benchmark against x265 and VVC (or: bench speed | codec)")
     p.add_argument("--data", nargs="+", help="video files or folders (default: ../shared/datasets/eval)")
     p.add_argument("--mcl-jcv", help="folder with the MCL-JCV sequences (videoSRC*_1920x1080_*.yuv)")
-    p.add_argument("--codecs", default="vtok,x265,vvc")
+    p.add_argument("--codecs", default="vtok,x265,vvc", help="codecs to compare; vtok:MODEL adds a vtok model as a "
+                   "peer (e.g. vtok:default,vtok:tae36-v4)")
+    p.add_argument("--gop", type=int, help="vtok's GOP length (default: the codec's)")
+    p.add_argument("--reuse", help="an earlier results.json (same clips, frames, size): its codecs that this run "
+                   "does not code are taken from it")
+    p.add_argument("--rename", default="", help="with --reuse: rename its codecs, OLD=NEW[,OLD=NEW]")
     p.add_argument("--qps", default="22,27,32,37,42,47", help="anchor QP ladder")
     p.add_argument("--anchor-ladder", default="", help="extra anchor points at a reduced size, QP@SCALE, e.g. "
                    "51@0.5,51@0.25 (coded smaller, scaled back up for the metrics)")
@@ -399,7 +404,9 @@ def _bench_rd(a):
     run_bench(a.data, a.mcl_jcv, _list(a.codecs, str), _list(a.qps, int),
               None if a.vtok_rates == "all" else _list(a.vtok_rates, int),
               a.frames or None, a.size, a.keep_size, a.out, a.jobs, a.config, a.preset, a.intra_period, a.model,
-              a.anchor, lpips=not a.no_lpips, progress=not a.quiet, anchor_ladder=_ladder(a.anchor_ladder))
+              a.anchor, lpips=not a.no_lpips, progress=not a.quiet, anchor_ladder=_ladder(a.anchor_ladder),
+              reuse=a.reuse, rename=dict(kv.split("=", 1) for kv in _list(a.rename, str)) if a.rename else None,
+              **({"gop": a.gop} if a.gop else {}))
 
 
 def _plot(a):

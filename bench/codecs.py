@@ -7,13 +7,13 @@ cache), and runs one point on a clip: ``run(clip, point) -> (decoded frames, cod
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from bench.anchors import ANCHORS, build_anchor
 from bitstream.errors import ToolError
-from codec.coding import load_codec
+from codec.coding import DEFAULT_GOP, load_codec
 from codec.ladder import rate_ladder
 
 
@@ -23,7 +23,7 @@ class VtokSettings:
 
     model: str | None = None
     rates: list | None = None
-    gop: int = 17
+    gop: int = DEFAULT_GOP
     fps: float = 30.0
 
 
@@ -40,12 +40,14 @@ class AnchorSettings:
 
 
 class VtokBenchCodec:
-    """vtok through its in-memory codec (the model loaded once); ``check_files`` runs one real file round trip."""
+    """vtok through its in-memory codec (the model loaded once); ``check_files`` runs one real file round trip.
 
-    name = "vtok"
+    ``name``: ``"vtok"``, or ``"vtok:MODEL"`` for a named model (a bundled name or a path), so that several vtok models
+    are peers in one bench and one can be the BD-rate anchor of the others.
+    """
 
-    def __init__(self, s: VtokSettings):
-        self.s = s
+    def __init__(self, s: VtokSettings, name: str = "vtok"):
+        self.s, self.name = s, name
         self.codec = load_codec(s.model)
         self.ladder = rate_ladder(self.codec.tokenizer)
         self.rates = list(range(len(self.ladder))) if s.rates is None else list(s.rates)
@@ -61,7 +63,7 @@ class VtokBenchCodec:
                 "rate_ladder": [vars(p) for p in self.ladder]}
 
     def points(self) -> list[tuple]:
-        return [(r, {"codec": "vtok", "rate": r, "bits_per_token": self.ladder[r].bits,
+        return [(r, {"codec": self.name, "rate": r, "bits_per_token": self.ladder[r].bits,
                      "scale": self.ladder[r].scale, "gop": self.s.gop}) for r in self.rates]
 
     def run(self, clip: np.ndarray, point) -> tuple[np.ndarray, int, dict]:
@@ -125,8 +127,15 @@ CODECS = {"vtok": lambda vtok, anchors: VtokBenchCodec(vtok),
           **{name: (lambda vtok, anchors, name=name: AnchorBenchCodec(name, anchors)) for name in ANCHORS}}
 
 
+def is_codec(name: str) -> bool:
+    """A name ``build_codec`` knows: a registered codec, or ``vtok:MODEL``."""
+    return name in CODECS or (name.startswith("vtok:") and len(name) > 5)
+
+
 def build_codec(name: str, vtok: VtokSettings, anchors: AnchorSettings):
-    """The bench codec registered under ``name``."""
+    """The bench codec registered under ``name``; ``vtok:MODEL`` is vtok with that model."""
+    if name.startswith("vtok:") and len(name) > 5:
+        return VtokBenchCodec(replace(vtok, model=name[5:]), name)
     try:
         return CODECS[name](vtok, anchors)
     except KeyError:

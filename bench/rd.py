@@ -20,11 +20,12 @@ import numpy as np
 
 from bench import results
 from bench.anchors import ANCHORS
-from bench.codecs import CODECS, AnchorSettings, VtokSettings, build_codec
+from bench.codecs import CODECS, AnchorSettings, VtokSettings, build_codec, is_codec
 from bench.bdrate import bd_table
 from bench.datasets import eval_clips, mcl_jcv_files
 from bench.metrics import LPIPSMetric, msssim_frames, psnr_frames, psnr_yuv_frames
 from bench.plot import plot_rd
+from codec.coding import DEFAULT_GOP
 from codec.video_io import read_video
 
 DEFAULT_QPS = (22, 27, 32, 37, 42, 47)
@@ -56,16 +57,19 @@ def collect_clips(data=None, mcl_jcv=None, frames: int | None = 33, size=(640, 3
 def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAULT_QPS, vtok_rates=None, frames: int | None = 33, size=(640, 360), keep_size: bool = False,
               out_dir="bench-out", jobs: int = 1, config: str = "low-delay", preset: str = "medium",
               intra_period: int | None = None, model=None, anchor: str = "x265", cache_dir=None, lpips: bool = True,
-              progress: bool = True, anchor_ladder=(), log=print) -> dict:
+              progress: bool = True, anchor_ladder=(), gop: int = DEFAULT_GOP, reuse=None, rename=None,
+              log=print) -> dict:
     """Run the benchmark, write ``results.json``, ``results.csv``, ``rd.png`` and ``bdrate.json`` into ``out_dir``.
 
-    vtok's points are the rates of its rate ladder (``vtok_rates``; None: all of them); the anchors' are ``qps`` at
+    ``codecs``: registered names and ``vtok:MODEL`` peers (e.g. ``vtok:default,vtok:tae36-v4``; ``anchor`` may be one of
+    them). vtok's points are the rates of its rate ladder (``vtok_rates``; None: all of them) coded in GOPs of ``gop``
+    frames; the anchors' are ``qps`` at
     full size, and the BD anchor's also ``anchor_ladder``: ``(qp, scale)`` pairs coded at a reduced size (streaming-ladder
     rungs).
     """
-    unknown = [c for c in codecs if c not in CODECS]
+    unknown = [c for c in codecs if not is_codec(c)]
     if unknown:
-        raise ValueError(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(CODECS)}")
+        raise ValueError(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(CODECS)}, vtok:MODEL")
     out = Path(out_dir)
     if not out.parent.exists():
         raise FileNotFoundError(f"output folder {out.parent} does not exist")
@@ -83,10 +87,11 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
            "codecs": {}, "points": []}
     digests = {name: hashlib.sha256(clip.tobytes()).hexdigest() for name, clip in clips}
     tasks = []  # (clip name, frames, codec, point, settings, version, runner)
-    vtok_settings = VtokSettings(model, None if vtok_rates is None else list(vtok_rates))
+    vtok_settings = VtokSettings(model, None if vtok_rates is None else list(vtok_rates), gop)
+    built = {}
     for c in codecs:
         rungs = list(anchor_ladder) if c == anchor else []  # the reduced-size rungs: the BD anchor's curve only
-        bc = build_codec(c, vtok_settings, AnchorSettings(list(qps), rungs, preset, config, intra_period))
+        bc = built[c] = build_codec(c, vtok_settings, AnchorSettings(list(qps), rungs, preset, config, intra_period))
         version = bc.version()
         doc["codecs"][c] = {"settings": bc.description(), "version": version}
         for name, clip in clips:
@@ -131,13 +136,89 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
             finish(t, *f.result())
     if bar is not None:
         bar.close()
+    if reuse:
+        reuse_points(doc, results.load(reuse), rename or {})
     doc["points"].sort(key=lambda p: (p["codec"], p["clip"], str(p["point"])))
     results.save(doc, out)
+    write_comparison(doc, clips, built, out / "compare.png", log=log)
     bd = bd_table(doc, anchor) if anchor in doc["codecs"] else []
     (out / "bdrate.json").write_text(json.dumps(bd, indent=1))
     plot_rd(doc, out / "rd.png")
     log(format_summary(doc, bd))
     return doc
+
+
+def reuse_points(doc: dict, earlier: dict, rename: dict) -> None:
+    """Add to ``doc`` the points of ``earlier``'s codecs that this run did not code (``rename``: old → new codec
+    name), after checking that both measured the same clips, frames and size: a new model is then compared with
+    stored anchors without coding them again (every codec here is deterministic)."""
+    for key in ("clips", "frames", "size"):
+        if earlier["protocol"].get(key) != doc["protocol"].get(key):
+            raise ValueError(f"the reused results differ in their protocol's {key!r}: "
+                             f"{earlier['protocol'].get(key)} against {doc['protocol'].get(key)}")
+    for old, info in earlier["codecs"].items():
+        new = rename.get(old, old)
+        if new in doc["codecs"]:
+            continue
+        doc["codecs"][new] = dict(info, reused_from=earlier.get("created", "earlier results"))
+        doc["points"] += [dict(p, codec=new) for p in earlier["points"] if p["codec"] == old]
+
+
+def write_comparison(doc: dict, clips: list, built: dict, out, crop=(320, 180), log=print) -> Path | None:
+    """One frame of the first clip, a crop at full scale, as the source and each codec decode it at about equal
+    bpp (each codec's point nearest to vtok's top point on that clip), labelled with the point's bpp, PSNR and LPIPS
+    (means over the clip's frames, as in the RD plot). Codecs whose points were reused are coded again at that one
+    point for their picture."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name, clip = clips[0]
+    rows = [p for p in doc["points"] if p["clip"] == name]
+    ours = [p for p in rows if p["codec"].startswith("vtok")]
+    if not ours:
+        return None
+    target = max(ours, key=lambda p: p["bpp"])["bpp"]
+    t = len(clip) // 2
+    h, w = clip.shape[1:3]
+    cw, ch = min(crop[0], w), min(crop[1], h)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    panels = [("source", clip[t, y0:y0 + ch, x0:x0 + cw], "")]
+    for codec in doc["codecs"]:
+        pts = [p for p in rows if p["codec"] == codec]
+        if not pts or not (codec in built or is_codec(codec)):
+            continue
+        p = min(pts, key=lambda p: abs(math.log(p["bpp"] / target)))
+        if codec not in built:
+            try:
+                built[codec] = build_codec(codec, VtokSettings(gop=p["settings"].get("gop", DEFAULT_GOP)),
+                                           AnchorSettings(config=doc["protocol"].get("config", "low-delay"),
+                                                          preset=doc["protocol"].get("preset", "medium")))
+            except (OSError, ValueError) as e:
+                log(f"picture comparison: {codec} left out ({e})")
+                continue
+        if built[codec].version() != p["version"]:
+            log(f"picture comparison: {codec}'s points were made by {p['version']}, not at hand: left out")
+            continue
+        dec, _, _ = built[codec].run(clip, p["point"])
+        lp = f", LPIPS {p['lpips']:.3f}" if p.get("lpips") is not None else ""
+        panels.append((f"{codec} ({p['point']})", dec[t, y0:y0 + ch, x0:x0 + cw],
+                       f"{p['bpp']:.4f} bpp, {p['psnr']:.2f} dB{lp}"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.4))
+    for ax, (title, img, label) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(f"{title}\n{label}" if label else title, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"{name}, frame {t}, {cw}x{ch} crop at full scale", fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    tmp = out.with_name(f".{out.stem}.part{out.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(out)
+    log(f"picture comparison: {out}")
+    return out
 
 
 def at_bpp(doc: dict, target: float = 0.04) -> list[dict]:

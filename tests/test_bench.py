@@ -88,6 +88,7 @@ def test_run_bench_writes_valid_results_and_uses_cache(bench_files, tmp_path):
     assert {p["codec"] for p in loaded["points"]} == {"vtok", "x265"}
     assert (tmp_path / "out" / "results.csv").read_text().startswith("clip,codec,point")
     assert (tmp_path / "out" / "rd.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "compare.png").stat().st_size > 1000  # source / vtok / x265 side by side
     bdrows = json.loads((tmp_path / "out" / "bdrate.json").read_text())
     assert {r["metric"] for r in bdrows} == {"psnr"}  # no LPIPS asked, frames too small for MS-SSIM
     cached = run_bench(**kw)
@@ -111,3 +112,37 @@ def test_cli_errors_for_missing_mcl_jcv_and_bad_results(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "cli.py"), "plot", str(tmp_path / "bad.json")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and r.stderr.startswith("vtok: error:") and r.stderr.count("\n") == 1
+
+
+def test_vtok_models_as_peers(bench_files, tmp_path):
+    """--codecs vtok:MODEL puts vtok models side by side, and one can be the BD-rate anchor of the other: the same
+    weights under two names code the same bytes and measure a BD-rate of 0 (NaN where the tiny model's curve has
+    too few rising points to fit)."""
+    tiny = bench_files / "tiny.safetensors"
+    doc = run_bench(data=[bench_files / "clip_a.mkv"], codecs=("vtok", f"vtok:{tiny}"), vtok_rates=(0, 2, 4, 5),
+                    frames=5, size=(64, 48), out_dir=tmp_path / "peers", model=tiny, anchor=f"vtok:{tiny}",
+                    lpips=False, progress=False, log=lambda *a: None)
+    assert {p["codec"] for p in doc["points"]} == {"vtok", f"vtok:{tiny}"}
+    a = sorted(p["bytes"] for p in doc["points"] if p["codec"] == "vtok")
+    assert a == sorted(p["bytes"] for p in doc["points"] if p["codec"] != "vtok")
+    rows = bd_table(doc, f"vtok:{tiny}")
+    assert rows and all(r["codec"] == "vtok" and r["anchor"] == f"vtok:{tiny}" for r in rows)
+    assert all(math.isnan(r["bd_rate_percent"]) or abs(r["bd_rate_percent"]) < 1e-6 for r in rows)
+    with pytest.raises(ValueError, match="unknown codec"):
+        run_bench(data=[bench_files / "clip_a.mkv"], codecs=("vtok:",), out_dir=tmp_path / "x", progress=False)
+
+
+def test_reuse_adds_stored_codecs_under_new_names(bench_files, tmp_path):
+    """--reuse takes the codecs of earlier results that this run does not code (renamed with --rename), after
+    checking that they measured the same clips, frames and size."""
+    kw = dict(data=[bench_files / "clip_a.mkv"], vtok_rates=(0, 2, 4, 5), frames=5, size=(64, 48),
+              model=bench_files / "tiny.safetensors", lpips=False, progress=False, log=lambda *a: None)
+    run_bench(codecs=("vtok", "x265"), qps=(32, 37), out_dir=tmp_path / "first", **kw)
+    doc = run_bench(codecs=("vtok",), out_dir=tmp_path / "second", reuse=tmp_path / "first" / "results.json",
+                    rename={"vtok": "vtok:before"}, anchor="vtok:before", **kw)
+    assert set(doc["codecs"]) == {"vtok", "vtok:before", "x265"}
+    before = sorted(p["bytes"] for p in doc["points"] if p["codec"] == "vtok:before")
+    assert before == sorted(p["bytes"] for p in doc["points"] if p["codec"] == "vtok")
+    with pytest.raises(ValueError, match="frames"):
+        run_bench(codecs=("vtok",), out_dir=tmp_path / "third", reuse=tmp_path / "first" / "results.json",
+                  **dict(kw, frames=3))
