@@ -73,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--model", help="tokenizer weights (.safetensors); default: the bundled model")
     p.add_argument("--prior", help="token prior weights; default: <model>-prior.safetensors beside the model")
-    p.add_argument("--gop", type=int, default=17, help="frames per independently decodable unit (1+4k)")
+    p.add_argument("--gop", type=int, help="frames per independently decodable unit, 1+4k (default 65: fewer "
+                   "bits; a shorter GOP seeks faster)")
     p.add_argument("--rate", type=int, help="a point of the model's rate ladder: 0 = smallest file, larger = more bits and a "
                    "better picture (default model: 0..6 = 1/4 size with 14 and 36 bits per token, then the full size "
                    "with 5, 8, 14, 22, 36 bits)")
@@ -300,8 +301,9 @@ def _summary(a: argparse.Namespace, summary: dict) -> None:
 
 def _compress(a):
     from codec.files import compress_file
-    _summary(a, compress_file(a.input, a.output, a.model, a.prior, a.gop, a.bits, a.size, a.fps, a.frames,
-                              a.quiet, a.rate, audio=not a.no_audio, log=_log(a)))
+    from codec.coding import DEFAULT_GOP
+    _summary(a, compress_file(a.input, a.output, a.model, a.prior, a.gop or DEFAULT_GOP, a.bits, a.size, a.fps,
+                              a.frames, a.quiet, a.rate, audio=not a.no_audio, log=_log(a)))
 
 
 def _decompress(a):

@@ -24,7 +24,7 @@ import torch
 
 from bench.datasets import eval_clips
 from bench.metrics import LPIPSMetric, clip_metrics
-from codec.coding import DEFAULT_GOP, load_codec
+from codec.coding import load_codec
 from codec.entropy import token_costs
 from codec.layers import fold, unfold
 from codec.taef2 import load_taef2
@@ -84,10 +84,10 @@ def bit_statistics(tokens: list, costs: list, bits: int) -> dict:
             "intra_tokens": int(n_intra), "inter_tokens": int(n_inter)}
 
 
-def run_budget(model=None, data=None, frames: int = 9, size=(640, 360), gop_frames: int = 33, json_path=None,
-               log=print) -> dict:
+def run_budget(model=None, data=None, frames: int = 9, size=(640, 360), gop_frames: int = 33, gop: int = 17,
+               json_path=None, log=print) -> dict:
     """``vtok bench budget``: the four rows on the first ``frames`` frames of every clip, and the bit statistics of
-    the first ``gop_frames`` frames coded in GOPs of 17."""
+    the first ``gop_frames`` frames coded in GOPs of ``gop`` frames."""
     codec = load_codec(model)
     taef2 = load_taef2()
     metric = LPIPSMetric()
@@ -102,14 +102,14 @@ def run_budget(model=None, data=None, frames: int = 9, size=(640, 360), gop_fram
     tokens, costs, pixels = [], [], 0
     for _, clip in eval_clips(data, gop_frames, size):
         pixels += clip.shape[0] * clip.shape[1] * clip.shape[2]
-        for s in range(0, len(clip), DEFAULT_GOP):
-            g = tok.encode(clip[s:s + DEFAULT_GOP])
+        for s in range(0, len(clip), gop):
+            g = tok.encode(clip[s:s + gop])
             tokens.append(g)
             costs.append(token_costs(codec.prior, g, tok.bits))
     stats = bit_statistics(tokens, costs, tok.bits)
     stats["bpp"] = (stats["intra_bits"] + stats["inter_bits"]) / pixels
     res = {"model_id": codec.model_id, "frames": frames, "size": list(size), "gop_frames": gop_frames,
-           "gop": DEFAULT_GOP, "rows": rows, "mean": mean, "bits": stats}
+           "gop": gop, "rows": rows, "mean": mean, "bits": stats}
     for row, m in mean.items():
         log(f"{row:16s} PSNR {m['psnr']:.2f} dB  MS-SSIM {m.get('ms_ssim', float('nan')):.4f}  "
             f"LPIPS {m.get('lpips', float('nan')):.4f}")

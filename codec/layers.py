@@ -175,11 +175,38 @@ def unfold(x: torch.Tensor, t: int) -> torch.Tensor:
     return x.reshape(n // t, t, c, h, w).transpose(1, 2)
 
 
-def previous_frames(x: torch.Tensor, t: int) -> torch.Tensor:
-    """Folded frames → each frame's predecessor (frame 0 is its own predecessor, as in a causal convolution)."""
+def previous_frames(x: torch.Tensor, t: int, before: torch.Tensor | None = None) -> torch.Tensor:
+    """Folded frames → each frame's predecessor: ``before`` (``(B, C, H, W)``, the frame preceding this chunk of a
+    stream) for frame 0, or frame 0 itself at the start, as in a causal convolution."""
     n, c, h, w = x.shape
     v = x.reshape(n // t, t, c, h, w)
-    return torch.cat([v[:, :1], v[:, :-1]], 1).reshape(n, c, h, w)
+    first = v[:, :1] if before is None else before[:, None]
+    return torch.cat([first, v[:, :-1]], 1).reshape(n, c, h, w)
+
+
+class Stream:
+    """What the causal video layers carry from one chunk of frames to the next, so that a clip run chunk by chunk
+    (``TaeVideoEncoder`` / ``TaeVideoDecoder`` with a ``Stream``) computes what it computes in one piece, in memory
+    that does not grow with the clip's length: each previous-frame tap's last input frame, and whether the stream
+    has started (the first frame's special case in pooling and growth)."""
+
+    def __init__(self):
+        self.last: dict[int, torch.Tensor] = {}
+        self.started: set[int] = set()
+
+    def take(self, layer: nn.Module, x: torch.Tensor, t: int) -> torch.Tensor | None:
+        """The frame before this chunk for ``layer`` (None at the start); keeps this chunk's last frame."""
+        before = self.last.get(id(layer))
+        n, c, h, w = x.shape
+        self.last[id(layer)] = x.reshape(n // t, t, c, h, w)[:, -1]
+        return before
+
+    def first_chunk(self, layer: nn.Module) -> bool:
+        """True once per layer: on the stream's first chunk."""
+        if id(layer) in self.started:
+            return False
+        self.started.add(id(layer))
+        return True
 
 
 class TaeBlock(nn.Module):
@@ -199,12 +226,13 @@ class TaeBlock(nn.Module):
         if self.prev is not None:
             nn.init.zeros_(self.prev.weight)
 
-    def forward(self, x: torch.Tensor, t: int = 1) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: int = 1, stream: Stream | None = None) -> torch.Tensor:
         if self.pool is not None:
             x = x + self.pool(x)
         h = self.conv[0](x)
         if self.prev is not None:
-            h = h + self.prev(previous_frames(x, t))
+            before = stream.take(self, x, t) if stream is not None else None
+            h = h + self.prev(previous_frames(x, t, before))
         h = self.conv[4](F.relu(self.conv[2](F.relu(h))))
         return F.relu(h + x)
 
@@ -222,13 +250,17 @@ class TemporalPool(nn.Module):
             self.mix.weight.zero_()
             self.mix.weight[:, ch:, 0, 0] = torch.eye(ch)
 
-    def forward(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, int]:
-        if (t - 1) % 2:
-            raise ValueError(f"temporal pooling needs 1 + 2k frames, got {t}")
+    def forward(self, x: torch.Tensor, t: int, stream: Stream | None = None) -> tuple[torch.Tensor, int]:
         n, c, h, w = x.shape
         v = x.reshape(n // t, t, c, h, w)
-        v = torch.cat([v[:, :1], v], 1).reshape(n // t * ((t + 1) // 2), 2 * c, h, w)
-        return self.mix(v), (t + 1) // 2
+        if stream is None or stream.first_chunk(self):  # the clip's frame 0 is pooled with itself
+            if (t - 1) % 2:
+                raise ValueError(f"temporal pooling needs 1 + 2k frames, got {t}")
+            v = torch.cat([v[:, :1], v], 1)
+        elif t % 2:
+            raise ValueError(f"temporal pooling of a later chunk needs 2k frames, got {t}")
+        t2 = v.shape[1] // 2
+        return self.mix(v.reshape(n // t * t2, 2 * c, h, w)), t2
 
 
 class TemporalGrow(nn.Module):
@@ -245,10 +277,12 @@ class TemporalGrow(nn.Module):
             self.split.weight[:ch, :, 0, 0] = torch.eye(ch)
             self.split.weight[ch:, :, 0, 0] = torch.eye(ch)
 
-    def forward(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, int]:
+    def forward(self, x: torch.Tensor, t: int, stream: Stream | None = None) -> tuple[torch.Tensor, int]:
         n, c, h, w = x.shape
-        v = self.split(x).reshape(n // t, 2 * t, c, h, w)[:, 1:]
-        return v.reshape(-1, c, h, w), 2 * t - 1
+        v = self.split(x).reshape(n // t, 2 * t, c, h, w)
+        if stream is None or stream.first_chunk(self):  # the clip's very first frame is dropped
+            v = v[:, 1:]
+        return v.reshape(-1, c, h, w), v.shape[1]
 
 
 def soft_clamp(z: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.layers import TaeBlock, TemporalGrow, TemporalPool, conv3, fold, soft_clamp, unfold
+from codec.layers import Stream, TaeBlock, TemporalGrow, TemporalPool, conv3, fold, soft_clamp, unfold
 from codec.taef2 import TAE_CH, TAE_LATENT, read_taef2
 
 
@@ -99,16 +99,17 @@ class TaeVideoEncoder(nn.Module):
                 nn.init.normal_(self.proj.weight[n:], std=TAE_LATENT ** -0.5)
             self.proj.bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, stream: Stream | None = None) -> torch.Tensor:
+        """``stream``: run one chunk of a longer clip (the first chunk: its frame 0; later ones: 4 frames each)."""
         h, t = fold(x.add(1).mul(0.5))
         h = self.stem(h)
-        h, t = self.pool1(h, t)
+        h, t = self.pool1(h, t, stream)
         for blk in self.quarter:
-            h = blk(h, t)
-        h, t = self.pool2(h, t)
+            h = blk(h, t, stream)
+        h, t = self.pool2(h, t, stream)
         h = self.down(h)
         for blk in self.eighth:
-            h = blk(h, t)
+            h = blk(h, t, stream)
         return unfold(self.proj(self.latent(h)), t)
 
 
@@ -152,18 +153,19 @@ class TaeVideoDecoder(nn.Module):
         self.grow2 = TemporalGrow(c)
         self.head = CheapHead()
 
-    def forward(self, q: torch.Tensor) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, stream: Stream | None = None) -> torch.Tensor:
+        """``stream``: run one chunk of latent frames of a longer clip (see ``Stream``)."""
         h, t = fold(q)
         h = F.relu(self.latent(soft_clamp(self.dequant(h))))
         for blk in self.refine:
-            h = blk(h, t)
+            h = blk(h, t, stream)
         for blk in self.eighth:
-            h = blk(h, t)
-        h, t = self.grow1(h, t)
+            h = blk(h, t, stream)
+        h, t = self.grow1(h, t, stream)
         h = self.up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         for blk in self.quarter:
-            h = blk(h, t)
-        h, t = self.grow2(h, t)
+            h = blk(h, t, stream)
+        h, t = self.grow2(h, t, stream)
         return unfold(self.head(h).mul(2).sub(1), t)
 
 

@@ -30,6 +30,8 @@ from codec.quantizers import QUANTIZERS, build_quantizer
 
 SPATIAL_STRIDE = 8
 TEMPORAL_STRIDE = 4
+# Pixels of one chunk when a body runs as a stream (``VideoTokenizer.stream_chunk``): about four 1080p frames.
+STREAM_PIXELS = 4 * 1920 * 1088
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # The bundled models, by the name ``--model NAME`` takes; each file has its token prior beside it (``*-prior``).
 BUNDLED_MODELS = {"default": "vtok-default.safetensors", "tae36-v4": "vtok-tae36-v4.safetensors",
@@ -127,6 +129,13 @@ def token_shape(t: int, h: int, w: int) -> tuple[int, int, int]:
     """Token grid ``(T', H', W')`` of a ``t``-frame ``h``×``w`` video."""
     tp, hp, wp = padded_size(t, h, w)
     return 1 + (tp - 1) // TEMPORAL_STRIDE, hp // SPATIAL_STRIDE, wp // SPATIAL_STRIDE
+
+
+def pad_space(x: torch.Tensor) -> torch.Tensor:
+    """Edge-replicate ``(B, C, T, H, W)`` to multiples of 8 in height and width."""
+    _, _, _, h, w = x.shape
+    _, hp, wp = padded_size(1, h, w)
+    return F.pad(x, (0, wp - w, 0, hp - h, 0, 0), mode="replicate") if (hp, wp) != (h, w) else x
 
 
 def pad_video(x: torch.Tensor) -> torch.Tensor:
@@ -241,16 +250,42 @@ class VideoTokenizer(nn.Module):
                              f"prefixes), got bits={bits}")
         return bits
 
+    def stream_chunk(self, h: int, w: int) -> int | None:
+        """Latent frames per chunk when the body runs as a stream (``arch="tae"``; None: the whole clip at once):
+        as many as keep a chunk near ``STREAM_PIXELS`` pixels, so memory stays that of one chunk at any clip length
+        and frame size, and small frames still run in few, large chunks."""
+        if self.cfg.arch != "tae":
+            return None
+        return max(1, STREAM_PIXELS // (TEMPORAL_STRIDE * h * w))
+
     @torch.inference_mode()
     def encode(self, video, bits: int | None = None):
         """uint8 ``(T, H, W, 3)`` → int64 tokens ``(T', H', W')`` holding the first ``bits`` bits of each token.
 
-        Returns numpy for numpy input, a tensor for tensor input.
+        Returns numpy for numpy input, a tensor for tensor input. A streaming body (``stream_chunk``) runs chunk by
+        chunk with its causal state carried along; it computes what it computes on the whole clip (to float
+        rounding: a sign that sits at zero may rarely flip).
         """
         bits = self._check_bits(bits)
-        # channels-last activations run the CPU convolutions faster (oneDNN's preferred layout)
-        x = pad_video(_as_frames(video).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
-        idx = self.quantizer(self.encoder(x)).indices[0]
+        t = len(video)
+        n = self.stream_chunk(*np.shape(video)[1:3]) if t else None
+        if n is None:
+            # channels-last activations run the CPU convolutions faster (oneDNN's preferred layout)
+            x = pad_video(_as_frames(video).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
+            idx = self.quantizer(self.encoder(x)).indices[0]
+        else:
+            from codec.layers import Stream
+
+            stream, parts = Stream(), []
+            tp = padded_size(t, 1, 1)[0]
+            starts = [0] + list(range(1 + TEMPORAL_STRIDE * (n - 1), tp, TEMPORAL_STRIDE * n))
+            for a, b in zip(starts, starts[1:] + [tp]):
+                frames = video[a:min(b, t)]
+                if b > t:  # temporal padding: the last frame repeats
+                    frames = np.concatenate([np.asarray(frames), np.repeat(np.asarray(video[-1:]), b - max(a, t), 0)])
+                x = pad_space(_as_frames(frames).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
+                parts.append(self.quantizer(self.encoder(x, stream)).indices[0])
+            idx = torch.cat(parts, 0)
         if bits < self.bits:
             idx = idx & ((1 << bits) - 1)
         return idx.cpu() if isinstance(video, torch.Tensor) else idx.cpu().numpy()
@@ -264,14 +299,23 @@ class VideoTokenizer(nn.Module):
             raise ValueError(f"expected tokens of shape (T', H', W'), got {tuple(idx.shape)}")
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= 2 ** bits):
             raise ValueError(f"token values must be in [0, 2**{bits})")
-        codes = self.quantizer.indices_to_codes(idx.to(self._device()).unsqueeze(0))
-        if bits < self.bits:
-            codes = codes * self.bit_mask(torch.tensor([bits], device=codes.device), codes)
-        x = self.decoder(codes.contiguous(memory_format=torch.channels_last_3d))[0]
-        if size is not None:
-            t, h, w = size
-            x = x[:, :t, :h, :w]
-        return to_uint8(x, numpy=not isinstance(tokens, torch.Tensor))
+        n = self.stream_chunk(idx.shape[1] * SPATIAL_STRIDE, idx.shape[2] * SPATIAL_STRIDE) if idx.shape[0] else None
+        t, h, w = size if size is not None else (None, None, None)
+        stream = None
+        if n is not None:
+            from codec.layers import Stream
+
+            stream = Stream()
+        parts = []
+        for a in range(0, idx.shape[0], n or max(1, idx.shape[0])):
+            codes = self.quantizer.indices_to_codes(idx[a:a + (n or idx.shape[0])].to(self._device()).unsqueeze(0))
+            if bits < self.bits:
+                codes = codes * self.bit_mask(torch.tensor([bits], device=codes.device), codes)
+            codes = codes.contiguous(memory_format=torch.channels_last_3d)
+            x = (self.decoder(codes) if stream is None else self.decoder(codes, stream))[0]
+            parts.append(to_uint8(x[:, :, :h, :w], numpy=False))  # uint8 per chunk: the float frames never pile up
+        out = torch.cat(parts, 0)[:t]
+        return out if isinstance(tokens, torch.Tensor) else out.numpy()
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
