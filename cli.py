@@ -69,8 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compress", help="video file -> .vtok bitstream")
-    p.add_argument("input", help="anything PyAV opens, a .y4m, or raw .yuv with --size and --fps")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("input", help="anything PyAV opens, a .y4m, or raw .yuv with --size and --fps; - reads stdin")
+    p.add_argument("-o", "--output", required=True, help=".vtok file; - writes it to stdout")
     p.add_argument("--model", help="tokenizer weights (.safetensors); default: the bundled model")
     p.add_argument("--prior", help="token prior weights; default: <model>-prior.safetensors beside the model")
     p.add_argument("--gop", type=int, help="frames per independently decodable unit, 1+4k (default 65: fewer "
@@ -87,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="also print the summary as JSON")
 
     p = sub.add_parser("decompress", help=".vtok -> video (.y4m, .mkv lossless FFV1, .mp4 H.264, or PNG folder)")
-    p.add_argument("input")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("input", help=".vtok file; - reads it from stdin")
+    p.add_argument("-o", "--output", required=True, help="output video; - writes Y4M to stdout")
     p.add_argument("--model")
     p.add_argument("--prior")
     p.add_argument("--start", type=int, default=0, help="first frame to decode")
@@ -287,14 +287,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _log(a: argparse.Namespace):
-    """Where a command's lines go: nowhere with --quiet (like ffmpeg's -loglevel quiet), else stdout."""
-    return (lambda *args: None) if getattr(a, "quiet", False) else print
+    """Where a command's lines go: nowhere with --quiet (like ffmpeg's -loglevel quiet), stderr when the output is
+    standard output (``-o -``), else stdout."""
+    if getattr(a, "quiet", False):
+        return lambda *args: None
+    if getattr(a, "output", None) == "-":
+        return lambda *args: print(*args, file=sys.stderr)
+    return print
 
 
 def _summary(a: argparse.Namespace, summary: dict) -> None:
     if getattr(a, "verbose", False) and not a.quiet:
         import json
-        print(json.dumps(summary))
+        _log(a)(json.dumps(summary))
 
 
 # --- one function per subcommand; imports inside, so `vtok --help` stays light ---------------------------------

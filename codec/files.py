@@ -8,7 +8,10 @@ audio. Either way nothing half-written is left behind on an error.
 
 from __future__ import annotations
 
+import io
+import shutil
 import sys
+import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -16,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.coding import DEFAULT_GOP, DEFAULT_MAX_PIXELS, CodedFile, bundled_codec, check_frame_area, load_codec
-from codec.video_io import Colour, VideoWriter, check_output, iter_frames, probe, read_audio
+from codec.video_io import Colour, VideoWriter, check_output, iter_frames, probe, read_audio, spool_stdin
 
 
 class _Progress:
@@ -59,6 +62,18 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     at full size; neither codes the full tokens at full size. The input's audio streams are carried as they are
     (``audio=False`` drops them); bpp counts the video's bytes only. ``codec``: an already loaded ``Codec``.
     """
+    if str(src) == "-" or str(out) == "-":  # pipes: spool through files, then the flow below
+        with tempfile.TemporaryDirectory(prefix="vtok-") as d:
+            check_output(out)
+            src2 = spool_stdin(d, raw=size is not None) if str(src) == "-" else src
+            out2 = Path(d) / "out.vtok" if str(out) == "-" else out
+            summary = compress_file(src2, out2, model, prior, gop, bits, size, fps, max_frames, quiet, rate, audio,
+                                    codec, log)
+            if str(out) == "-":
+                with open(out2, "rb") as f:
+                    shutil.copyfileobj(f, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            return summary
     out = Path(out)
     check_output(out)
     codec = codec or load_codec(model, prior)
@@ -101,9 +116,8 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
     The file's audio goes into ``.mkv`` / ``.mp4`` outputs, cut to the same time span (``audio=False``: left out). A
     file made by an earlier bundled default model is decoded with that model when no model is named.
     """
-    out = Path(out)
     check_output(out)
-    with open(src, "rb") as f:
+    with (io.BytesIO(sys.stdin.buffer.read()) if str(src) == "-" else open(src, "rb")) as f:
         coded = CodedFile(f)
         h = coded.header
         check_frame_area(h, max_pixels)
@@ -112,7 +126,7 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
             codec = bundled_codec(h.model_id) or codec
         codec.check(coded, max_pixels)
         streams = coded.streams if audio else []
-        keeps_audio = out.suffix.lower() in (".mkv", ".mp4", ".mov")
+        keeps_audio = str(out) != "-" and Path(out).suffix.lower() in (".mkv", ".mp4", ".mov")
         t0 = time.perf_counter()
         written = 0
         end = h.frames if frames is None else min(h.frames, start + frames)
@@ -121,10 +135,10 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
         with VideoWriter(out, h.width, h.height, rate, Colour(h.matrix, h.full_range, h.primaries, h.transfer),
                          (streams, coded.description) if streams and keeps_audio else None) as w:
             if streams and not w.holds_audio:
-                log(f"note: {out} holds no audio: the file's {len(streams)} audio stream(s) are not written "
+                log(f"note: {'standard output' if str(out) == '-' else out} holds no audio: the file's {len(streams)} audio stream(s) are not written "
                     f"(decode to .mkv or .mp4 to keep them)")
             for codec_name in w.transcoded:
-                log(f"note: {out.suffix} cannot hold {codec_name} audio: transcoded to AAC")
+                log(f"note: {Path(out).suffix} cannot hold {codec_name} audio: transcoded to AAC")
             tbs = [st.time_base for st in streams]
             for video, packets in codec.decompress_from(coded, start, frames, audio=bool(streams)):
                 w.write(video)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -77,10 +78,24 @@ def yuv_geometry(path, size: tuple[int, int] | None = None, fps=None) -> tuple[i
 
 
 def check_output(path) -> None:
-    """Raise if the folder an output file goes into does not exist (before any work is done)."""
+    """Raise if the folder an output file goes into does not exist (before any work is done); ``-`` is stdout."""
+    if str(path) == "-":
+        return
     path = Path(path)
     if not path.parent.exists():
         raise FileNotFoundError(f"output folder {path.parent} does not exist")
+
+
+def spool_stdin(folder, raw: bool = False) -> Path:
+    """Standard input copied into a file in ``folder`` (``stdin.yuv`` for raw 4:2:0 with ``raw``), so that it can be
+    probed, read and its audio copied like any file: a pipe can be read only once."""
+    path = Path(folder) / ("stdin.yuv" if raw else "stdin")
+    with open(path, "wb") as f:
+        while chunk := sys.stdin.buffer.read(1 << 20):
+            f.write(chunk)
+    if path.stat().st_size == 0:
+        raise VideoError("standard input is empty: nothing to compress")
+    return path
 
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -319,8 +334,9 @@ class VideoWriter:
     def __init__(self, path, width: int, height: int, fps=30, colour: Colour | None = None, audio=None):
         import av
 
-        self.path = Path(path)
-        if not self.path.parent.exists():
+        self.stdout = str(path) == "-"  # Y4M to standard output: nothing to rename, nothing to take back
+        self.path = Path("stdout.y4m" if self.stdout else path)
+        if not self.stdout and not self.path.parent.exists():
             raise VideoError(f"output folder {self.path.parent} does not exist")
         self.width, self.height = int(width), int(height)
         self.rate = fps if isinstance(fps, Fraction) else Fraction(str(fps)).limit_denominator(1001)
@@ -338,7 +354,7 @@ class VideoWriter:
             if self.suffix == "":
                 self.tmp.mkdir(exist_ok=True)
             elif self.suffix == ".y4m":
-                self._file = open(self.tmp, "wb")
+                self._file = sys.stdout.buffer if self.stdout else open(self.tmp, "wb")
                 cs = "444" if odd else "420jpeg"
                 self._y4m_fmt = "yuv444p" if odd else "yuv420p"
                 self._file.write(f"YUV4MPEG2 W{self.width} H{self.height} F{self.rate.numerator}:"
@@ -473,8 +489,10 @@ class VideoWriter:
                 self._close_description()
                 self._container = None
             if self._file is not None:
-                self._file.close()
+                self._file.flush() if self.stdout else self._file.close()
                 self._file = None
+            if self.stdout:
+                return
             if self.suffix == "":
                 self.path.mkdir(exist_ok=True)
                 for p in sorted(self.tmp.iterdir()):
@@ -494,6 +512,9 @@ class VideoWriter:
     def abort(self) -> None:
         """Drop everything written so far."""
         self._close_description()
+        if self.stdout:  # what went out is gone; stop writing
+            self._file = None
+            return
         for closer in (self._container, self._file):
             try:
                 if closer is not None:

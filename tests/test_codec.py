@@ -304,3 +304,30 @@ def test_lying_raw_inputs_end_in_one_line(models, tmp_path):
     r = vtok("compress", raw, "--size", "8192x8192", "--fps", "25", "-o", out, "--model", models / "tiny.safetensors")
     _one_line_error(r, out)
     assert "no complete 8192x8192" in r.stderr
+
+
+def test_pipes(models, tmp_path):
+    """``-`` is stdin/stdout: ffmpeg's Y4M into ``vtok compress -``, ``.vtok`` bytes to stdout and back from stdin
+    (the same bytes as a file), and ``vtok decompress … -o -`` as Y4M into ffmpeg; log lines stay off stdout."""
+    import imageio_ffmpeg
+
+    ff = imageio_ffmpeg.get_ffmpeg_exe()
+    model = ["--model", str(models / "tiny.safetensors")]
+    cli = [sys.executable, str(REPO / "cli.py")]
+    src = subprocess.run([ff, "-loglevel", "error", "-i", str(models / "clip.mkv"), "-pix_fmt", "yuv420p", "-f",
+                          "yuv4mpegpipe", "-"], capture_output=True, check=True).stdout
+    r = subprocess.run(cli + ["compress", "-", "-o", str(tmp_path / "a.vtok"), "--gop", "9"] + model, input=src,
+                       capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    r = subprocess.run(cli + ["compress", "-", "-o", "-", "--gop", "9", "-v"] + model, input=src, capture_output=True,
+                       timeout=300)
+    assert r.returncode == 0 and r.stdout == (tmp_path / "a.vtok").read_bytes(), r.stderr.decode()
+    assert b"bpp" in r.stderr  # the summary went to stderr
+    r = subprocess.run(cli + ["decompress", "-", "-o", "-"] + model, input=r.stdout, capture_output=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith(b"YUV4MPEG2 W56 H40"), r.stderr.decode()
+    frames = subprocess.run([ff, "-loglevel", "error", "-i", "-", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                            input=r.stdout, capture_output=True, check=True).stdout
+    assert len(frames) == 23 * 40 * 56 * 3
+    r = subprocess.run(cli + ["compress", "-", "-o", str(tmp_path / "e.vtok")] + model, input=b"",
+                       capture_output=True, timeout=300)
+    assert r.returncode != 0 and r.stderr.decode().count("\n") == 1 and not (tmp_path / "e.vtok").exists()
