@@ -446,6 +446,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("vtok: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our stdout went away (e.g. `vtok info x.vtok | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (VtokError, OSError, ValueError, RuntimeError) as e:  # VtokError: ours; the rest: libraries' and the OS's
         print(f"vtok: error: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}", file=sys.stderr)
         if os.environ.get("VTOK_DEBUG"):
