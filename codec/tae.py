@@ -102,7 +102,7 @@ class TaeVideoEncoder(nn.Module):
     def forward(self, x: torch.Tensor, stream: Stream | None = None) -> torch.Tensor:
         """``stream``: run one chunk of a longer clip (the first chunk: its frame 0; later ones: 4 frames each)."""
         h, t = fold(x.add(1).mul(0.5))
-        h = self.stem(h)
+        h = self.stem(h) if stream is None else torch.cat([self.stem(h[i:i + 1]) for i in range(len(h))])
         h, t = self.pool1(h, t, stream)
         for blk in self.quarter:
             h = blk(h, t, stream)
@@ -166,6 +166,8 @@ class TaeVideoDecoder(nn.Module):
         for blk in self.quarter:
             h = blk(h, t, stream)
         h, t = self.grow2(h, t, stream)
+        if stream is not None:  # streaming: the full-resolution head one frame at a time, its largest activations
+            return unfold(torch.cat([self.head(h[i:i + 1]) for i in range(len(h))]).mul(2).sub(1), t)
         return unfold(self.head(h).mul(2).sub(1), t)
 
 
