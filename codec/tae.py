@@ -31,6 +31,11 @@ from codec.layers import Stream, TaeBlock, TemporalGrow, TemporalPool, conv3, fo
 from codec.taef2 import TAE_CH, TAE_LATENT, read_taef2
 
 
+# Full-resolution pixels the stem and head take at once when streaming: one 1080p frame (smaller frames go several
+# at a time, larger ones one by one).
+SLICE_PIXELS = 1920 * 1088
+
+
 class CheapStem(nn.Module):
     """Space-to-depth stem: ``(N, 3, H, W)`` in [0, 1] → ``(N, 64, H/4, W/4)``, distilled to TAEF2's layers 0–6.
 
@@ -102,7 +107,11 @@ class TaeVideoEncoder(nn.Module):
     def forward(self, x: torch.Tensor, stream: Stream | None = None) -> torch.Tensor:
         """``stream``: run one chunk of a longer clip (the first chunk: its frame 0; later ones: 4 frames each)."""
         h, t = fold(x.add(1).mul(0.5))
-        h = self.stem(h) if stream is None else torch.cat([self.stem(h[i:i + 1]) for i in range(len(h))])
+        if stream is None:
+            h = self.stem(h)
+        else:  # streaming: the full-resolution stem a few frames at a time
+            n = max(1, SLICE_PIXELS // (h.shape[-2] * h.shape[-1]))
+            h = torch.cat([self.stem(h[i:i + n]) for i in range(0, len(h), n)])
         h, t = self.pool1(h, t, stream)
         for blk in self.quarter:
             h = blk(h, t, stream)
@@ -166,8 +175,9 @@ class TaeVideoDecoder(nn.Module):
         for blk in self.quarter:
             h = blk(h, t, stream)
         h, t = self.grow2(h, t, stream)
-        if stream is not None:  # streaming: the full-resolution head one frame at a time, its largest activations
-            return unfold(torch.cat([self.head(h[i:i + 1]) for i in range(len(h))]).mul(2).sub(1), t)
+        if stream is not None:  # streaming: the full-resolution head a few frames at a time, its largest activations
+            n = max(1, SLICE_PIXELS // (16 * h.shape[-2] * h.shape[-1]))
+            return unfold(torch.cat([self.head(h[i:i + n]) for i in range(0, len(h), n)]).mul(2).sub(1), t)
         return unfold(self.head(h).mul(2).sub(1), t)
 
 
