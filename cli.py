@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, help="frame size of a raw .yuv input")
     p.add_argument("--fps", help="frame rate of a raw .yuv input")
     p.add_argument("--no-audio", action="store_true", help="leave the input's audio out (kept by default)")
+    p.add_argument("--workers", type=int, default=0, help="GOPs coded in N processes (0: half the CPUs, at least 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.add_argument("-v", "--verbose", action="store_true", help="also print the summary as JSON")
 
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.add_argument("--prior")
     p.add_argument("--start", type=int, default=0, help="first frame to decode")
+    p.add_argument("--workers", type=int, default=0, help="GOPs decoded in N processes (0: half the CPUs, at least 1)")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse files whose frames are larger than this "
                    "(default 37748736: 8K with room to spare)")
     p.add_argument("--frames", type=int, help="number of frames to decode")
@@ -304,18 +306,24 @@ def _summary(a: argparse.Namespace, summary: dict) -> None:
 
 # --- one function per subcommand; imports inside, so `vtok --help` stays light ---------------------------------
 
+def _workers(a) -> int:
+    """--workers, 0 meaning half the CPUs (at least 1: a process of its own costs a model load and a start-up)."""
+    return a.workers if a.workers > 0 else max(1, (os.cpu_count() or 2) // 2)
+
+
 def _compress(a):
     from codec.files import compress_file
     from codec.coding import DEFAULT_GOP
     _summary(a, compress_file(a.input, a.output, a.model, a.prior, a.gop or DEFAULT_GOP, a.bits, a.size, a.fps,
-                              a.frames, a.quiet, a.rate, audio=not a.no_audio, log=_log(a)))
+                              a.frames, a.quiet, a.rate, audio=not a.no_audio, workers=_workers(a), log=_log(a)))
 
 
 def _decompress(a):
     from codec.files import decompress_file
     from codec.coding import DEFAULT_MAX_PIXELS
     _summary(a, decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet,
-                                audio=not a.no_audio, max_pixels=a.max_pixels or DEFAULT_MAX_PIXELS, log=_log(a)))
+                                audio=not a.no_audio, max_pixels=a.max_pixels or DEFAULT_MAX_PIXELS,
+                                workers=_workers(a), log=_log(a)))
 
 
 def _info(a):

@@ -97,10 +97,11 @@ class Codec:
     def compress_to(self, f: BinaryIO, gops: Iterable[np.ndarray], width: int, height: int, fps: Fraction,
                     rate: int | None = None, bits: int | None = None, gop: int = DEFAULT_GOP,
                     colour: Colour | None = None, audio=None, audio_end: float | None = None,
-                    progress=None) -> dict:
+                    progress=None, workers: int = 1) -> dict:
         """Code ``gops`` (uint8 ``(n, height, width, 3)`` arrays of ``gop`` frames, the last may be shorter) into
         ``f``; ``audio``: a ``video_io.AudioSource`` to carry along (packets after ``audio_end`` seconds are left
-        out). Returns frames, bytes (all, video, audio), cross-entropy bits and raw token bits."""
+        out); ``workers`` > 1 codes GOPs in that many processes (the same bytes). Returns frames, bytes (all, video,
+        audio), cross-entropy bits and raw token bits."""
         if gop < 1 or (gop - 1) % 4:
             raise ValueError(f"GOP length must be 1 + 4k frames (1, 5, 9, 13, 17, ...), got {gop}")
         scale, bits = self.settings(rate, bits)
@@ -121,17 +122,18 @@ class Codec:
             if audio_end is not None:
                 pending = [p for p in pending if audio.seconds(p) < audio_end]
         frames, ce_total, raw = 0, 0.0, 0
-        for gi, clip in enumerate(gops):
-            if clip.shape[1:3] != (height, width):
-                raise VideoError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
-            if (cw, ch) != (width, height):
-                clip = resize_frames(clip, (cw, ch))
-            tokens = self.tokenizer.encode(clip, bits=bits)
-            payload, ce = encode_tokens(self.prior, tokens, bits)
-            writer.write_unit(gi, frames, len(clip), payload)
-            frames += len(clip)
+
+        def checked(clips):
+            for clip in clips:
+                if clip.shape[1:3] != (height, width):
+                    raise VideoError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
+                yield clip, (cw, ch), bits
+
+        for gi, (n_frames, payload, ce, n_bits) in enumerate(self._map(Codec.encode_gop, checked(gops), workers)):
+            writer.write_unit(gi, frames, n_frames, payload)
+            frames += n_frames
             ce_total += ce
-            raw += tokens.size * bits
+            raw += n_bits
             # the audio of this GOP's time span follows it
             n = sum(1 for p in pending if audio.seconds(p) < frames / fps) if pending else 0
             if n:
@@ -149,6 +151,49 @@ class Codec:
                 "audio_bytes": writer.audio_bytes,
                 "cross_entropy_bits": ce_total, "raw_token_bits": raw}
 
+    def encode_gop(self, clip: np.ndarray, coded: tuple[int, int], bits: int) -> tuple[int, bytes, float, int]:
+        """One GOP's frames → (frames, unit payload, cross-entropy bits, raw token bits), at the ``coded`` size."""
+        if coded != (clip.shape[2], clip.shape[1]):
+            clip = resize_frames(clip, coded)
+        tokens = self.tokenizer.encode(clip, bits=bits)
+        payload, ce = encode_tokens(self.prior, tokens, bits)
+        return len(clip), payload, ce, tokens.size * bits
+
+    def decode_gop(self, payload: bytes, frames: int, header: Header) -> np.ndarray:
+        """One GOP unit's payload → its uint8 frames at the file's size."""
+        h = header
+        shape = token_shape(frames, h.coded_height, h.coded_width)
+        tokens = decode_tokens(self.prior, payload, shape, h.bits_per_token)
+        video = self.tokenizer.decode(tokens, bits=h.bits_per_token, size=(frames, h.coded_height, h.coded_width))
+        if (h.coded_width, h.coded_height) != (h.width, h.height):
+            video = resize_frames(video, (h.width, h.height))
+        return video
+
+    def _map(self, method, jobs: Iterable[tuple], workers: int) -> Iterator:
+        """``method(self, *job)`` for every job, in order: here, or in ``workers`` processes that each load this
+        codec once (spawned, each with its share of the CPU threads), with at most two jobs a worker in flight."""
+        if workers <= 1:
+            for job in jobs:
+                yield method(self, *job)
+            return
+        import multiprocessing
+        import os
+        from collections import deque
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        state = (self.tokenizer.cfg, {k: v.cpu() for k, v in self.tokenizer.state_dict().items()},
+                 getattr(self.tokenizer, "meta", {}), self.prior)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(state, threads)) as pool:
+            queue: deque = deque()
+            for job in jobs:
+                queue.append(pool.submit(_run_in_worker, method.__name__, job))
+                if len(queue) >= 2 * workers:
+                    yield queue.popleft().result()
+            while queue:
+                yield queue.popleft().result()
+
     def open(self, f: BinaryIO) -> "CodedFile":
         """Read a ``.vtok`` stream's header and unit index; raises ModelMismatch if another model made it."""
         return self.check(CodedFile(f))
@@ -165,7 +210,7 @@ class Codec:
         return coded
 
     def decompress_from(self, coded: "CodedFile", start: int = 0, frames: int | None = None,
-                        audio: bool = True) -> Iterator[tuple[np.ndarray, list]]:
+                        audio: bool = True, workers: int = 1) -> Iterator[tuple[np.ndarray, list]]:
         """Decode frames ``start .. start + frames`` GOP by GOP: yields (uint8 frames, audio packets of their span,
         timestamps shifted so the range starts at 0). Only the GOPs that hold the range are decoded."""
         h = coded.header
@@ -177,19 +222,16 @@ class Codec:
         rate = Fraction(h.fps_num, h.fps_den)
         t_lo = start / rate if start > 0 else -float("inf")
         t_hi = end / rate if end < h.frames else float("inf")
+        units = [u for u in coded.units if u.first_frame + u.frames > start and u.first_frame < end]
+
         first = True
-        for u in coded.units:
-            if u.first_frame + u.frames <= start or u.first_frame >= end:
-                continue
-            shape = token_shape(u.frames, h.coded_height, h.coded_width)
+        jobs = ((coded.reader.read_payload(u), u.frames, h) for u in units)
+        results = self._map(Codec.decode_gop, jobs, workers)
+        for u in units:
             try:
-                tokens = decode_tokens(self.prior, coded.reader.read_payload(u), shape, h.bits_per_token)
+                video = next(results)
             except RangeCoderError as e:
                 raise type(e)(f"GOP unit {u.gop_index}: {e}") from None
-            video = self.tokenizer.decode(tokens, bits=h.bits_per_token,
-                                          size=(u.frames, h.coded_height, h.coded_width))
-            if (h.coded_width, h.coded_height) != (h.width, h.height):
-                video = resize_frames(video, (h.width, h.height))
             lo, hi = max(start, u.first_frame) - u.first_frame, min(end, u.first_frame + u.frames) - u.first_frame
             packets = []
             if audio and coded.streams:
@@ -219,6 +261,25 @@ class Codec:
         """The bytes of a ``.vtok`` file → uint8 ``(T, H, W, 3)`` (frames ``start .. start + frames``)."""
         coded = self.open(io.BytesIO(data))
         return np.concatenate([v for v, _ in self.decompress_from(coded, start, frames, audio=False)])
+
+
+_WORKER: dict = {}
+
+
+def _start_worker(state, threads: int) -> None:
+    """A worker process's codec, built once from the parent's (config, weights, metadata, integer prior)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    cfg, weights, meta, prior = state
+    tok = VideoTokenizer(cfg)
+    tok.load_state_dict(weights, strict=True)
+    tok.meta = meta
+    _WORKER["codec"] = Codec(tok.eval(), prior)
+
+
+def _run_in_worker(method: str, job: tuple):
+    return getattr(_WORKER["codec"], method)(*job)
 
 
 class CodedFile:

@@ -55,12 +55,13 @@ def _gops(frames_iter, gop: int):
 
 def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits: int | None = None,
                   size=None, fps=None, max_frames: int | None = None, quiet: bool = False, rate: int | None = None,
-                  audio: bool = True, codec=None, log=print) -> dict:
+                  audio: bool = True, codec=None, workers: int = 1, log=print) -> dict:
     """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps).
 
     ``rate`` picks a point of the model's rate ladder (0 = smallest file); ``bits`` sets the bits per token directly
     at full size; neither codes the full tokens at full size. The input's audio streams are carried as they are
-    (``audio=False`` drops them); bpp counts the video's bytes only. ``codec``: an already loaded ``Codec``.
+    (``audio=False`` drops them); bpp counts the video's bytes only. ``codec``: an already loaded ``Codec``;
+    ``workers``: GOPs coded in that many processes (the same bytes).
     """
     if str(src) == "-" or str(out) == "-":  # pipes: spool through files, then the flow below
         with tempfile.TemporaryDirectory(prefix="vtok-") as d:
@@ -68,7 +69,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             src2 = spool_stdin(d, raw=size is not None) if str(src) == "-" else src
             out2 = Path(d) / "out.vtok" if str(out) == "-" else out
             summary = compress_file(src2, out2, model, prior, gop, bits, size, fps, max_frames, quiet, rate, audio,
-                                    codec, log)
+                                    codec, workers, log)
             if str(out) == "-":
                 with open(out2, "rb") as f:
                     shutil.copyfileobj(f, sys.stdout.buffer)
@@ -92,7 +93,8 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
         with open(tmp, "wb") as f:
             frames = iter_frames(src, max_frames=max_frames, size=size, fps=fps)
             s = codec.compress_to(f, _gops(frames, gop), info.width, info.height, info.fps, rate, bits, gop,
-                                  info.colour, sound, max_frames / info.fps if max_frames else None, bar.update)
+                                  info.colour, sound, max_frames / info.fps if max_frames else None, bar.update,
+                                  workers)
         tmp.replace(out)
     finally:
         bar.close()
@@ -110,7 +112,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
 
 def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: int | None = None,
                     quiet: bool = False, audio: bool = True, codec=None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    log=print) -> dict:
+                    workers: int = 1, log=print) -> dict:
     """Decode ``.vtok`` to a video file; ``start``/``frames`` pick a range and only its GOPs are decoded.
 
     The file's audio goes into ``.mkv`` / ``.mp4`` outputs, cut to the same time span (``audio=False``: left out). A
@@ -140,7 +142,7 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
             for codec_name in w.transcoded:
                 log(f"note: {Path(out).suffix} cannot hold {codec_name} audio: transcoded to AAC")
             tbs = [st.time_base for st in streams]
-            for video, packets in codec.decompress_from(coded, start, frames, audio=bool(streams)):
+            for video, packets in codec.decompress_from(coded, start, frames, audio=bool(streams), workers=workers):
                 w.write(video)
                 w.write_audio(packets, tbs, shift=float(start / rate))
                 written += len(video)

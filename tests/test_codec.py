@@ -331,3 +331,17 @@ def test_pipes(models, tmp_path):
     r = subprocess.run(cli + ["compress", "-", "-o", str(tmp_path / "e.vtok")] + model, input=b"",
                        capture_output=True, timeout=300)
     assert r.returncode != 0 and r.stderr.decode().count("\n") == 1 and not (tmp_path / "e.vtok").exists()
+
+
+def test_workers_code_the_same_bytes(models, tmp_path):
+    """--workers 2 codes GOPs in two processes: the same file as one process, and the same decoded frames."""
+    m = models / "tiny.safetensors"
+    for n in (1, 2):
+        r = vtok("compress", models / "clip.mkv", "-o", tmp_path / f"w{n}.vtok", "--model", m, "--gop", "5",
+                 "--workers", n, "-q")
+        assert r.returncode == 0, r.stderr
+        r = vtok("decompress", tmp_path / f"w{n}.vtok", "-o", tmp_path / f"w{n}.mkv", "--model", m, "--workers", n,
+                 "-q")
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "w1.vtok").read_bytes() == (tmp_path / "w2.vtok").read_bytes()
+    assert np.array_equal(read_video(tmp_path / "w1.mkv"), read_video(tmp_path / "w2.mkv"))
