@@ -69,8 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compress", help="video file -> .vtok bitstream")
-    p.add_argument("input", help="anything PyAV opens, a .y4m, or raw .yuv with --size and --fps; - reads stdin")
-    p.add_argument("-o", "--output", required=True, help=".vtok file; - writes it to stdout")
+    p.add_argument("input", nargs="+", help="anything PyAV opens, a .y4m, or raw .yuv with --size and --fps; - reads "
+                   "stdin; several files or folders: one .vtok each into the folder -o")
+    p.add_argument("-o", "--output", required=True, help=".vtok file; - writes it to stdout; a folder for several")
+    p.add_argument("--skip-existing", action="store_true", help="several inputs: skip outputs already complete")
     p.add_argument("--model", help="tokenizer weights (.safetensors); default: the bundled model")
     p.add_argument("--prior", help="token prior weights; default: <model>-prior.safetensors beside the model")
     p.add_argument("--gop", type=int, help="frames per independently decodable unit, 1+4k (default 65: fewer "
@@ -88,8 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="also print the summary as JSON")
 
     p = sub.add_parser("decompress", help=".vtok -> video (.y4m, .mkv lossless FFV1, .mp4 H.264, or PNG folder)")
-    p.add_argument("input", help=".vtok file; - reads it from stdin")
-    p.add_argument("-o", "--output", required=True, help="output video; - writes Y4M to stdout")
+    p.add_argument("input", nargs="+", help=".vtok file; - reads it from stdin; several files or folders: one video "
+                   "each into the folder -o")
+    p.add_argument("-o", "--output", required=True, help="output video; - writes Y4M to stdout; a folder for several")
+    p.add_argument("--skip-existing", action="store_true", help="several inputs: skip outputs already there")
+    p.add_argument("--format", default="mkv", choices=["mkv", "mp4", "y4m"], help="several inputs: output type")
     p.add_argument("--model")
     p.add_argument("--prior")
     p.add_argument("--start", type=int, default=0, help="first frame to decode")
@@ -311,19 +316,30 @@ def _workers(a) -> int:
     return a.workers if a.workers > 0 else max(1, (os.cpu_count() or 2) // 2)
 
 
+def _batch(a) -> bool:
+    """Several inputs, or a folder: one output each into the folder -o."""
+    return len(a.input) > 1 or os.path.isdir(a.input[0])
+
+
 def _compress(a):
-    from codec.files import compress_file
+    from codec.files import compress_file, compress_many
     from codec.coding import DEFAULT_GOP
-    _summary(a, compress_file(a.input, a.output, a.model, a.prior, a.gop or DEFAULT_GOP, a.bits, a.size, a.fps,
-                              a.frames, a.quiet, a.rate, audio=not a.no_audio, workers=_workers(a), log=_log(a)))
+    kw = dict(gop=a.gop or DEFAULT_GOP, bits=a.bits, size=a.size, fps=a.fps, max_frames=a.frames, rate=a.rate,
+              audio=not a.no_audio, workers=_workers(a))
+    if _batch(a):
+        return _summary(a, compress_many(a.input, a.output, a.model, a.prior, a.skip_existing, a.quiet, _log(a), **kw))
+    _summary(a, compress_file(a.input[0], a.output, a.model, a.prior, quiet=a.quiet, log=_log(a), **kw))
 
 
 def _decompress(a):
-    from codec.files import decompress_file
+    from codec.files import decompress_file, decompress_many
     from codec.coding import DEFAULT_MAX_PIXELS
-    _summary(a, decompress_file(a.input, a.output, a.model, a.prior, a.start, a.frames, a.quiet,
-                                audio=not a.no_audio, max_pixels=a.max_pixels or DEFAULT_MAX_PIXELS,
-                                workers=_workers(a), log=_log(a)))
+    kw = dict(start=a.start, frames=a.frames, audio=not a.no_audio, max_pixels=a.max_pixels or DEFAULT_MAX_PIXELS,
+              workers=_workers(a))
+    if _batch(a):
+        return _summary(a, decompress_many(a.input, a.output, a.model, a.prior, "." + a.format, a.skip_existing,
+                                           a.quiet, _log(a), **kw))
+    _summary(a, decompress_file(a.input[0], a.output, a.model, a.prior, quiet=a.quiet, log=_log(a), **kw))
 
 
 def _info(a):

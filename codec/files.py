@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bitstream.errors import VtokError
 from codec.coding import DEFAULT_GOP, DEFAULT_MAX_PIXELS, CodedFile, bundled_codec, check_frame_area, load_codec
 from codec.video_io import Colour, VideoWriter, check_output, iter_frames, probe, read_audio, spool_stdin
 
@@ -151,3 +152,91 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
     dt = time.perf_counter() - t0
     log(f"{src} -> {out}: {written} frames {h.width}x{h.height}, {written / dt:.1f} fps")
     return {"frames": written, "width": h.width, "height": h.height, "fps": written / dt}
+
+
+class BatchFailed(VtokError, RuntimeError):
+    """Some inputs of a batch failed (each was reported on its own line)."""
+
+
+def batch_jobs(inputs, out_dir, suffixes, out_suffix: str) -> list[tuple[Path, Path]]:
+    """``(input, output)`` pairs for files and folders (searched recursively for ``suffixes``) into ``out_dir``:
+    each output named after its input's stem with ``out_suffix``."""
+    from codec.data import list_videos
+
+    files = []
+    for p in map(Path, inputs):
+        if p.is_dir():
+            files += [q for q in sorted(p.rglob("*")) if q.suffix.lower() in suffixes and q.is_file()]
+        else:
+            files += list_videos([p]) if p.exists() else [p]  # a missing file fails on its own line later
+    pairs, seen = [], {}
+    for f in files:
+        out = Path(out_dir) / (f.stem + out_suffix)
+        if out in seen:
+            raise ValueError(f"{f} and {seen[out]} would both be written to {out}: give them different names")
+        seen[out] = f
+        pairs.append((f, out))
+    if not pairs:
+        raise ValueError(f"no input files in {', '.join(map(str, inputs))}")
+    return pairs
+
+
+def run_batch(pairs, code_one, skip_existing: bool = False, complete=Path.exists, quiet: bool = False,
+              log=print) -> dict:
+    """Run ``code_one(src, dst)`` for every pair with a progress bar over the files; an input that fails is reported
+    in one line and the others go on; with ``skip_existing`` an output that exists and is ``complete`` is skipped.
+    Raises ``BatchFailed`` after the summary if any input failed."""
+    from tqdm import tqdm
+
+    done, skipped, failed = [], [], []
+    bar = tqdm(pairs, unit="file", disable=quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
+    for src, dst in bar:
+        if skip_existing and dst.exists() and complete(dst):
+            skipped.append(str(src))
+            continue
+        try:
+            code_one(src, dst)
+            done.append(str(src))
+        except (VtokError, OSError, ValueError, RuntimeError) as e:
+            failed.append(str(src))
+            print(f"vtok: error: {src}: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}",
+                  file=sys.stderr)
+    log(f"{len(done)} done, {len(skipped)} skipped (complete output already there), {len(failed)} failed, "
+        f"of {len(pairs)} inputs")
+    if failed:
+        raise BatchFailed(f"{len(failed)} of {len(pairs)} inputs failed: {', '.join(failed)}")
+    return {"done": done, "skipped": skipped, "failed": failed}
+
+
+def vtok_complete(path) -> bool:
+    """A ``.vtok`` file that parses to its end unit (a run stopped half-way leaves none: outputs are renamed into
+    place when complete)."""
+    from bitstream.info import file_info
+
+    try:
+        file_info(path)
+        return True
+    except (VtokError, OSError):
+        return False
+
+
+def compress_many(inputs, out_dir, model=None, prior=None, skip_existing: bool = False, quiet: bool = False,
+                  log=print, **kw) -> dict:
+    """``vtok compress a.mp4 b.mkv clips/ -o out/``: one ``.vtok`` per input video, the model loaded once."""
+    from codec.data import VIDEO_SUFFIXES
+
+    pairs = batch_jobs(inputs, out_dir, VIDEO_SUFFIXES, ".vtok")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    codec = load_codec(model, prior)
+    return run_batch(pairs, lambda s, d: compress_file(s, d, codec=codec, quiet=True, log=lambda *a: None, **kw),
+                     skip_existing, vtok_complete, quiet, log)
+
+
+def decompress_many(inputs, out_dir, model=None, prior=None, suffix: str = ".mkv", skip_existing: bool = False,
+                    quiet: bool = False, log=print, **kw) -> dict:
+    """``vtok decompress a.vtok clips/ -o out/``: one video per ``.vtok`` input (``suffix``: its container)."""
+    pairs = batch_jobs(inputs, out_dir, {".vtok"}, suffix)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    codec = load_codec(model, prior)
+    return run_batch(pairs, lambda s, d: decompress_file(s, d, codec=codec, quiet=True, log=lambda *a: None, **kw),
+                     skip_existing, Path.exists, quiet, log)

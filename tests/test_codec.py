@@ -345,3 +345,26 @@ def test_workers_code_the_same_bytes(models, tmp_path):
         assert r.returncode == 0, r.stderr
     assert (tmp_path / "w1.vtok").read_bytes() == (tmp_path / "w2.vtok").read_bytes()
     assert np.array_equal(read_video(tmp_path / "w1.mkv"), read_video(tmp_path / "w2.mkv"))
+
+
+def test_many_files(models, tmp_path):
+    """Several inputs and a folder into an output folder: one output each; a failing input is reported on its own
+    line while the others go on (exit code 1); --skip-existing skips complete outputs and redoes a broken one."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    write_video(src / "a.mkv", smooth_clip(5, 32, 40, seed=1), 25)
+    write_video(src / "sub" / "b.mkv", smooth_clip(9, 32, 40, seed=2), 25)
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    m = ["--model", models / "tiny.safetensors"]
+    r = vtok("compress", src, tmp_path / "bad.mp4", "-o", tmp_path / "out", *m)
+    assert r.returncode == 1 and "bad.mp4" in r.stderr and "1 of 3 inputs failed" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.vtok", "b.vtok"]
+    assert "2 done, 0 skipped" in r.stdout
+    first = (tmp_path / "out" / "a.vtok").read_bytes()
+    (tmp_path / "out" / "b.vtok").write_bytes(b"VTOK broken")  # an output that is not complete
+    r = vtok("compress", src, "-o", tmp_path / "out", "--skip-existing", *m)
+    assert r.returncode == 0 and "1 done, 1 skipped" in r.stdout, r.stderr
+    assert (tmp_path / "out" / "a.vtok").read_bytes() == first
+    r = vtok("decompress", tmp_path / "out", "-o", tmp_path / "dec", "--format", "y4m", *m)
+    assert r.returncode == 0, r.stderr
+    assert [len(read_video(tmp_path / "dec" / f)) for f in ("a.y4m", "b.y4m")] == [5, 9]
