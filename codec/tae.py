@@ -36,6 +36,13 @@ from codec.taef2 import TAE_CH, TAE_LATENT, read_taef2
 SLICE_PIXELS = 1920 * 1088
 
 
+def in_slices(module: nn.Module, h: torch.Tensor, scale: int = 1) -> torch.Tensor:
+    """``module`` over folded frames ``h`` a few at a time: as many as hold ``SLICE_PIXELS`` full-resolution pixels
+    (``scale``: full-resolution pixels per pixel of ``h``); per-frame modules give what they give on all at once."""
+    n = max(1, SLICE_PIXELS // (scale * h.shape[-2] * h.shape[-1]))
+    return torch.cat([module(h[i:i + n]) for i in range(0, len(h), n)])
+
+
 class CheapStem(nn.Module):
     """Space-to-depth stem: ``(N, 3, H, W)`` in [0, 1] → ``(N, 64, H/4, W/4)``, distilled to TAEF2's layers 0–6.
 
@@ -107,11 +114,7 @@ class TaeVideoEncoder(nn.Module):
     def forward(self, x: torch.Tensor, stream: Stream | None = None) -> torch.Tensor:
         """``stream``: run one chunk of a longer clip (the first chunk: its frame 0; later ones: 4 frames each)."""
         h, t = fold(x.add(1).mul(0.5))
-        if stream is None:
-            h = self.stem(h)
-        else:  # streaming: the full-resolution stem a few frames at a time
-            n = max(1, SLICE_PIXELS // (h.shape[-2] * h.shape[-1]))
-            h = torch.cat([self.stem(h[i:i + n]) for i in range(0, len(h), n)])
+        h = self.stem(h) if stream is None else in_slices(self.stem, h)  # streaming: bounded full-resolution work
         h, t = self.pool1(h, t, stream)
         for blk in self.quarter:
             h = blk(h, t, stream)
@@ -175,10 +178,8 @@ class TaeVideoDecoder(nn.Module):
         for blk in self.quarter:
             h = blk(h, t, stream)
         h, t = self.grow2(h, t, stream)
-        if stream is not None:  # streaming: the full-resolution head a few frames at a time, its largest activations
-            n = max(1, SLICE_PIXELS // (16 * h.shape[-2] * h.shape[-1]))
-            return unfold(torch.cat([self.head(h[i:i + n]) for i in range(0, len(h), n)]).mul(2).sub(1), t)
-        return unfold(self.head(h).mul(2).sub(1), t)
+        y = self.head(h) if stream is None else in_slices(self.head, h, scale=16)  # its largest activations
+        return unfold(y.mul(2).sub(1), t)
 
 
 # TAEF2 key prefixes → our modules' parameter names (the blocks keep TAEF2's inner names).
