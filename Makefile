@@ -12,13 +12,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) cli.py demo
+	$(PY) -m vtok demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 speed: $(STAMP)
-	$(PY) cli.py bench speed
+	$(PY) -m vtok bench speed
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

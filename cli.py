@@ -12,9 +12,9 @@ import argparse
 import os
 import sys
 
-from bitstream.errors import VtokError
-from codec.paths import TRAIN_DATA
-from codec.quantizers import QUANTIZERS
+from vtok.bitstream.errors import VtokError
+from vtok.codec.paths import TRAIN_DATA
+from vtok.codec.models.quantizers import QUANTIZERS
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -322,8 +322,8 @@ def _batch(a) -> bool:
 
 
 def _compress(a):
-    from codec.files import compress_file, compress_many
-    from codec.coding import DEFAULT_GOP
+    from vtok.codec.files import compress_file, compress_many
+    from vtok.codec.coding import DEFAULT_GOP
     kw = dict(gop=a.gop or DEFAULT_GOP, bits=a.bits, size=a.size, fps=a.fps, max_frames=a.frames, rate=a.rate,
               audio=not a.no_audio, workers=_workers(a))
     if _batch(a):
@@ -332,8 +332,8 @@ def _compress(a):
 
 
 def _decompress(a):
-    from codec.files import decompress_file, decompress_many
-    from codec.coding import DEFAULT_MAX_PIXELS
+    from vtok.codec.files import decompress_file, decompress_many
+    from vtok.codec.coding import DEFAULT_MAX_PIXELS
     kw = dict(start=a.start, frames=a.frames, audio=not a.no_audio, max_pixels=a.max_pixels or DEFAULT_MAX_PIXELS,
               workers=_workers(a))
     if _batch(a):
@@ -343,34 +343,34 @@ def _decompress(a):
 
 
 def _info(a):
-    from bench.report import print_info
+    from vtok.bench.report import print_info
     print_info(a.input, a.json)
 
 
 def _distill(a):
-    from codec.distill import distill
+    from vtok.codec.training.distill import distill
     distill(a.run_dir, a.data, a.cache, a.steps, a.batch, a.crop, a.lr, taef2=a.taef2)
 
 
 def _train_prior(a):
-    from codec.train_prior import train_prior
+    from vtok.codec.training.train_prior import train_prior
     train_prior(a.model, a.output, a.data, a.cache, a.run_dir, a.steps, a.batch, a.crop, a.lr, a.channels,
                 a.layers, threads=a.threads, max_clips=a.max_clips)
 
 
 def _tokenize(a):
-    from codec.tokens_file import tokenize_file
+    from vtok.codec.tokens_file import tokenize_file
     tokenize_file(a.input, a.output, a.model, a.bits, a.frames, a.resize, a.size, a.fps)
 
 
 def _detokenize(a):
-    from codec.tokens_file import detokenize_file
+    from vtok.codec.tokens_file import detokenize_file
     detokenize_file(a.input, a.output, a.model)
 
 
 def _train(a):
-    from codec.tokenizer import TokenizerConfig
-    from codec.train import TrainConfig, train
+    from vtok.codec.models.config import TokenizerConfig
+    from vtok.codec.training.train import TrainConfig, train
     train(TrainConfig(run_dir=a.run_dir, data=a.data, cache_dir=a.cache, steps=a.steps, batch=a.batch,
                       frames=a.frames, crop=a.crop, lr=a.lr, warmup=a.warmup, lpips_weight=a.lpips_weight,
                       adv_weight=a.adv_weight, adv_start=a.adv_start, init=a.init, inflate=a.inflate,
@@ -387,51 +387,51 @@ def _train(a):
 
 
 def _eval(a):
-    from bench.evaluate import run_evaluation
+    from vtok.bench.evaluate import run_evaluation
     run_evaluation(a.model, a.data, a.frames, a.size, a.bits, a.json)
 
 
 def _bench_speed(a):
-    from bench.speed import run_speed
+    from vtok.bench.speed import run_speed
     run_speed(a.model, a.frames, a.size, a.repeats)
 
 
 def _bench_codec(a):
-    from bench.codec_bench import run_codec_bench
+    from vtok.bench.codec_bench import run_codec_bench
     run_codec_bench(a.model, a.prior, a.data, a.frames, a.skip_memory, a.json)
 
 
 def _bench_quantizers(a):
-    from bench.quantizers import QuantizerAblation, run_ablation
+    from vtok.bench.quantizers import QuantizerAblation, run_ablation
     run_ablation(QuantizerAblation(names=_list(a.names, str), bits=a.bits, steps=a.steps,
                                    prior_steps=a.prior_steps, train_data=a.train_data, cache=a.cache,
                                    eval_data=a.data, frames_eval=a.frames, out=a.out), json_path=a.json)
 
 
 def _bench_ladder(a):
-    from bench.ladder import compare_ladders
+    from vtok.bench.ladder import compare_ladders
     compare_ladders(a.model, a.data, a.frames, json_path=a.json)
 
 
 def _bench_budget(a):
-    from bench.budget import run_budget
+    from vtok.bench.budget import run_budget
     run_budget(a.model, a.data, a.frames, json_path=a.json)
 
 
 def _bench_fuzz(a):
-    from bench.fuzz import run_fuzz
+    from vtok.bench.fuzz import run_fuzz
     if run_fuzz(a.cases, a.seconds, a.out).failures:
         raise RuntimeError("fuzzing found failures (listed above)")
 
 
 def _bench_gop(a):
-    from bench.gop import run_gop_bench
+    from vtok.bench.gop import run_gop_bench
     run_gop_bench(a.model, a.data, a.frames, gops=_list(a.gops, int),
                   rates=_list(a.rates, int) if a.rates else None, json_path=a.json)
 
 
 def _bench_rd(a):
-    from bench.rd import run_bench
+    from vtok.bench.rd import run_bench
     run_bench(a.data, a.mcl_jcv, _list(a.codecs, str), _list(a.qps, int),
               None if a.vtok_rates == "all" else _list(a.vtok_rates, int),
               a.frames or None, a.size, a.keep_size, a.out, a.jobs, a.config, a.preset, a.intra_period, a.model,
@@ -441,12 +441,12 @@ def _bench_rd(a):
 
 
 def _plot(a):
-    from bench.plot import plot_rd
+    from vtok.bench.plot import plot_rd
     print(plot_rd(a.results, a.output))
 
 
 def _demo(a):
-    from bench.demo import run_demo
+    from vtok.bench.demo import run_demo
     run_demo(a.model, a.out)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream.errors import ToolError
+from vtok.bitstream.errors import ToolError
 
 CONFIGS = ("low-delay", "random-access")
 
@@ -96,7 +96,7 @@ class Anchor:
         """RGB uint8 ``(T, H, W, 3)`` → (decoded RGB frames, bitstream bytes, timings); ``scale`` < 1 codes a smaller
         picture and scales the decoded one back up."""
         if scale != 1.0:
-            from codec.video_io import resize_frames
+            from vtok.codec.media.read import resize_frames
 
             h, w = frames.shape[1:3]
             size = (max(8, round(w * scale / 2) * 2), max(8, round(h * scale / 2) * 2))

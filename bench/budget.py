@@ -22,13 +22,13 @@ import json
 import numpy as np
 import torch
 
-from bench.datasets import eval_clips
-from bench.metrics import LPIPSMetric, clip_metrics
-from codec.coding import load_codec
-from codec.entropy import token_costs
-from codec.layers import fold, unfold
-from codec.taef2 import load_taef2
-from codec.tokenizer import _as_frames, pad_video, to_uint8
+from vtok.bench.datasets import eval_clips
+from vtok.bench.metrics import LPIPSMetric, clip_metrics
+from vtok.codec.coding import load_codec
+from vtok.codec.entropy import token_costs
+from vtok.codec.models.layers import fold, unfold
+from vtok.codec.models.taef2 import load_taef2
+from vtok.codec.models.tokenizer import _as_frames, pad_video, to_uint8
 
 
 def _per_frame(x: torch.Tensor, fn, batch: int = 3) -> torch.Tensor:

@@ -15,12 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.datasets import eval_clips, synthetic_clip
-from bitstream.info import file_info as vtok_info
-from bitstream.errors import ToolError
-from codec.coding import load_codec
-from codec.files import compress_file, decompress_file
-from codec.video_io import VideoWriter
+from vtok.bench.datasets import eval_clips, synthetic_clip
+from vtok.bitstream.info import file_info as vtok_info
+from vtok.bitstream.errors import ToolError
+from vtok.codec.coding import load_codec
+from vtok.codec.files import compress_file, decompress_file
+from vtok.codec.media.write import VideoWriter
 
 _REPO = Path(__file__).resolve().parent.parent
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from bench.anchors import ANCHORS, build_anchor
-from bitstream.errors import ToolError
-from codec.coding import DEFAULT_GOP, load_codec
-from codec.ladder import rate_ladder
+from vtok.bench.anchors import ANCHORS, build_anchor
+from vtok.bitstream.errors import ToolError
+from vtok.codec.coding import DEFAULT_GOP, load_codec
+from vtok.codec.ladder import rate_ladder
 
 
 @dataclass
@@ -82,8 +82,9 @@ class VtokBenchCodec:
         import tempfile
         from pathlib import Path
 
-        from codec.files import compress_file, decompress_file
-        from codec.video_io import VideoWriter, read_video
+        from vtok.codec.files import compress_file, decompress_file
+        from vtok.codec.media.write import VideoWriter
+        from vtok.codec.media.read import read_video
 
         rate = self.rates[-1]
         with tempfile.TemporaryDirectory() as d:

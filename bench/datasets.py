@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.data import list_videos
-from codec.paths import EVAL_DATA
-from codec.video_io import read_video
+from vtok.codec.media.read import list_videos
+from vtok.codec.paths import EVAL_DATA
+from vtok.codec.media.read import read_video
 
 DEFAULT_EVAL_DIR = EVAL_DATA
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.datasets import default_eval_dir, synthetic_clip
-from bench.metrics import LPIPSMetric, clip_metrics
-from codec.coding import load_codec
-from codec.data import list_videos
-from codec.files import compress_file, decompress_file
-from codec.video_io import VideoWriter, read_video
+from vtok.bench.datasets import default_eval_dir, synthetic_clip
+from vtok.bench.metrics import LPIPSMetric, clip_metrics
+from vtok.codec.coding import load_codec
+from vtok.codec.media.read import list_videos
+from vtok.codec.files import compress_file, decompress_file
+from vtok.codec.media.write import VideoWriter
+from vtok.codec.media.read import read_video
 
 
 def run_demo(model=None, out_dir="out", frames: int = 33, log=print) -> dict:

@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from bench.datasets import eval_clips
-from bench.metrics import LPIPSMetric, clip_metrics
-from codec.tokenizer import load_tokenizer
+from vtok.bench.datasets import eval_clips
+from vtok.bench.metrics import LPIPSMetric, clip_metrics
+from vtok.codec.models.tokenizer import load_tokenizer
 
 
 def evaluate_tokenizer(model=None, data=None, frames: int = 33, size=(640, 360), bits: int | None = None,

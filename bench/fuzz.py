@@ -22,10 +22,10 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bitstream.container import reseal
-from bitstream.errors import VtokError
-from bitstream.info import stream_info
-from codec.coding import CodedFile, load_codec
+from vtok.bitstream.container import reseal
+from vtok.bitstream.errors import VtokError
+from vtok.bitstream.info import stream_info
+from vtok.codec.coding import CodedFile, load_codec
 
 SEEDS = Path(__file__).resolve().parent.parent / "tests" / "data" / "fuzz"
 MAX_PIXELS = 256 * 256  # the decode limit inside the target: seeds are at most 64×48
@@ -167,9 +167,10 @@ def make_seeds(folder=SEEDS) -> list[Path]:
     import numpy as np
     import torch
 
-    from codec.files import compress_file
-    from codec.prior import PriorConfig, TokenPrior
-    from codec.tokenizer import TokenizerConfig, VideoTokenizer, save_tokenizer
+    from vtok.codec.files import compress_file
+    from vtok.codec.prior import PriorConfig, TokenPrior
+    from vtok.codec.models.config import TokenizerConfig
+    from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

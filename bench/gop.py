@@ -11,9 +11,9 @@ import json
 
 import numpy as np
 
-from bench.datasets import eval_clips
-from bench.metrics import LPIPSMetric, clip_metrics
-from codec.coding import load_codec
+from vtok.bench.datasets import eval_clips
+from vtok.bench.metrics import LPIPSMetric, clip_metrics
+from vtok.codec.coding import load_codec
 
 
 def run_gop_bench(model=None, data=None, frames: int = 65, size=(640, 360), gops=(17, 33, 65), rates=None,

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.bdrate import bd
-from bench.datasets import eval_clips
-from bench.metrics import LPIPSMetric, clip_metrics
-from codec.coding import load_codec
-from codec.ladder import coded_size
-from codec.video_io import resize_frames
+from vtok.bench.bdrate import bd
+from vtok.bench.datasets import eval_clips
+from vtok.bench.metrics import LPIPSMetric, clip_metrics
+from vtok.codec.coding import load_codec
+from vtok.codec.ladder import coded_size
+from vtok.codec.media.read import resize_frames
 
 DEFAULT_SCALES = (1.0, 0.75, 0.5, 0.375, 0.25)
 

@@ -1,7 +1,7 @@
 """Quality metrics on decoded uint8 frames ``(T, H, W, 3)``: PSNR (RGB and YUV 6:1:1), MS-SSIM, LPIPS.
 
 * MS-SSIM: Wang et al., "Multi-scale structural similarity for image quality assessment" (2003), via pytorch-msssim.
-* LPIPS: Zhang et al. (arXiv 1801.03924), AlexNet variant, backbone from a local file (see ``codec.losses``).
+* LPIPS: Zhang et al. (arXiv 1801.03924), AlexNet variant, backbone from a local file (see ``codec.training.losses``).
 All per-clip values are means of per-frame values.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from codec.losses import build_lpips
+from vtok.codec.models.perceptual import build_lpips
 
 
 def _check(a: np.ndarray, b: np.ndarray) -> None:

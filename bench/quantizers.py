@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.datasets import eval_clips
-from bench.metrics import LPIPSMetric, clip_metrics
-from bench.codecs import VtokBenchCodec, VtokSettings
-from codec.paths import TRAIN_DATA
-from codec.tokenizer import TokenizerConfig, load_tokenizer
-from codec.train import TrainConfig, train
-from codec.train_prior import train_prior
+from vtok.bench.datasets import eval_clips
+from vtok.bench.metrics import LPIPSMetric, clip_metrics
+from vtok.bench.codecs import VtokBenchCodec, VtokSettings
+from vtok.codec.paths import TRAIN_DATA
+from vtok.codec.models.config import TokenizerConfig
+from vtok.codec.models.tokenizer import load_tokenizer
+from vtok.codec.training.train import TrainConfig, train
+from vtok.codec.training.train_prior import train_prior
 
 
 # Each entry of the ablation: (quantizer, its settings); the bits per token are set separately.

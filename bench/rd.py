@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import results
-from bench.anchors import ANCHORS
-from bench.codecs import CODECS, AnchorSettings, VtokSettings, build_codec, is_codec
-from bench.bdrate import bd_table
-from bench.datasets import eval_clips, mcl_jcv_files
-from bench.metrics import LPIPSMetric, msssim_frames, psnr_frames, psnr_yuv_frames
-from bench.plot import plot_rd
-from codec.coding import DEFAULT_GOP
-from codec.video_io import read_video
+from vtok.bench import results
+from vtok.bench.anchors import ANCHORS
+from vtok.bench.codecs import CODECS, AnchorSettings, VtokSettings, build_codec, is_codec
+from vtok.bench.bdrate import bd_table
+from vtok.bench.datasets import eval_clips, mcl_jcv_files
+from vtok.bench.metrics import LPIPSMetric, msssim_frames, psnr_frames, psnr_yuv_frames
+from vtok.bench.plot import plot_rd
+from vtok.codec.coding import DEFAULT_GOP
+from vtok.codec.media.read import read_video
 
 DEFAULT_QPS = (22, 27, 32, 37, 42, 47)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bitstream.info import file_info as vtok_info
+from vtok.bitstream.info import file_info as vtok_info
 
 
 def print_info(path, as_json: bool = False, log=print) -> dict:

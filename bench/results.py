@@ -16,7 +16,7 @@ import csv
 import json
 from pathlib import Path
 
-from bitstream.errors import VtokError
+from vtok.bitstream.errors import VtokError
 
 SCHEMA = "vtok-bench/1"
 POINT_FIELDS = {"clip": str, "codec": str, "point": (int, float, str), "settings": dict, "version": str, "frames": int,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from bitstream.container import CorruptData, HeaderOutOfRange
+from vtok.bitstream.container import CorruptData, HeaderOutOfRange
 
 MAX_STREAMS = 32
 _COUNT = struct.Struct("<B")

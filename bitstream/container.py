@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import BinaryIO, Iterator
 
-from bitstream.errors import VtokError
+from vtok.bitstream.errors import VtokError
 
 MAGIC = b"VTOK"
 VERSION = 3  # written; versions 1..3 are read (1: no coded size; 1 and 2: no colour fields, no audio units)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from bitstream.audio import unpack_packets, unpack_streams
-from bitstream.container import UNIT_OVERHEAD, ContainerReader, unpack_gop_payload
+from vtok.bitstream.audio import unpack_packets, unpack_streams
+from vtok.bitstream.container import UNIT_OVERHEAD, ContainerReader, unpack_gop_payload
 
 
 def file_info(path) -> dict:

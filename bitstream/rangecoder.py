@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bitstream.errors import VtokError
+from vtok.bitstream.errors import VtokError
 
 
 class RangeCoderError(VtokError, ValueError):

@@ -1,14 +1,14 @@
 """The codec: one object that turns frames into ``.vtok`` bytes and back, the one way in for in-memory work.
 
-Data flow (encoder): frames (one GOP at a time) → tokens (``VideoTokenizer``, ``codec/tokenizer.py``) → each bit's
+Data flow (encoder): frames (one GOP at a time) → tokens (``VideoTokenizer``, ``codec/models/tokenizer.py``) → each bit's
 probability (``IntegerPrior``, ``codec/prior.py``) → range-coded payload in coding order (``codec/entropy.py``) →
 one unit per GOP, with the audio of its time span after it (``bitstream/container.py``, ``bitstream/audio.py``).
 The decoder runs the same steps backwards; memory stays that of one GOP whatever the clip's length.
 ``codec/files.py`` wraps this for video files.
 
 >>> import numpy as np, torch
->>> from codec.prior import PriorConfig, TokenPrior
->>> from codec.tokenizer import TokenizerConfig, VideoTokenizer
+>>> from vtok.codec.prior import PriorConfig, TokenPrior
+>>> from vtok.codec.models.tokenizer import TokenizerConfig, VideoTokenizer
 >>> tok = VideoTokenizer(TokenizerConfig(stem_ch=8, ch=16, bits=10, group_bits=5)).eval()
 >>> codec = Codec(tok, TokenPrior(PriorConfig(bits=10, group_bits=5, channels=8, layers=2)).freeze())
 >>> video = np.zeros((5, 16, 24, 3), np.uint8)
@@ -29,15 +29,16 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from bitstream.audio import pack_packets, pack_streams, packet_seconds, unpack_packets, unpack_streams
-from bitstream.errors import VtokError
-from bitstream.rangecoder import RangeCoderError
-from bitstream.container import UNKNOWN_FRAMES, ContainerReader, ContainerWriter, Header
-from codec.entropy import PERFECT, decode_tokens, encode_tokens
-from codec.ladder import coded_size, rate_ladder
-from codec.prior import IntegerPrior
-from codec.tokenizer import BUNDLED_MODELS, VideoTokenizer, load_tokenizer, model_path, token_shape
-from codec.video_io import Colour, VideoError, resize_frames
+from vtok.bitstream.audio import pack_packets, pack_streams, packet_seconds, unpack_packets, unpack_streams
+from vtok.bitstream.errors import VtokError
+from vtok.bitstream.rangecoder import RangeCoderError
+from vtok.bitstream.container import UNKNOWN_FRAMES, ContainerReader, ContainerWriter, Header
+from vtok.codec.entropy import PERFECT, decode_tokens, encode_tokens
+from vtok.codec.ladder import coded_size, rate_ladder
+from vtok.codec.prior import IntegerPrior
+from vtok.codec.models.tokenizer import BUNDLED_MODELS, VideoTokenizer, load_tokenizer, model_path, token_shape
+from vtok.codec.media.info import Colour, VideoError
+from vtok.codec.media.read import resize_frames
 
 # Frames per GOP (one independently decodable unit): 1 + 4·16, about 2.2 s at 30 fps. Every GOP restarts the causal
 # model with an intra latent frame; against GOPs of 17 frames, 65 codes the same pictures in 22–26 % fewer bits on

@@ -16,8 +16,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from bitstream.container import pack_gop_payload, unpack_gop_payload
-from bitstream.rangecoder import BitDecoder, BitEncoder
+from vtok.bitstream.container import pack_gop_payload, unpack_gop_payload
+from vtok.bitstream.rangecoder import BitDecoder, BitEncoder
 
 PERFECT = False  # constriction model construction; recorded in every header
 

@@ -1,6 +1,6 @@
 """File flows of the codec (``vtok compress`` / ``vtok decompress``): thin wrappers of ``Codec`` over video files.
 
-``compress_file``: probe the input and read its audio (``codec/video_io.py``), hand its frames GOP by GOP to
+``compress_file``: probe the input and read its audio (``codec/media/read.py``), hand its frames GOP by GOP to
 ``Codec.compress_to`` (``codec/coding.py``), write the ``.vtok`` under a temporary name and rename it into place.
 ``decompress_file``: ``Codec.decompress_from`` GOP by GOP into a ``VideoWriter`` with the source's colour tags and
 audio. Either way nothing half-written is left behind on an error.
@@ -18,9 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream.errors import VtokError
-from codec.coding import DEFAULT_GOP, DEFAULT_MAX_PIXELS, CodedFile, bundled_codec, check_frame_area, load_codec
-from codec.video_io import Colour, VideoWriter, check_output, iter_frames, probe, read_audio, spool_stdin
+from vtok.bitstream.errors import VtokError
+from vtok.codec.coding import DEFAULT_GOP, DEFAULT_MAX_PIXELS, CodedFile, bundled_codec, check_frame_area, load_codec
+from vtok.codec.media.info import Colour
+from vtok.codec.media.write import VideoWriter, check_output
+from vtok.codec.media.read import iter_frames, probe, spool_stdin
+from vtok.codec.media.audio import read_audio
 
 
 class _Progress:
@@ -161,7 +164,7 @@ class BatchFailed(VtokError, RuntimeError):
 def batch_jobs(inputs, out_dir, suffixes, out_suffix: str) -> list[tuple[Path, Path]]:
     """``(input, output)`` pairs for files and folders (searched recursively for ``suffixes``) into ``out_dir``:
     each output named after its input's stem with ``out_suffix``."""
-    from codec.data import list_videos
+    from vtok.codec.media.read import list_videos
 
     files = []
     for p in map(Path, inputs):
@@ -211,7 +214,7 @@ def run_batch(pairs, code_one, skip_existing: bool = False, complete=Path.exists
 def vtok_complete(path) -> bool:
     """A ``.vtok`` file that parses to its end unit (a run stopped half-way leaves none: outputs are renamed into
     place when complete)."""
-    from bitstream.info import file_info
+    from vtok.bitstream.info import file_info
 
     try:
         file_info(path)
@@ -223,7 +226,7 @@ def vtok_complete(path) -> bool:
 def compress_many(inputs, out_dir, model=None, prior=None, skip_existing: bool = False, quiet: bool = False,
                   log=print, **kw) -> dict:
     """``vtok compress a.mp4 b.mkv clips/ -o out/``: one ``.vtok`` per input video, the model loaded once."""
-    from codec.data import VIDEO_SUFFIXES
+    from vtok.codec.media.read import VIDEO_SUFFIXES
 
     pairs = batch_jobs(inputs, out_dir, VIDEO_SUFFIXES, ".vtok")
     Path(out_dir).mkdir(parents=True, exist_ok=True)

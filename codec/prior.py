@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.entropy import anchor_mask, frame_steps
+from vtok.codec.entropy import anchor_mask, frame_steps
 
 ACT_FRAC = 4  # activations: 1/16 steps, 8-bit unsigned (0 .. 255/16)
 ACT_MAX = 255

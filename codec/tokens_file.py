@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream.errors import VtokError
+from vtok.bitstream.errors import VtokError
 
-from codec.tokenizer import load_tokenizer
-from codec.video_io import check_output, probe, read_video, write_video
+from vtok.codec.models.tokenizer import load_tokenizer
+from vtok.codec.media.write import check_output, write_video
+from vtok.codec.media.read import probe, read_video
 
 
 class TokenFileError(VtokError, ValueError):

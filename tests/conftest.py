@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from codec.tokenizer import TokenizerConfig, VideoTokenizer
+from vtok.codec.models.config import TokenizerConfig
+from vtok.codec.models.tokenizer import VideoTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -31,7 +32,7 @@ def random_clip(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def smooth_clip(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
-    from bench.datasets import synthetic_clip
+    from vtok.bench.datasets import synthetic_clip
     return synthetic_clip(t, h, w, seed)
 
 

@@ -10,15 +10,15 @@ import sys
 import pytest
 import torch
 
-from bench import results
-from bench.anchors import VVenC, X265
-from bench.bdrate import bd, bd_table
-from bench.metrics import psnr_frames
-from bench.rd import run_bench
-from codec.prior import PriorConfig, TokenPrior
-from codec.tokenizer import VideoTokenizer, save_tokenizer
-from codec.video_io import write_video
-from tests.conftest import REPO, smooth_clip, tiny_config
+from vtok.bench import results
+from vtok.bench.anchors import VVenC, X265
+from vtok.bench.bdrate import bd, bd_table
+from vtok.bench.metrics import psnr_frames
+from vtok.bench.rd import run_bench
+from vtok.codec.prior import PriorConfig, TokenPrior
+from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
+from vtok.codec.media.write import write_video
+from tests.conftest import smooth_clip, tiny_config
 
 
 def test_bd_rate_hand_checked():
@@ -105,11 +105,11 @@ def test_results_schema_rejects_bad_documents():
 
 
 def test_cli_errors_for_missing_mcl_jcv_and_bad_results(tmp_path):
-    r = subprocess.run([sys.executable, str(REPO / "cli.py"), "bench", "--mcl-jcv", str(tmp_path / "nope"),
+    r = subprocess.run([sys.executable, "-m", "vtok", "bench", "--mcl-jcv", str(tmp_path / "nope"),
                         "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and "MCL-JCV folder not found" in r.stderr
     (tmp_path / "bad.json").write_text("{}")
-    r = subprocess.run([sys.executable, str(REPO / "cli.py"), "plot", str(tmp_path / "bad.json")],
+    r = subprocess.run([sys.executable, "-m", "vtok", "plot", str(tmp_path / "bad.json")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and r.stderr.startswith("vtok: error:") and r.stderr.count("\n") == 1
 

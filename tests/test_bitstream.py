@@ -8,11 +8,11 @@ import struct
 import numpy as np
 import pytest
 
-from bitstream.audio import AudioPacket, AudioStream, pack_packets, pack_streams, unpack_packets, unpack_streams
-from bitstream.container import (UNSPECIFIED, BadMagic, BitstreamError, ContainerReader, ContainerWriter, CorruptData,
-                                 Header, HeaderOutOfRange, Truncated, UnitType, UnsupportedVersion, pack_gop_payload,
-                                 unpack_gop_payload)
-from bitstream.rangecoder import BitDecoder, BitEncoder
+from vtok.bitstream.audio import AudioPacket, AudioStream, pack_packets, pack_streams, unpack_packets, unpack_streams
+from vtok.bitstream.container import (UNSPECIFIED, BadMagic, BitstreamError, ContainerReader, ContainerWriter,
+    CorruptData, Header, HeaderOutOfRange, Truncated, UnitType, UnsupportedVersion, pack_gop_payload,
+    unpack_gop_payload)
+from vtok.bitstream.rangecoder import BitDecoder, BitEncoder
 
 
 def _header(**kw):
@@ -115,7 +115,7 @@ def test_magic_version_and_ranges():
 def _signed_header(version: int, width: int, height: int, coded=None) -> bytes:
     """A header with a valid CRC, built field by field as docs/BITSTREAM.md lays it out."""
     import zlib
-    from bitstream.container import _BODY_V1, _CODED, _PREFIX, MAGIC
+    from vtok.bitstream.container import _BODY_V1, _CODED, _PREFIX, MAGIC
     body = _BODY_V1.pack(width, height, 17, 30, 1, 0, 18, 18, 17, 1, 0, 16, 255, bytes.fromhex("00112233445566ff"))
     if version >= 2:
         body += _CODED.pack(*(coded or (width, height)))
@@ -152,7 +152,7 @@ def test_version_1_and_2_headers_are_still_read():
 def _version_2_file() -> bytes:
     """A whole version-2 file (header, one GOP unit, the 8-byte end unit) as that version laid it out."""
     import zlib
-    from bitstream.container import _END, _UNIT
+    from vtok.bitstream.container import _END, _UNIT
     head = _signed_header(2, 64, 48)
     unit = _UNIT.pack(1, 0, 0, 17, 3) + b"abc"
     end_body = _END.pack(1, 17)

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from codec.tokens_file import load_token_file
-from codec.tokenizer import VideoTokenizer, save_tokenizer
-from codec.video_io import read_video, write_video
+from vtok.codec.tokens_file import load_token_file
+from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
+from vtok.codec.media.read import read_video
+from vtok.codec.media.write import write_video
 from tests.conftest import REPO, smooth_clip, tiny_config
 
 
 def vtok(*args, cwd=None):
-    return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vtok", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=300)
 
 
@@ -54,7 +55,7 @@ def test_tokenize_detokenize_round_trip(files):
     back = read_video(d / "back.mkv")
     assert back.shape == (6, 24, 40, 3)
     # FFV1 is lossless, so the file holds exactly what the tokenizer decoded.
-    from codec.tokenizer import load_tokenizer
+    from vtok.codec.models.tokenizer import load_tokenizer
     tok = load_tokenizer(d / "tiny.safetensors")
     np.testing.assert_array_equal(back, tok.decode(data["tokens"].astype(np.int64), size=(6, 24, 40)))
 

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from bitstream.info import file_info as vtok_info
-from codec.coding import load_codec
-from codec.entropy import decode_tokens, encode_tokens
-from codec.files import compress_file, decompress_file
-from codec.prior import IntegerPrior, PriorConfig, TokenPrior, context
-from codec.tokenizer import VideoTokenizer, save_tokenizer
-from codec.video_io import read_video, write_video
+from vtok.bitstream.info import file_info as vtok_info
+from vtok.codec.coding import load_codec
+from vtok.codec.entropy import decode_tokens, encode_tokens
+from vtok.codec.files import compress_file, decompress_file
+from vtok.codec.prior import IntegerPrior, PriorConfig, TokenPrior, context
+from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
+from vtok.codec.media.read import read_video
+from vtok.codec.media.write import write_video
 from tests.conftest import REPO, random_clip, smooth_clip, tiny_config
 
 
@@ -35,7 +36,7 @@ def models(tmp_path_factory):
 
 
 def vtok(*args):
-    return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vtok", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
 
 
@@ -220,7 +221,7 @@ def _resized_header(data: bytes, width: int, height: int) -> bytes:
     import dataclasses
     import io
 
-    from bitstream.container import Header
+    from vtok.bitstream.container import Header
 
     f = io.BytesIO(data)
     h = Header.unpack(f)
@@ -231,7 +232,7 @@ def _resized_header(data: bytes, width: int, height: int) -> bytes:
 def test_decompression_bomb_stops_when_the_payload_is_used_up(models, tmp_path):
     """A valid file whose header claims a far larger frame (CRCs valid, units untouched) stops with a one-line error
     naming the unit as soon as the range decoder has used up the payload, long before decoding the claimed size."""
-    from bitstream.rangecoder import DataExhausted
+    from vtok.bitstream.rangecoder import DataExhausted
 
     codec = load_codec(models / "tiny.safetensors")
     data = codec.compress(smooth_clip(9, 32, 40), fps=25)
@@ -270,7 +271,7 @@ def test_max_pixels_refuses_before_decoding(models, tmp_path):
 def test_information_bound_holds_for_well_formed_payloads():
     """The decoder's information count of a well-formed payload stays within its capacity (no false alarm), down
     to payloads of a single word, and with confident and with uncertain probabilities alike."""
-    from bitstream.rangecoder import BitDecoder, BitEncoder
+    from vtok.bitstream.rangecoder import BitDecoder, BitEncoder
 
     rng = np.random.default_rng(0)
     for n, spread in ((1, 1), (7, 100), (5000, 30000), (20000, 32000)):
@@ -313,7 +314,7 @@ def test_pipes(models, tmp_path):
 
     ff = imageio_ffmpeg.get_ffmpeg_exe()
     model = ["--model", str(models / "tiny.safetensors")]
-    cli = [sys.executable, str(REPO / "cli.py")]
+    cli = [sys.executable, "-m", "vtok"]
     src = subprocess.run([ff, "-loglevel", "error", "-i", str(models / "clip.mkv"), "-pix_fmt", "yuv420p", "-f",
                           "yuv4mpegpipe", "-"], capture_output=True, check=True).stdout
     r = subprocess.run(cli + ["compress", "-", "-o", str(tmp_path / "a.vtok"), "--gop", "9"] + model, input=src,

@@ -7,20 +7,21 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench.metrics import psnr_frames
-from bitstream.info import file_info as vtok_info
-from codec.coding import EARLIER_PRIORS, load_codec
-from codec.files import compress_file, decompress_file
-from codec.ladder import RatePoint, rate_ladder
-from codec.tokenizer import BUNDLED_MODELS, DEFAULT_WEIGHTS, load_tokenizer, model_path
-from codec.video_io import VideoWriter, read_video
+from vtok.bench.metrics import psnr_frames
+from vtok.bitstream.info import file_info as vtok_info
+from vtok.codec.coding import EARLIER_PRIORS, load_codec
+from vtok.codec.files import compress_file, decompress_file
+from vtok.codec.ladder import RatePoint, rate_ladder
+from vtok.codec.models.tokenizer import BUNDLED_MODELS, DEFAULT_WEIGHTS, load_tokenizer, model_path
+from vtok.codec.media.write import VideoWriter
+from vtok.codec.media.read import read_video
 from tests.conftest import SHARED
 
 
 def _sample_clip() -> np.ndarray:
     """9 frames of a real eval clip at 640x360 when ../shared is there, else a synthetic clip."""
-    from bench.datasets import synthetic_clip
-    from codec.data import list_videos
+    from vtok.bench.datasets import synthetic_clip
+    from vtok.codec.media.read import list_videos
 
     folder = SHARED / "datasets" / "eval"
     if folder.is_dir():
@@ -88,7 +89,7 @@ def test_quality_rises_with_rate(ladder_results):
 
 
 def test_default_codec_round_trip_tokens():
-    from codec.entropy import decode_tokens, encode_tokens
+    from vtok.codec.entropy import decode_tokens, encode_tokens
 
     codec = load_codec()
     bits = codec.tokenizer.bits

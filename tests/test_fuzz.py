@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.fuzz import fuzz, fuzz_codec, load_seeds, mutate, run_case
-from bitstream.container import reseal
+from vtok.bench.fuzz import fuzz, fuzz_codec, load_seeds, mutate, run_case
+from vtok.bitstream.container import reseal
 
 
 def test_seeds_decode_and_reseal_keeps_valid_files_valid():

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from codec.quantizers import LookupFreeQuantizer, build_quantizer
+from vtok.codec.models.quantizers import LookupFreeQuantizer, build_quantizer
 
 
 def test_index_bits_round_trip():

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from codec.prior import PriorConfig, TokenPrior
-from codec.tokenizer import VideoTokenizer, save_tokenizer
-from tests.conftest import REPO, tiny_config
+from vtok.codec.prior import PriorConfig, TokenPrior
+from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
+from tests.conftest import tiny_config
 
 
 def _ffmpeg() -> str:
@@ -60,7 +60,7 @@ def media(tmp_path_factory):
 
 
 def vtok(*args):
-    return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vtok", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
 
 
@@ -172,7 +172,7 @@ def test_pcm_into_mp4_is_transcoded_with_a_note(media):
 
 
 def test_bt709_tags_come_back(media):
-    from codec.video_io import probe
+    from vtok.codec.media.read import probe
 
     _round_trip(media, "bt709.mp4", "bt709_out.mp4")
     c = probe(media / "bt709_out.mp4").colour
@@ -182,7 +182,7 @@ def test_bt709_tags_come_back(media):
 def test_rotated_clip_comes_back_upright(media):
     import imageio_ffmpeg
 
-    from codec.video_io import probe, read_video
+    from vtok.codec.media.read import probe, read_video
 
     info = probe(media / "rotated.mp4")
     assert (info.rotation, info.width, info.height) == (90, 64, 96)
@@ -197,7 +197,7 @@ def test_rotated_clip_comes_back_upright(media):
 
 
 def test_variable_frame_rate_is_noted(media):
-    from codec.video_io import probe
+    from vtok.codec.media.read import probe
 
     assert probe(media / "vfr.mkv").variable_rate and not probe(media / "aac.mp4").variable_rate
     out = _round_trip(media, "vfr.mkv", "vfr_out.mkv")
@@ -205,7 +205,7 @@ def test_variable_frame_rate_is_noted(media):
 
 
 def test_ten_bit_input_is_converted_with_a_note(media):
-    from codec.video_io import probe, read_video
+    from vtok.codec.media.read import probe, read_video
 
     assert probe(media / "ten.mkv").bit_depth == 10
     out = _round_trip(media, "ten.mkv", "ten_out.mkv")
@@ -222,7 +222,7 @@ def test_audio_only_and_empty_inputs_fail_cleanly(media):
 
 
 def test_damaged_audio_unit_is_reported(media):
-    from bitstream.container import ContainerReader
+    from vtok.bitstream.container import ContainerReader
 
     src = media / "aac_out.mp4.vtok"
     with open(src, "rb") as f:

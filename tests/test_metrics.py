@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.metrics import LPIPSMetric, clip_metrics, msssim_frames, psnr_frames, psnr_yuv_frames
+from vtok.bench.metrics import LPIPSMetric, clip_metrics, msssim_frames, psnr_frames, psnr_yuv_frames
 from tests.conftest import need_shared, smooth_clip
 
 
@@ -33,7 +33,7 @@ def test_msssim_identical_is_one_and_falls_with_noise():
 def test_lpips_reference_values():
     check = need_shared("weights", "lpips", "check")
     from PIL import Image
-    from codec.losses import build_lpips
+    from vtok.codec.models.perceptual import build_lpips
     import torch
 
     def load(name):

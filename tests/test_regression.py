@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from bitstream.container import ContainerWriter, Header
-from codec.entropy import encode_tokens
-from codec.prior import PriorConfig, TokenPrior
+from vtok.bitstream.container import ContainerWriter, Header
+from vtok.codec.entropy import encode_tokens
+from vtok.codec.prior import PriorConfig, TokenPrior
 
 DIGESTS = Path(__file__).parent / "data" / "digests.json"
 

@@ -1,82 +1,195 @@
-"""The shape of the house: imports run cli -> bench -> codec -> bitstream, never backwards."""
+"""The shape of the house: imports run cli -> bench -> codec -> bitstream, never backwards; inside codec/, models and
+media below the coding runtime, training on top, nothing at coding time importing training; no import circles."""
 
 from __future__ import annotations
 
 import ast
 import re
+import tomllib
 
 from tests.conftest import REPO
 
 ORDER = ["cli", "bench", "codec", "bitstream"]
+# What each part of codec/ may import from the project (besides itself); said in each subpackage's __init__.
+CODEC_RULES = {
+    "codec.models": ("codec.paths",),
+    "codec.media": ("bitstream",),
+    "codec": ("codec.models", "codec.media", "bitstream"),  # the coding runtime: coding, entropy, prior, files, ...
+    "codec.training": ("codec", "codec.models", "codec.media", "bitstream"),
+}
+
+
+def _module_name(path) -> str:
+    """A file's module name inside the package, without the ``vtok.`` prefix (``codec.models.tokenizer``)."""
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "vtok"
+
+
+def _project_name(module: str) -> str | None:
+    """``vtok.codec.x`` → ``codec.x``; ``vtok`` → ``vtok`` (the package's front door); other modules → None."""
+    if module == "vtok":
+        return "vtok"
+    if module.startswith("vtok."):
+        return module[5:]
+    return None
 
 
 def _imports(path):
-    """Top-level modules a file imports: import statements, ``importlib.import_module`` / ``__import__`` calls, and
-    the import statements inside string literals run as code (``python -c "..."`` children)."""
+    """Modules a file imports, dotted: import statements (at any depth), ``importlib.import_module`` /
+    ``__import__`` calls, and the import statements inside string literals run as code (``python -c "..."``)."""
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            yield from (a.name.split(".")[0] for a in node.names)
+            yield from (a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module.split(".")[0]
+            # ``from vtok.codec.models import quantizers`` imports the submodule
+            subs = [f"{node.module}.{a.name}" for a in node.names if _is_module(f"{node.module}.{a.name}")]
+            yield from subs or [node.module]
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
                 "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
-            yield str(node.args[0].value).split(".")[0]
+            yield str(node.args[0].value)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "import " in node.value:
-            for m in re.finditer(r"(?:^|[;\n]\s*)(?:from\s+(\w+)[\w.]*\s+import|import\s+([\w., ]+))", node.value):
+            for m in re.finditer(r"(?:^|[;\n]\s*)(?:from\s+([\w.]+)\s+import|import\s+([\w., ]+))", node.value):
                 if m.group(1):
                     yield m.group(1)
                 else:
-                    yield from (n.strip().split(".")[0] for n in m.group(2).split(",") if n.strip())
+                    yield from (n.strip() for n in m.group(2).split(",") if n.strip())
+
+
+def _is_module(dotted: str) -> bool:
+    name = _project_name(dotted)
+    if name is None or name == "vtok":
+        return False
+    p = REPO.joinpath(*name.split("."))
+    return p.with_suffix(".py").is_file() or (p / "__init__.py").is_file()
+
+
+def _files(*layers):
+    for layer in layers:
+        if (REPO / layer).is_dir():
+            yield from sorted((REPO / layer).rglob("*.py"))
+        elif (REPO / f"{layer}.py").is_file():
+            yield REPO / f"{layer}.py"
+
+
+def _project_imports(path):
+    return {n for n in map(_project_name, _imports(path)) if n is not None}
+
+
+def _layer(name: str) -> str:
+    return "cli" if name == "vtok" else name.split(".")[0]
 
 
 def test_import_direction():
     bad = []
     for layer in ORDER[1:]:
-        for f in (REPO / layer).rglob("*.py"):
-            for mod in _imports(f):
-                if mod in ORDER and ORDER.index(mod) < ORDER.index(layer):
+        for f in _files(layer):
+            for mod in _project_imports(f):
+                if ORDER.index(_layer(mod)) < ORDER.index(layer):
                     bad.append(f"{f.relative_to(REPO)} imports {mod}")
     assert not bad, bad
 
 
-def test_only_video_io_opens_video_files():
-    offenders = []
-    for f in (REPO / "codec").rglob("*.py"):
-        if f.name == "video_io.py":
-            continue
-        if any(m in ("av", "decord", "cv2", "imageio") for m in _imports(f)):
-            offenders.append(str(f.relative_to(REPO)))
+def _codec_part(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 or (REPO / "codec" / parts[-1]).is_dir() else "codec"
+
+
+def test_codec_parts_import_only_what_they_may():
+    """models and media stand alone; the coding runtime uses them; training uses everything, and nothing at coding
+    time imports training."""
+    bad = []
+    for f in _files("codec"):
+        part = _codec_part(_module_name(f))
+        allowed = (part,) + CODEC_RULES[part]
+        for mod in _project_imports(f):
+            if mod.split(".")[0] not in ("codec", "bitstream"):
+                continue
+            target = _codec_part(mod) if mod.startswith("codec.") else mod
+            if not any(name == a or name.startswith(a + ".") for name in (mod, target) for a in allowed):
+                bad.append(f"{f.relative_to(REPO)} ({part}) imports {mod}")
+    assert not bad, bad
+
+
+def test_no_import_circles():
+    graph = {_module_name(f): {m for m in _project_imports(f) if m != "vtok"}
+             for f in _files("cli", "bench", "codec", "bitstream")}
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt in graph and nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, [" -> ".join(c) for c in cycles]
+
+
+def test_circles_are_seen(tmp_path, monkeypatch):
+    """The circle test's own check: two modules importing each other form a circle it reports."""
+    import tests.test_structure as me
+
+    (tmp_path / "codec").mkdir()
+    (tmp_path / "codec" / "a.py").write_text("from vtok.codec.b import x\n")
+    (tmp_path / "codec" / "b.py").write_text("def f():\n    from vtok.codec.a import y\n")
+    monkeypatch.setattr(me, "REPO", tmp_path)
+    try:
+        me.test_no_import_circles()
+    except AssertionError as e:
+        assert "codec.a -> codec.b -> codec.a" in str(e)
+    else:
+        raise AssertionError("the circle was not found")
+
+
+def test_only_media_opens_video_files():
+    offenders = [str(f.relative_to(REPO)) for f in _files("codec") if "media" not in f.relative_to(REPO).parts
+                 and any(m.split(".")[0] in ("av", "decord", "cv2", "imageio") for m in _imports(f))]
     assert not offenders, offenders
 
 
 def test_codec_never_reads_argv():
-    for f in list((REPO / "codec").rglob("*.py")) + list((REPO / "bitstream").rglob("*.py")):
+    for f in list(_files("codec", "bitstream")):
         assert "sys.argv" not in f.read_text() and "argparse" not in f.read_text(), f
 
 
 def test_argparse_only_in_cli():
     """The command line is parsed in one place."""
-    users = sorted(str(f.relative_to(REPO)) for layer in ORDER[1:] for f in (REPO / layer).rglob("*.py")
-                   if "argparse" in set(_imports(f)))
+    users = sorted(str(f.relative_to(REPO)) for f in _files(*ORDER[1:]) if "argparse" in set(_imports(f)))
     assert not users, users
 
 
-def test_string_imports_are_seen():
-    import tempfile
-    from pathlib import Path
+def test_string_imports_are_seen(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text('code = "import sys; import vtok.cli, torch; from vtok.codec import files"\n'
+                 'import importlib\nimportlib.import_module("vtok.bench.rd")\n')
+    assert {"vtok.cli", "torch", "vtok.codec", "vtok.bench.rd", "importlib", "sys"} <= set(_imports(f))
 
-    with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / "x.py"
-        f.write_text('code = "import sys; import cli, torch; from codec import files"\n'
-                     'import importlib\nimportlib.import_module("bench.rd")\n')
-        assert {"cli", "torch", "codec", "bench", "importlib", "sys"} <= set(_imports(f))
+
+def test_every_subpackage_says_what_it_holds_and_may_import():
+    for init in sorted(REPO.glob("codec/*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert "may import" in doc.lower(), f"{init.relative_to(REPO)}: say what lives here and what it may import"
+
+
+def test_every_package_folder_is_installed():
+    """pyproject's package table lists every folder of the package (a folder missing there is missing from the
+    wheel); folders of data only are not packages."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"vtok"} | {"vtok." + ".".join(p.parent.relative_to(REPO).parts)
+                        for layer in ("codec", "bitstream", "bench") for p in (REPO / layer).rglob("__init__.py")}
+    assert listed == found
 
 
 def test_every_subcommand_has_one_function():
     import argparse
 
-    import cli
+    from vtok import cli
 
     subs = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
     bench = next(a for a in subs.choices["bench"]._actions if isinstance(a, argparse._SubParsersAction))

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from codec.layers import TemporalGrow, TemporalPool, fold, unfold
-from codec.tae import TaeVideoDecoder, TaeVideoEncoder, init_from_taef2
-from codec.taef2 import TAE_CH, load_taef2
-from codec.tokenizer import TokenizerConfig, VideoTokenizer
+from vtok.codec.models.layers import TemporalGrow, TemporalPool, fold, unfold
+from vtok.codec.models.tae import TaeVideoDecoder, TaeVideoEncoder, init_from_taef2
+from vtok.codec.models.taef2 import TAE_CH, load_taef2
+from vtok.codec.models.config import TokenizerConfig
+from vtok.codec.models.tokenizer import VideoTokenizer
 from tests.conftest import need_shared
 
 
@@ -78,7 +79,7 @@ def test_dequantizer_starts_as_scaled_signs():
 
 def test_taef2_loads_and_reconstructs():
     folder = need_shared("weights", "taef2")
-    from codec.video_io import read_video
+    from vtok.codec.media.read import read_video
 
     enc, dec = load_taef2(folder)
     clip = need_shared("datasets", "eval", "gh-sam2__demo_data_gallery_01_dog.mp4")
@@ -119,8 +120,8 @@ def test_distill_runs_and_resumes(tmp_path):
     need_shared("weights", "taef2")
     from safetensors import safe_open
 
-    from codec.distill import distill, load_stem_head
-    from codec.video_io import write_video
+    from vtok.codec.training.distill import distill, load_stem_head
+    from vtok.codec.media.write import write_video
     from tests.conftest import smooth_clip
 
     write_video(tmp_path / "clip.mkv", smooth_clip(12, 48, 64), 25)
@@ -134,7 +135,7 @@ def test_distill_runs_and_resumes(tmp_path):
 
 
 def test_refine_blocks_start_as_the_identity_and_stay_causal():
-    from codec.train import grow_decoder
+    from vtok.codec.training.train import grow_decoder
 
     torch.manual_seed(0)
     tok = VideoTokenizer(TokenizerConfig(arch="tae", bits=12, group_bits=6)).eval()
@@ -171,7 +172,7 @@ def test_streaming_matches_the_whole_clip(monkeypatch):
     """Run chunk by chunk with the causal state carried along (one latent frame per chunk), the tokenizer gives the
     tokens and pictures it gives on the whole clip at once (to float rounding: pixels within 1), for a clip whose
     length needs temporal padding and a frame size that needs spatial padding."""
-    import codec.tokenizer as tokenizer_module
+    import vtok.codec.models.tokenizer as tokenizer_module
 
     torch.manual_seed(0)
     tok = VideoTokenizer(TokenizerConfig(arch="tae", bits=12, group_bits=6, dec_blocks=1)).eval()

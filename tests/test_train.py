@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from codec.data import ClipSampler, build_cache, source_capped_weights
-from codec.tokenizer import VideoTokenizer, load_tokenizer
-from codec.train import TrainConfig, inflate_from_image, lr_at, train
-from codec.video_io import write_video
-from tests.conftest import REPO, SHARED, smooth_clip, tiny_config
+from vtok.codec.training.data import ClipSampler, build_cache, source_capped_weights
+from vtok.codec.models.tokenizer import VideoTokenizer, load_tokenizer
+from vtok.codec.training.train import TrainConfig, inflate_from_image, lr_at, train
+from vtok.codec.media.write import write_video
+from tests.conftest import SHARED, smooth_clip, tiny_config
 
 LPIPS_WEIGHT = 0.1 if (SHARED / "weights" / "lpips" / "alexnet_features.safetensors").exists() else 0.0
 
@@ -118,7 +118,7 @@ def test_inflation_keeps_image_behaviour(tmp_path):
 def test_ddp_two_processes(video_dir, tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(REPO / "cli.py"), "train", "--data", str(video_dir), "--run-dir", str(run), "--steps", "2", "--batch", "1",
+           "-m", "vtok", "train", "--data", str(video_dir), "--run-dir", str(run), "--steps", "2", "--batch", "1",
            "--frames", "5", "--crop", "24", "--stem-ch", "8", "--ch", "16", "--bits", "10", "--lpips-weight", "0",
            "--quiet", "--threads", "1", "--save-every", "0"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -152,7 +152,8 @@ def test_decoder_only_training_keeps_the_tokens(video_dir, tmp_path):
     """--freeze-encoder with --dec-blocks: the decoder grows and trains, the encoder (so every token) stays."""
     from safetensors.torch import load_file
 
-    from codec.tokenizer import TokenizerConfig, save_tokenizer
+    from vtok.codec.models.config import TokenizerConfig
+    from vtok.codec.models.tokenizer import save_tokenizer
 
     torch.manual_seed(0)
     save_tokenizer(VideoTokenizer(TokenizerConfig(arch="tae", bits=12, group_bits=6)), tmp_path / "start.safetensors")
@@ -175,7 +176,7 @@ def test_rate_term_trains_the_prior_with_the_tokenizer(video_dir, tmp_path):
     frozen integer form of it and codes the exported tokenizer's tokens; a resume continues the same prior."""
     from safetensors.torch import load_file
 
-    from codec.coding import load_codec
+    from vtok.codec.coding import load_codec
 
     run = tmp_path / "rate"
     out = train(_cfg(run, video_dir, rate_weight=1.0, prior_lr=1e-2), tiny_config(), log=lambda *a: None)
@@ -195,7 +196,7 @@ def test_rate_term_trains_the_prior_with_the_tokenizer(video_dir, tmp_path):
 def test_rate_term_lowers_the_rate():
     """A few steps on the rate alone make the tokens of a clip cheaper under a fixed prior (the gradient reaches the
     encoder through the straight-through bits)."""
-    from codec.prior import PriorConfig, TokenPrior
+    from vtok.codec.prior import PriorConfig, TokenPrior
 
     torch.manual_seed(0)
     tok = VideoTokenizer(tiny_config(nested_dropout=0.0)).train()

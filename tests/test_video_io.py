@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codec.video_io import VideoError, probe, read_video, write_video, yuv_geometry
+from vtok.codec.media.info import VideoError
+from vtok.codec.media.read import probe, read_video, yuv_geometry
+from vtok.codec.media.write import write_video
 from tests.conftest import smooth_clip
 
 

@@ -33,7 +33,7 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 class _AlexTeacher(nn.Module):
     def __init__(self, layer: str):
         super().__init__()
-        from codec.losses import build_lpips
+        from vtok.codec.models.perceptual import build_lpips
 
         if layer not in _ALEX_DIMS:
             raise ValueError(f"lpips-alexnet layer must be one of {', '.join(_ALEX_DIMS)}, got {layer!r}")

@@ -1,4 +1,4 @@
-"""The one interface every quantizer in ``codec/quantizers/`` implements.
+"""The one interface every quantizer in ``codec/models/quantizers/`` implements.
 
 A quantizer maps an encoder latent ``z`` of shape ``(B, D, T, H, W)`` to
 

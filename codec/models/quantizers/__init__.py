@@ -1,11 +1,11 @@
 """Quantizers, one per file, and the one name table that selects them (``vtok train --quantizer NAME``)."""
 
-from codec.quantizers.base import Quantizer, QuantizerOutput, codebook_usage
-from codec.quantizers.fq import FactorizedQuantizer
-from codec.quantizers.gsq import GroupedSphericalQuantizer
-from codec.quantizers.lfq import LookupFreeQuantizer
-from codec.quantizers.regvq import RegularizedVectorQuantizer
-from codec.quantizers.vq import VectorQuantizer
+from vtok.codec.models.quantizers.base import Quantizer, QuantizerOutput, codebook_usage
+from vtok.codec.models.quantizers.fq import FactorizedQuantizer
+from vtok.codec.models.quantizers.gsq import GroupedSphericalQuantizer
+from vtok.codec.models.quantizers.lfq import LookupFreeQuantizer
+from vtok.codec.models.quantizers.regvq import RegularizedVectorQuantizer
+from vtok.codec.models.quantizers.vq import VectorQuantizer
 
 QUANTIZERS = {
     "lfq": LookupFreeQuantizer,

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.quantizers.base import (Quantizer, QuantizerOutput, codebook_usage, from_vectors, nearest,
-                                   squared_distances, to_vectors, vq_losses)
+from vtok.codec.models.quantizers.base import (Quantizer, QuantizerOutput, codebook_usage, from_vectors, nearest,
+    squared_distances, to_vectors, vq_losses)
 
 
 def prior_kl(avg_probs: torch.Tensor) -> torch.Tensor:

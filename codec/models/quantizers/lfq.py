@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from codec.quantizers.base import Quantizer, QuantizerOutput
+from vtok.codec.models.quantizers.base import Quantizer, QuantizerOutput
 
 
 def _binary_entropy(p: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.layers import Stream, TaeBlock, TemporalGrow, TemporalPool, conv3, fold, soft_clamp, unfold
-from codec.taef2 import TAE_CH, TAE_LATENT, read_taef2
+from vtok.codec.models.layers import Stream, TaeBlock, TemporalGrow, TemporalPool, conv3, fold, soft_clamp, unfold
+from vtok.codec.models.taef2 import TAE_CH, TAE_LATENT, read_taef2
 
 
 # Full-resolution pixels the stem and head take at once when streaming: one 1080p frame (smaller frames go several

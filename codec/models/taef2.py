@@ -2,8 +2,8 @@
 
 TAEF2 (madebyollin/taesd, MIT licence; ``../shared/weights/taef2``) is a tiny distilled stand-in for the FLUX.2
 image VAE: 8× spatial, 32 latent channels, plain 3×3 convolutions. vtok uses it as the frozen per-frame teacher of the
-stem/head distillation (``codec/distill.py``) and loads its 1/4- and 1/8-resolution stages into the default
-tokenizer (``codec/tae.py``). Images are ``(N, 3, H, W)`` in [0, 1].
+stem/head distillation (``codec/training/distill.py``) and loads its 1/4- and 1/8-resolution stages into the default
+tokenizer (``codec/models/tae.py``). Images are ``(N, 3, H, W)`` in [0, 1].
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from codec.layers import TaeBlock, conv3, soft_clamp
-from codec.paths import TAEF2_WEIGHTS
+from vtok.codec.models.layers import TaeBlock, conv3, soft_clamp
+from vtok.codec.paths import TAEF2_WEIGHTS
 
 TAEF2_DIR = TAEF2_WEIGHTS
 TAE_CH = 64

@@ -18,22 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from codec.video_io import VideoError, iter_frames, probe
-
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".mov", ".y4m", ".264", ".h264", ".yuv", ".m4v"}
-
-
-def list_videos(paths) -> list[Path]:
-    """Video files in the given files/folders (folders searched recursively), sorted."""
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += [q for q in sorted(p.rglob("*")) if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file()]
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
-    return out
+from vtok.codec.media.info import VideoError
+from vtok.codec.media.read import iter_frames, list_videos, probe
 
 
 def source_of(path: Path) -> str:

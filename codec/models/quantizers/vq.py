@@ -18,8 +18,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from codec.quantizers.base import (Quantizer, QuantizerOutput, codebook_usage, from_vectors, nearest, to_vectors,
-                                   vq_losses)
+from vtok.codec.models.quantizers.base import (Quantizer, QuantizerOutput, codebook_usage, from_vectors, nearest,
+    to_vectors, vq_losses)
 
 
 class VectorQuantizer(Quantizer):

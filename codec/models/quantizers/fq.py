@@ -10,7 +10,7 @@ One shared encoder feature ``z`` feeds ``k`` (2 or 3) branches; each branch has 
   complementary information; orthogonal codes cost 0.
 * **representation alignment** of one branch (``align_branch``): its codes, through a small projection head, are
   pulled towards a frozen teacher's features of the input frames (``1 − cosine``), weight ``align_weight``. The
-  teacher is pluggable (``codec.teacher``); the default is the LPIPS AlexNet from ``../shared/weights/lpips`` because
+  teacher is pluggable (``codec.models.teacher``); the default is the LPIPS AlexNet from ``../shared/weights/lpips`` because
   FQGAN's CLIP / DINOv2 teachers cannot be downloaded here (a weaker, less semantic teacher than the paper's).
 
 The token index packs the branches' indices, branch 0 in the lowest bits: ``bits = k × bits_per_branch``.
@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.quantizers.base import (Quantizer, QuantizerOutput, codebook_usage, from_vectors, pack_indices,
-                                   to_vectors, unpack_indices)
-from codec.quantizers.vq import VectorQuantizer
-from codec.teacher import DEFAULT_TEACHER, teacher_dim
+from vtok.codec.models.quantizers.base import (Quantizer, QuantizerOutput, codebook_usage, from_vectors,
+    pack_indices, to_vectors, unpack_indices)
+from vtok.codec.models.quantizers.vq import VectorQuantizer
+from vtok.codec.models.teacher import DEFAULT_TEACHER, teacher_dim
 
 
 def disentanglement_loss(branches: list[torch.Tensor]) -> torch.Tensor:
@@ -62,7 +62,7 @@ class FactorizedQuantizer(Quantizer):
         bits: bits per token (a multiple of ``branches``). branches: 2 or 3. dim: shared encoder channels.
         code_dim: channels of each branch's codes. metric: the branches' VQ lookup (``cosine`` as in FQGAN).
         disentangle_weight, align_weight: the two FQ losses (0 disables). align_branch: the branch aligned to the
-            teacher. teacher: spec for ``codec.teacher.build_teacher`` (used in training only; never saved).
+            teacher. teacher: spec for ``codec.models.teacher.build_teacher`` (used in training only; never saved).
         teacher_channels: feature channels of the teacher (needed for the projection head before the teacher is
             built; known for ``lpips-alexnet``). vq_args: more ``VectorQuantizer`` arguments for every branch.
     Shapes: ``z (B, dim, T, H, W)`` → codes ``(B, branches × code_dim, T, H, W)``, indices ``(B, T, H, W)``.
@@ -102,7 +102,7 @@ class FactorizedQuantizer(Quantizer):
 
     def teacher(self) -> nn.Module:
         if self._teacher is None:
-            from codec.teacher import build_teacher
+            from vtok.codec.models.teacher import build_teacher
 
             t = build_teacher(self.teacher_spec)
             if self.head is not None and t.out_dim != self.head[-1].out_features:

@@ -1,6 +1,6 @@
 """Training of the token prior (``vtok train-prior``) on the tokens of a tokenizer.
 
-Tokens come from the training-clip cache (``codec.data.build_cache``): every cached segment is cut into GOPs of
+Tokens come from the training-clip cache (``codec.training.data.build_cache``): every cached segment is cut into GOPs of
 ``gop`` frames, as the codec codes them, and tokenized once (kept in ``<run>/tokens-<model id>.npz``). The prior is
 trained on random crops of random latent frames (with the previous latent frame of the same GOP as context, none for
 a GOP's first), with binary cross-entropy (= rate in bits), quantization-aware, and with random bit prefixes (the
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.data import build_cache
-from codec.paths import TRAIN_DATA
-from codec.prior import PriorConfig, TokenPrior
-from codec.tokenizer import load_tokenizer
+from vtok.codec.training.data import build_cache
+from vtok.codec.paths import TRAIN_DATA
+from vtok.codec.prior import PriorConfig, TokenPrior
+from vtok.codec.models.tokenizer import load_tokenizer
 
 
 def tokenize_cache(tok, cache_dir, gop: int = 17, max_clips: int = 0, log=print) -> list[np.ndarray]:

@@ -27,11 +27,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from codec.data import ClipSampler, build_cache
-from codec.paths import TRAIN_DATA
-from codec.prior import IntegerPrior, PriorConfig, TokenPrior
-from codec.losses import LeCAM, PatchDiscriminator, TokenizerLoss, frames_of, hinge_d_loss
-from codec.tokenizer import TokenizerConfig, VideoTokenizer, load_tokenizer, save_tokenizer
+from vtok.codec.training.data import ClipSampler, build_cache
+from vtok.codec.paths import TRAIN_DATA
+from vtok.codec.prior import IntegerPrior, PriorConfig, TokenPrior
+from vtok.codec.training.losses import LeCAM, PatchDiscriminator, TokenizerLoss, frames_of, hinge_d_loss
+from vtok.codec.models.config import TokenizerConfig
+from vtok.codec.models.tokenizer import VideoTokenizer, load_tokenizer, save_tokenizer
+from vtok.codec.training.optim_state import flat_optimizer_state, load_optimizer_state
 
 
 @dataclass
@@ -84,7 +86,7 @@ def inflate_from_image(model: VideoTokenizer) -> None:
     inflation). Temporal depth-to-space layers only trained the half of their channels that makes the kept frame; the
     other half is copied from it, so a latent frame first decodes to repeated frames.
     """
-    from codec.layers import CausalConv3d
+    from vtok.codec.models.layers import CausalConv3d
 
     with torch.no_grad():
         for m in model.modules():
@@ -102,8 +104,8 @@ def inflate_from_image(model: VideoTokenizer) -> None:
 
 def start_from_taef2(model: VideoTokenizer, taef2=None, stem_head=None) -> None:
     """A fresh ``arch="tae"`` tokenizer: TAEF2's 1/4 and 1/8 stages, and the distilled stem and head if given."""
-    from codec.distill import load_stem_head
-    from codec.tae import init_from_taef2
+    from vtok.codec.training.distill import load_stem_head
+    from vtok.codec.models.tae import init_from_taef2
 
     init_from_taef2(model.encoder, model.decoder, taef2)
     if stem_head:
@@ -155,35 +157,19 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def _flat_optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> dict:
-    out = {}
-    for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
-        for k, v in opt.state.get(p, {}).items():
-            out[f"{prefix}.{i}.{k}"] = v.detach().cpu() if torch.is_tensor(v) else torch.tensor(float(v))
-    return out
-
-
-def _load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict, prefix: str) -> None:
-    params = [p for g in opt.param_groups for p in g["params"]]
-    for i, p in enumerate(params):
-        st = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"{prefix}.{i}.")}
-        if st:
-            opt.state[p] = {k: v.to(p.device) for k, v in st.items()}
-
-
 def save_state(path: Path, step: int, model, ema, opt, disc=None, dopt=None, extra: dict | None = None,
                prior=None, popt=None) -> None:
     from safetensors.torch import save_file
 
     t = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     t.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
-    t.update(_flat_optimizer_state(opt, "opt"))
+    t.update(flat_optimizer_state(opt, "opt"))
     if disc is not None:
         t.update({f"disc.{k}": v.detach().cpu().contiguous() for k, v in disc.state_dict().items()})
-        t.update(_flat_optimizer_state(dopt, "dopt"))
+        t.update(flat_optimizer_state(dopt, "dopt"))
     if prior is not None:
         t.update({f"prior.{k}": v.detach().cpu().contiguous() for k, v in prior.state_dict().items()})
-        t.update(_flat_optimizer_state(popt, "popt"))
+        t.update(flat_optimizer_state(popt, "popt"))
     meta = {"step": str(step), "config": model.cfg.to_json()}
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     tmp = path.with_suffix(".tmp")
@@ -199,13 +185,13 @@ def load_state(path: Path, model, ema, opt, disc=None, dopt=None, prior=None, po
         t = {k: f.get_tensor(k) for k in f.keys()}
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
     ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")}, strict=True)
-    _load_optimizer_state(opt, t, "opt")
+    load_optimizer_state(opt, t, "opt")
     if disc is not None and any(k.startswith("disc.") for k in t):
         disc.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("disc.")}, strict=True)
-        _load_optimizer_state(dopt, t, "dopt")
+        load_optimizer_state(dopt, t, "dopt")
     if prior is not None and any(k.startswith("prior.") for k in t):
         prior.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("prior.")}, strict=True)
-        _load_optimizer_state(popt, t, "popt")
+        load_optimizer_state(popt, t, "popt")
     return int(meta["step"]), meta
 
 

@@ -2,8 +2,8 @@
 
 After MAGVIT-v2 (arXiv 2310.05737): ``1 + 4k`` frames map to ``1 + k`` latent frames at 1/8 of the resolution, so
 the first frame is tokenized on its own and an image is a one-frame video. Two bodies share this interface:
-``arch="tae"`` (``codec/tae.py``, starts from the pretrained TAEF2; the default model) and ``arch="magvit"``
-(``codec/magvit.py``, trained from scratch; the ``magvit18`` model).
+``arch="tae"`` (``codec/models/tae.py``, starts from the pretrained TAEF2; the default model) and ``arch="magvit"``
+(``codec/models/magvit.py``, trained from scratch; the ``magvit18`` model).
 
 Rate ladder: with nested dropout (Rippel et al., arXiv 1402.0915) during training, only the first ``k`` bits of every
 token are kept (the rest set to 0, "unknown", between the code values -1 and +1), so the decoder learns to work from
@@ -15,10 +15,7 @@ tokens at the public edges (``encode`` / ``decode``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.quantizers import QUANTIZERS, build_quantizer
+from vtok.codec.models.config import TokenizerConfig, default_group_bits
+from vtok.codec.models.quantizers import QUANTIZERS, build_quantizer
 
 SPATIAL_STRIDE = 8
 TEMPORAL_STRIDE = 4
 # Pixels of one chunk when a body runs as a stream (``VideoTokenizer.stream_chunk``): about four 1080p frames.
 STREAM_PIXELS = 4 * 1920 * 1088
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 # The bundled models, by the name ``--model NAME`` takes; each file has its token prior beside it (``*-prior``).
 BUNDLED_MODELS = {"default": "vtok-default.safetensors", "tae36-v4": "vtok-tae36-v4.safetensors",
                   "tae36-v3": "vtok-tae36-v3.safetensors",
@@ -49,61 +47,6 @@ def model_path(model=None) -> Path:
     if str(model) in BUNDLED_MODELS:
         return WEIGHTS_DIR / BUNDLED_MODELS[str(model)]
     return Path(model)
-
-
-@dataclass
-class TokenizerConfig:
-    """Everything that defines a tokenizer's architecture; stored inside every checkpoint.
-
-    Attributes:
-        arch: ``"magvit"`` (the from-scratch causal 3D CNN below) or ``"tae"`` (TAEF2's stages made causal video
-            layers, ``codec.tae``; ``stem_ch``/``ch``/``blocks`` do not apply, ``stem_blocks`` sizes its stem).
-        quantizer: registry name (``codec.quantizers.QUANTIZERS``). bits: bits per token (LFQ: latent channels).
-        group_bits: LFQ sub-token size (0: ``default_group_bits(bits)``). stem_ch: channels at 1/4 resolution. ch: channels at 1/8 resolution.
-        stem_blocks / blocks: residual blocks at 1/4 and at each 1/8-resolution stage.
-        nested_dropout: share of training samples that keep only a random prefix of their bits (0 disables).
-        min_bits: the shortest prefix kept by nested dropout. quantizer_args: extra quantizer keyword arguments.
-        dec_blocks: ``arch="tae"``: extra residual blocks at the start of the decoder's 1/8 stage (``codec.tae``).
-    """
-
-    arch: str = "magvit"
-    quantizer: str = "lfq"
-    bits: int = 18
-    group_bits: int = 0
-    stem_ch: int = 32
-    ch: int = 128
-    stem_blocks: int = 1
-    blocks: int = 1
-    nested_dropout: float = 0.5
-    min_bits: int = 2
-    quantizer_args: dict = dataclasses.field(default_factory=dict)
-    dec_blocks: int = 0
-
-    def to_json(self) -> str:
-        # Fields added after models were shipped are left out at their default, so that the JSON (part of every
-        # model id) of an earlier model stays what it was.
-        d = dataclasses.asdict(self)
-        for k, v in LATER_FIELDS.items():
-            if d[k] == v:
-                del d[k]
-        return json.dumps(d, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TokenizerConfig":
-        data = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown tokenizer config fields: {sorted(unknown)}")
-        return cls(**data)
-
-
-LATER_FIELDS = {"dec_blocks": 0}
-
-
-def default_group_bits(bits: int) -> int:
-    """Sub-token size for LFQ's codebook-entropy term: the largest divisor of ``bits`` up to 12 (18 → 9)."""
-    return max(d for d in range(1, min(bits, 12) + 1) if bits % d == 0)
 
 
 def _as_frames(video) -> torch.Tensor:
@@ -181,11 +124,11 @@ class VideoTokenizer(nn.Module):
         if cfg.dec_blocks and cfg.arch != "tae":
             raise ValueError(f"dec_blocks applies to arch 'tae' only, not {cfg.arch!r}")
         if cfg.arch == "magvit":
-            from codec.magvit import Decoder, Encoder
+            from vtok.codec.models.magvit import Decoder, Encoder
             self.encoder = Encoder(cfg, self.quantizer.dim)
             self.decoder = Decoder(cfg, self.quantizer.code_dim)
         elif cfg.arch == "tae":
-            from codec.tae import TaeVideoDecoder, TaeVideoEncoder
+            from vtok.codec.models.tae import TaeVideoDecoder, TaeVideoEncoder
             self.encoder = TaeVideoEncoder(self.quantizer.dim, cfg.stem_blocks)
             self.decoder = TaeVideoDecoder(self.quantizer.code_dim, cfg.dec_blocks)
         else:
@@ -274,7 +217,7 @@ class VideoTokenizer(nn.Module):
             x = pad_video(_as_frames(video).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
             idx = self.quantizer(self.encoder(x)).indices[0]
         else:
-            from codec.layers import Stream
+            from vtok.codec.models.layers import Stream
 
             stream, parts = Stream(), []
             tp = padded_size(t, 1, 1)[0]
@@ -303,7 +246,7 @@ class VideoTokenizer(nn.Module):
         t, h, w = size if size is not None else (None, None, None)
         stream = None
         if n is not None:
-            from codec.layers import Stream
+            from vtok.codec.models.layers import Stream
 
             stream = Stream()
         parts = []

@@ -6,7 +6,7 @@ causal 3D convolutions (all temporal padding before the first frame, so output f
 in the decoder conditioned on the quantized latent.
 
 All tensors are ``(batch, channels, time, height, width)``, except in the 2D-per-frame layers at the end (TAEF2's
-block, temporal pool and grow; ``codec/tae.py``), which take frames folded into the batch. Normalization is per frame
+block, temporal pool and grow; ``codec/models/tae.py``), which take frames folded into the batch. Normalization is per frame
 (statistics over channels of a group and the frame's pixels, never over time), which keeps every layer causal.
 Temporal pool / grow follow the tiny video autoencoders of TAESD's family (TAEHV).
 """
@@ -156,7 +156,7 @@ def time_depth_to_space(x: torch.Tensor) -> torch.Tensor:
     return y[:, :, 1:]
 
 
-# --- 2D-per-frame video layers (TAEF2-shaped; ``codec/tae.py``) --------------------------------------------------
+# --- 2D-per-frame video layers (TAEF2-shaped; ``codec/models/tae.py``) --------------------------------------------------
 # Frames folded into the batch, ``(B·T, C, H, W)``, with ``t`` frames per clip; causal the same way as above.
 
 def conv3(cin: int, cout: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:

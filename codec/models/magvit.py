@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.layers import (AdaptiveGroupNorm, CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space,
-                          space_to_depth, time_depth_to_space)
+from vtok.codec.models.layers import (AdaptiveGroupNorm, CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space,
+    space_to_depth, time_depth_to_space)
 
 if TYPE_CHECKING:
-    from codec.tokenizer import TokenizerConfig
+    from vtok.codec.models.config import TokenizerConfig
 
 
 class Encoder(nn.Module):

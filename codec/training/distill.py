@@ -1,7 +1,7 @@
 """Stage 1 of the TAEF2-based tokenizer's training: distil the cheap stem and head from TAEF2 on single frames.
 
 TAEF2's full- and half-resolution stages are replaced by a space-to-depth stem and a depth-to-space head
-(``codec.tae``). Before any video training they learn, on random crops of single frames, to stand in for those
+(``codec.models.tae``). Before any video training they learn, on random crops of single frames, to stand in for those
 stages: the stem to reproduce TAEF2's 1/4-resolution encoder features (mean squared error), the head to decode
 TAEF2's 1/4-resolution decoder features of the same frame back to the picture (L1 + LPIPS against the frame). The
 teacher is frozen and runs on the fly; this stage is feature-level knowledge distillation (Hinton et al.,
@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from codec.data import ClipSampler, build_cache
-from codec.losses import build_lpips
-from codec.paths import TRAIN_DATA
-from codec.tae import CheapHead, CheapStem
-from codec.train import _flat_optimizer_state, _load_optimizer_state
-from codec.taef2 import load_taef2
+from vtok.codec.training.data import ClipSampler, build_cache
+from vtok.codec.models.perceptual import build_lpips
+from vtok.codec.paths import TRAIN_DATA
+from vtok.codec.models.tae import CheapHead, CheapStem
+from vtok.codec.training.optim_state import flat_optimizer_state, load_optimizer_state
+from vtok.codec.models.taef2 import load_taef2
 
 
 def _save(path: Path, tensors: dict, meta: dict) -> None:
@@ -74,7 +74,7 @@ def distill(run_dir, data=(str(TRAIN_DATA),), cache_dir: str = "", steps: int = 
             step = int(f.metadata()["step"])
         stem.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("stem.")}, strict=True)
         head.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("head.")}, strict=True)
-        _load_optimizer_state(opt, t, "opt")
+        load_optimizer_state(opt, t, "opt")
         log(f"resumed {state_path} at step {step}")
     sampler = ClipSampler(cache, 1, crop, seed=seed * 1000 + step)
     metrics = open(run / "distill-metrics.jsonl", "a")
@@ -83,7 +83,7 @@ def distill(run_dir, data=(str(TRAIN_DATA),), cache_dir: str = "", steps: int = 
     def export():
         tensors = {f"stem.{k}": v for k, v in stem.state_dict().items()}
         tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
-        _save(state_path, {**tensors, **_flat_optimizer_state(opt, "opt")}, {"step": step})
+        _save(state_path, {**tensors, **flat_optimizer_state(opt, "opt")}, {"step": step})
         _save(run / "stem-head.safetensors", tensors, {"step": step, "format": "vtok-stem-head"})
 
     while step < steps:

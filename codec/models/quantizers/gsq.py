@@ -8,16 +8,16 @@ l2-normalised vectors (nearest by cosine similarity), so codes are unit vectors.
 
 The token index packs the groups' indices, group 0 in the lowest bits: ``bits = groups × log2(codebook size)``.
 Optionally (``restart_every`` > 0, off by default) dead codes of the shared codebook are restarted as in
-``codec.quantizers.vq`` — this project's addition, not the paper's.
+``codec.models.quantizers.vq`` — this project's addition, not the paper's.
 """
 
 from __future__ import annotations
 
 import torch
 
-from codec.quantizers.base import (Quantizer, QuantizerOutput, codebook_usage, from_vectors, pack_indices, to_vectors,
-                                   unpack_indices)
-from codec.quantizers.vq import VectorQuantizer
+from vtok.codec.models.quantizers.base import (Quantizer, QuantizerOutput, codebook_usage, from_vectors,
+    pack_indices, to_vectors, unpack_indices)
+from vtok.codec.models.quantizers.vq import VectorQuantizer
 
 
 class GroupedSphericalQuantizer(Quantizer):
