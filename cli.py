@@ -209,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", help="video files or folders (default: ../shared/datasets/eval)")
     p.add_argument("--mcl-jcv", help="folder with the MCL-JCV sequences (videoSRC*_1920x1080_*.yuv)")
     p.add_argument("--codecs", default="vtok,x265,vvc", help="codecs to compare; vtok:MODEL adds a vtok model as a "
-                   "peer (e.g. vtok:default,vtok:tae36-v4)")
+                   "peer (e.g. vtok:default,vtok:runs/dec/ema.safetensors)")
     p.add_argument("--gop", type=int, help="vtok's GOP length (default: the codec's)")
     p.add_argument("--reuse", help="an earlier results.json (same clips, frames, size): its codecs that this run "
                    "does not code are taken from it")

@@ -108,7 +108,7 @@ def run_budget(model=None, data=None, frames: int = 9, size=(640, 360), gop_fram
             costs.append(token_costs(codec.prior, g, tok.bits))
     stats = bit_statistics(tokens, costs, tok.bits)
     stats["bpp"] = (stats["intra_bits"] + stats["inter_bits"]) / pixels
-    res = {"model_id": codec.model_id, "frames": frames, "size": list(size), "gop_frames": gop_frames,
+    res = {"family_id": codec.family_id, "decoder_id": codec.tokenizer.decoder_id, "frames": frames, "size": list(size), "gop_frames": gop_frames,
            "gop": gop, "rows": rows, "mean": mean, "bits": stats}
     for row, m in mean.items():
         log(f"{row:16s} PSNR {m['psnr']:.2f} dB  MS-SSIM {m.get('ms_ssim', float('nan')):.4f}  "

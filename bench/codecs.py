@@ -56,7 +56,7 @@ class VtokBenchCodec:
             raise ValueError(f"vtok rates must be in 0..{len(self.ladder) - 1}, got {bad}")
 
     def version(self) -> str:
-        return f"vtok model {self.codec.model_id}"
+        return f"vtok family {self.codec.family_id}, decoder {self.codec.tokenizer.decoder_id}"
 
     def description(self) -> dict:
         return {"model": str(self.s.model or "bundled default"), "gop": self.s.gop,

@@ -33,8 +33,8 @@ def run_demo(model=None, out_dir="out", frames: int = 33, log=print) -> dict:
     src = out / "demo_source.mkv"
     with VideoWriter(src, clip.shape[2], clip.shape[1], 30) as w:
         w.write(clip)
-    log(f"model {codec.model_id}: tokenizer {tok.model_id} ({sum(p.numel() for p in tok.parameters()) / 1e6:.2f} M "
-        f"parameters, {tok.bits} bits/token) + token prior {codec.prior.model_id}")
+    log(f"token family {codec.family_id} (decoder {tok.decoder_id}): {sum(p.numel() for p in tok.parameters()) / 1e6:.2f} M "
+        f"parameters, {tok.bits} bits/token, token prior {codec.prior.model_id}")
     log(f"input: {name}")
     enc = compress_file(src, out / "demo.vtok", quiet=True, codec=codec, log=log)
     dec = decompress_file(out / "demo.vtok", out / "demo_decoded.mkv", quiet=True, codec=codec, log=log)

@@ -43,7 +43,7 @@ def run_gop_bench(model=None, data=None, frames: int = 65, size=(640, 360), gops
             mean.append({"rate": rate, "gop": gop, **m})
             log(f"rate {rate if rate is not None else 'top'} GOP {gop or 'clip'}: {m['bpp']:.4f} bpp, "
                 f"{m['psnr']:.2f} dB, MS-SSIM {m.get('ms_ssim', float('nan')):.4f}, LPIPS {m.get('lpips', float('nan')):.4f}")
-    res = {"model_id": codec.model_id, "frames": frames, "size": list(size), "rows": rows, "mean": mean}
+    res = {"family_id": codec.family_id, "decoder_id": codec.tokenizer.decoder_id, "frames": frames, "size": list(size), "rows": rows, "mean": mean}
     if json_path:
         with open(json_path, "w") as f:
             json.dump(res, f, indent=1)

@@ -61,7 +61,7 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
               log=print) -> dict:
     """Run the benchmark, write ``results.json``, ``results.csv``, ``rd.png`` and ``bdrate.json`` into ``out_dir``.
 
-    ``codecs``: registered names and ``vtok:MODEL`` peers (e.g. ``vtok:default,vtok:tae36-v4``; ``anchor`` may be one of
+    ``codecs``: registered names and ``vtok:MODEL`` peers (e.g. ``vtok:default,vtok:runs/dec/ema.safetensors``; ``anchor`` may be one of
     them). vtok's points are the rates of its rate ladder (``vtok_rates``; None: all of them) coded in GOPs of ``gop``
     frames; the anchors' are ``qps`` at
     full size, and the BD anchor's also ``anchor_ladder``: ``(qp, scale)`` pairs coded at a reduced size (streaming-ladder

@@ -36,7 +36,8 @@ from vtok.bitstream.container import UNKNOWN_FRAMES, ContainerReader, ContainerW
 from vtok.codec.entropy import PERFECT, decode_tokens, encode_tokens
 from vtok.codec.ladder import coded_size, rate_ladder
 from vtok.codec.prior import IntegerPrior
-from vtok.codec.models.tokenizer import BUNDLED_MODELS, VideoTokenizer, load_tokenizer, model_path, token_shape
+from vtok.codec.models.tokenizer import (BUNDLED_MODELS, EARLIER_IDS, VideoTokenizer, load_tokenizer, model_path,
+                                         token_shape)
 from vtok.codec.media.info import Colour, VideoError
 from vtok.codec.media.read import resize_frames
 
@@ -67,7 +68,7 @@ def check_frame_area(header: Header, max_pixels: int = DEFAULT_MAX_PIXELS) -> No
 
 @dataclass
 class Codec:
-    """A tokenizer and its token prior, as one coding model. ``model_id`` hashes both.
+    """A tokenizer and its token prior, as one coding model. ``family_id`` names the bits it codes.
 
     ``compress(frames) -> bytes`` / ``decompress(bytes) -> frames`` in memory; ``compress_to`` / ``decompress_from``
     stream GOP by GOP to and from a binary file object. Frames are uint8 ``(T, H, W, 3)``.
@@ -77,8 +78,16 @@ class Codec:
     prior: IntegerPrior
 
     @functools.cached_property
-    def model_id(self) -> str:  # hashes every weight: computed once per loaded codec
-        return hashlib.sha256((self.tokenizer.model_id + self.prior.model_id).encode()).hexdigest()[:16]
+    def family_id(self) -> str:
+        """The token family, written into every file (the header's model id): a hash of what decides the bits and
+        their probabilities, the tokenizer's family (encoder, quantizer) and the prior. The decoder is not part of
+        it: a better decoder for the same bits decodes the family's files. Computed once per loaded codec."""
+        return hashlib.sha256((self.tokenizer.family_id + self.prior.model_id).encode()).hexdigest()[:16]
+
+    def codes(self, model_id: str) -> bool:
+        """Whether a file whose header names ``model_id`` is of this codec's family (ids of earlier releases,
+        which hashed the decoder as well, included)."""
+        return EARLIER_IDS.get(model_id, model_id) == self.family_id
 
     def settings(self, rate: int | None = None, bits: int | None = None) -> tuple[float, int]:
         """(scale, bits per token) of a ``--rate`` point or of ``bits`` at full size (neither: all bits)."""
@@ -110,7 +119,7 @@ class Codec:
         c = colour or Colour()
         header = Header(width=width, height=height, frames=UNKNOWN_FRAMES, fps_num=fps.numerator,
                         fps_den=fps.denominator, bits_per_token=bits, model_bits=self.tokenizer.bits, gop=gop,
-                        prob_bits=self.prior.cfg.prob_bits, perfect=PERFECT, model_id=self.model_id,
+                        prob_bits=self.prior.cfg.prob_bits, perfect=PERFECT, model_id=self.family_id,
                         rate=rate if rate is not None else 255, coded_width=cw, coded_height=ch, matrix=c.matrix,
                         full_range=c.full_range, primaries=c.primaries, transfer=c.transfer)
         header.validate()
@@ -203,9 +212,11 @@ class Codec:
         """Raise ModelMismatch unless this model made ``coded``, FrameTooLarge if its frames exceed ``max_pixels``."""
         h = coded.header
         check_frame_area(h, max_pixels)
-        if h.model_id != self.model_id:
-            raise ModelMismatch(f"the file was made by model {h.model_id}, but the loaded model is {self.model_id}: "
-                                f"pass --model/--prior with the weights of model {h.model_id}")
+        if not self.codes(h.model_id):
+            bundled = ", ".join(BUNDLED_MODELS)
+            raise ModelMismatch(f"the file was made by token family {h.model_id}, which the loaded model "
+                                f"({self.family_id}) does not code and no bundled model ({bundled}) codes: pass "
+                                f"--model PATH (and --prior PATH) with weights of family {h.model_id}")
         if h.model_bits != self.tokenizer.bits:
             raise ModelMismatch(f"the file has {h.model_bits}-bit tokens but the model makes {self.tokenizer.bits}")
         return coded
@@ -328,20 +339,9 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     return Codec(tok, ip)
 
 
-# Token priors a bundled tokenizer shipped with before its current one (files coded with them still decode).
-EARLIER_PRIORS = {"tae36-v2": ("vtok-tae36-v2-prior-v1.safetensors",)}
-
-
 def bundled_codec(model_id: str) -> Codec | None:
-    """The bundled model whose codec id is ``model_id`` (files made by an earlier default model, or by a bundled
-    tokenizer with one of its earlier priors), or None."""
+    """The bundled model that codes files whose header names ``model_id``, or None."""
     for name in BUNDLED_MODELS:
-        if not model_path(name).is_file():
-            continue
-        priors = [] if name == "default" else [None]
-        priors += [p for p in (model_path(name).with_name(f) for f in EARLIER_PRIORS.get(name, ())) if p.is_file()]
-        for prior in priors:
-            codec = load_codec(name, prior)
-            if codec.model_id == model_id:
-                return codec
+        if model_path(name).is_file() and (codec := load_codec(name)).codes(model_id):
+            return codec
     return None

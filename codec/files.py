@@ -107,7 +107,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     dt = time.perf_counter() - t0
     pixels = s["frames"] * info.width * info.height
     summary = {**s, "width": info.width, "height": info.height, "bpp": s["video_bytes"] * 8 / pixels,
-               "fps": s["frames"] / dt, "model_id": codec.model_id}
+               "fps": s["frames"] / dt, "model_id": codec.family_id}
     sound_note = f" (+ {s['audio_bytes']} bytes of audio)" if s["audio_bytes"] else ""
     log(f"{src} -> {out}: {s['frames']} frames {info.width}x{info.height}, {s['video_bytes']} bytes{sound_note}, "
         f"{summary['bpp']:.4f} bpp, {summary['fps']:.1f} fps")
@@ -128,7 +128,7 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
         h = coded.header
         check_frame_area(h, max_pixels)
         codec = codec or load_codec(model, prior)
-        if h.model_id != codec.model_id and model is None and prior is None:
+        if not codec.codes(h.model_id) and model is None and prior is None:
             codec = bundled_codec(h.model_id) or codec
         codec.check(coded, max_pixels)
         streams = coded.streams if audio else []

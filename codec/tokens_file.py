@@ -3,7 +3,8 @@
 
 The ``.npz`` holds: ``tokens`` (int32 or int64 ``(T', H', W')``), ``sub_tokens`` (``(T', H', W', G)``, the index
 split into ``group_bits``-bit sub-tokens, least significant first), ``size`` (``T, H, W`` of the video),
-``fps`` (numerator, denominator), ``bits``, ``group_bits`` and ``model_id``.
+``fps`` (numerator, denominator), ``bits``, ``group_bits`` and ``model_id`` (the tokenizer's token family: any
+decoder of the family detokenizes it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from vtok.bitstream.errors import VtokError
 
-from vtok.codec.models.tokenizer import load_tokenizer
+from vtok.codec.models.tokenizer import EARLIER_IDS, load_tokenizer
 from vtok.codec.media.write import check_output, write_video
 from vtok.codec.media.read import probe, read_video
 
@@ -43,10 +44,10 @@ def tokenize_file(src, out, model=None, bits: int | None = None, max_frames: int
         np.savez(f, tokens=tokens.astype(dtype), sub_tokens=sub.astype(dtype),
                  size=np.array(video.shape[:3], np.int64),
                  fps=np.array([info.fps.numerator, info.fps.denominator], np.int64),
-                 bits=np.int64(bits), group_bits=np.int64(group), model_id=np.str_(tok.model_id))
+                 bits=np.int64(bits), group_bits=np.int64(group), model_id=np.str_(tok.family_id))
     tmp.replace(out)
     summary = {"frames": int(video.shape[0]), "height": int(video.shape[1]), "width": int(video.shape[2]),
-               "tokens": list(tokens.shape), "bits": bits, "model_id": tok.model_id}
+               "tokens": list(tokens.shape), "bits": bits, "model_id": tok.family_id}
     log(f"{src}: {video.shape[0]} frames {video.shape[2]}x{video.shape[1]} -> tokens {tuple(tokens.shape)} "
         f"x {bits} bits -> {out}")
     return summary
@@ -72,9 +73,9 @@ def detokenize_file(src, out, model=None, log=print) -> dict:
     data = load_token_file(src)
     tok = load_tokenizer(model)
     want = str(data["model_id"])
-    if want != tok.model_id:
-        raise TokenFileError(f"{src} was made by model {want}, but the loaded model is {tok.model_id}: "
-                             f"pass --model with the weights of model {want}")
+    if EARLIER_IDS.get(want, want) != tok.family_id:
+        raise TokenFileError(f"{src} holds tokens of family {want}, but the loaded model's family is "
+                             f"{tok.family_id}: pass --model PATH with weights of family {want}")
     t, h, w = (int(v) for v in data["size"])
     video = tok.decode(data["tokens"].astype(np.int64), bits=int(data["bits"]), size=(t, h, w))
     num, den = (int(v) for v in data["fps"])

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from vtok.bench.metrics import psnr_frames
 from vtok.bitstream.info import file_info as vtok_info
-from vtok.codec.coding import EARLIER_PRIORS, load_codec
+from vtok.codec.coding import ModelMismatch, load_codec
 from vtok.codec.files import compress_file, decompress_file
 from vtok.codec.ladder import RatePoint, rate_ladder
-from vtok.codec.models.tokenizer import BUNDLED_MODELS, DEFAULT_WEIGHTS, load_tokenizer, model_path
+from vtok.codec.models.tokenizer import BUNDLED_MODELS, DEFAULT_WEIGHTS, WEIGHTS_DIR, load_tokenizer, model_path
 from vtok.codec.media.write import VideoWriter
 from vtok.codec.media.read import read_video
-from tests.conftest import SHARED
+from tests.conftest import REPO, SHARED
+
+FAMILIES = REPO / "tests" / "data" / "families"
 
 
 def _sample_clip() -> np.ndarray:
@@ -31,21 +31,21 @@ def _sample_clip() -> np.ndarray:
 
 
 def test_bundled_files_are_small_safetensors():
+    """One model and its prior per token family, ≤ 20 MB a model, ≤ 25 MB of weights in all, nothing else bundled."""
+    shipped = []
     for name, file in BUNDLED_MODELS.items():
         weights = model_path(name)
         for p in (weights, weights.with_name(weights.stem + "-prior.safetensors")):
             assert p.is_file() and p.stat().st_size <= 20 * 1024 * 1024, p
-        for f in EARLIER_PRIORS.get(name, ()):
-            assert weights.with_name(f).stat().st_size <= 20 * 1024 * 1024, f
+            shipped.append(p)
+    assert sorted(WEIGHTS_DIR.glob("*.safetensors")) == sorted(shipped)
+    assert sum(p.stat().st_size for p in shipped) <= 25 * 1024 * 1024
+    assert len({load_codec(name).family_id for name in BUNDLED_MODELS}) == len(BUNDLED_MODELS)
     assert DEFAULT_WEIGHTS == model_path("default")
     tok = load_tokenizer()
     assert tok.cfg.arch == "tae" and tok.bits == 36 and tok.rate_ladder == [2, 3, 5, 8, 14, 22, 36]
     assert rate_ladder(tok) == [RatePoint(0.25, 14), RatePoint(0.25, 36)] + [
         RatePoint(1.0, k) for k in (5, 8, 10, 14, 22, 36)]  # the model's own ladder (docs/RATE.md)
-    v2 = load_tokenizer("tae36-v2")  # an earlier default, kept for its files: the same encoder
-    assert load_tokenizer("tae36-v1").cfg == v2.cfg and dataclasses.replace(v2.cfg, dec_blocks=6) == tok.cfg
-    assert load_tokenizer("tae36-v3").cfg == tok.cfg  # the previous default: the same architecture
-    assert load_tokenizer("tae36-v4").cfg == tok.cfg  # the default's training continued: the same architecture
     old = load_tokenizer("magvit18")
     assert old.cfg.arch == "magvit" and old.bits == 18 and old.rate_ladder == [2, 3, 4, 6, 9, 12, 18]
     assert rate_ladder(old) == [RatePoint(0.25, 18), RatePoint(0.375, 18), RatePoint(0.5, 18)] + [
@@ -99,31 +99,51 @@ def test_default_codec_round_trip_tokens():
     assert len(payload) * 8 < bits * tokens.size  # the prior saves bits on real content
 
 
-@pytest.mark.parametrize("earlier", ["tae36-v4", "tae36-v3", "tae36-v2"])
-def test_default_shares_its_encoder_and_prior_with_earlier_defaults(earlier):
-    """The default is tae36-v2 with a retrained, larger decoder (tae36-v3 an earlier point of that decoder's
-    training): the same tokens, coded by the same prior, decoded differently."""
-    clip = _sample_clip()[:5, :64, :96]
-    new, old = load_codec(), load_codec(earlier)
-    tokens = new.tokenizer.encode(clip)
-    np.testing.assert_array_equal(tokens, old.tokenizer.encode(clip))
-    assert new.prior.model_id == old.prior.model_id and new.model_id != old.model_id
-    assert not np.array_equal(new.tokenizer.decode(tokens), old.tokenizer.decode(tokens))
+def test_family_id_leaves_out_the_decoder(tiny_tokenizer):
+    """Another decoder for the same tokens keeps the family id (and changes the decoder id and the model id);
+    another encoder changes the family."""
+    import torch
+
+    from vtok.codec.models.tokenizer import VideoTokenizer
+
+    other = VideoTokenizer(tiny_tokenizer.cfg).eval()
+    other.load_state_dict(tiny_tokenizer.state_dict())
+    with torch.no_grad():
+        next(other.decoder.parameters()).add_(0.5)
+    assert other.family_id == tiny_tokenizer.family_id
+    assert other.decoder_id != tiny_tokenizer.decoder_id and other.model_id != tiny_tokenizer.model_id
+    with torch.no_grad():
+        next(other.encoder.parameters()).add_(0.5)
+    assert other.family_id != tiny_tokenizer.family_id
 
 
-EARLIER = [("tae36-v3", None), ("tae36-v2", None), ("tae36-v1", None), ("magvit18", None)] + [
-    ("tae36-v2", model_path("tae36-v2").with_name(f)) for f in EARLIER_PRIORS["tae36-v2"]]
+# Files of every bundled family written before ids named families (tests/data/families, 9 frames of 64x48): the old
+# default and the same family's earlier decoder tae36-v3, and magvit18; tae36-v1's family is no longer bundled.
+EARLIER_FILES = ["default-32ad88e7196fb016", "tae36-v3-ca3c687d825e9720", "magvit18-b01505523f629820"]
 
 
-@pytest.mark.parametrize("earlier,prior", EARLIER, ids=[m if p is None else p.name for m, p in EARLIER])
-def test_files_of_the_earlier_default_models_still_decode(tmp_path, earlier, prior):
-    """A file made by an earlier default (now bundled under its own name), or by the default tokenizer with its
-    earlier prior, decodes without naming the model."""
-    clip = _sample_clip()[:5, :64, :96]
-    with VideoWriter(tmp_path / "src.mkv", 96, 64, 25) as w:
-        w.write(clip)
-    compress_file(tmp_path / "src.mkv", tmp_path / "old.vtok", model=earlier, prior=prior, quiet=True,
-                  log=lambda *a: None)
-    assert load_codec(earlier, prior).model_id != load_codec().model_id
-    decompress_file(tmp_path / "old.vtok", tmp_path / "old.mkv", quiet=True, log=lambda *a: None)
-    assert read_video(tmp_path / "old.mkv").shape == clip.shape
+@pytest.mark.parametrize("name", EARLIER_FILES)
+def test_a_file_of_each_bundled_family_decodes(tmp_path, name):
+    """Without naming a model, with the family's bundled (best) decoder: the same frames as the family's codec
+    decodes from a file it writes now of the same tokens."""
+    src = FAMILIES / f"{name}.vtok"
+    decompress_file(src, tmp_path / "out.mkv", quiet=True, log=lambda *a: None)  # lossless RGB
+    frames = read_video(tmp_path / "out.mkv")
+    assert frames.shape == (9, 48, 64, 3)
+    codec = load_codec("magvit18" if name.startswith("magvit18") else "default")
+    assert codec.codes(vtok_info(src)["model_id"]) and vtok_info(src)["model_id"] != codec.family_id
+    np.testing.assert_array_equal(frames, codec.decompress(src.read_bytes()))
+
+
+def test_the_two_decoders_of_one_family_wrote_the_same_bits():
+    """tae36-v3 and the first default differ in their decoders only: their files hold the same payload."""
+    a, b = (FAMILIES / f"{n}.vtok" for n in EARLIER_FILES[:2])
+    codec = load_codec()
+    np.testing.assert_array_equal(codec.decompress(a.read_bytes()), codec.decompress(b.read_bytes()))
+
+
+def test_a_file_of_a_family_no_longer_bundled_names_its_id(tmp_path):
+    src = FAMILIES / "tae36-v1-1ddd0405885226c9.vtok"
+    with pytest.raises(ModelMismatch, match="1ddd0405885226c9.*--model PATH"):
+        decompress_file(src, tmp_path / "out.y4m", quiet=True, log=lambda *a: None)
+    assert not (tmp_path / "out.y4m").exists()

@@ -16,6 +16,7 @@ tokens at the public edges (``encode`` / ``decode``).
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,23 @@ TEMPORAL_STRIDE = 4
 # Pixels of one chunk when a body runs as a stream (``VideoTokenizer.stream_chunk``): about four 1080p frames.
 STREAM_PIXELS = 4 * 1920 * 1088
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-# The bundled models, by the name ``--model NAME`` takes; each file has its token prior beside it (``*-prior``).
-BUNDLED_MODELS = {"default": "vtok-default.safetensors", "tae36-v4": "vtok-tae36-v4.safetensors",
-                  "tae36-v3": "vtok-tae36-v3.safetensors",
-                  "tae36-v2": "vtok-tae36-v2.safetensors",
-                  "tae36-v1": "vtok-tae36-v1.safetensors",
-                  "magvit18": "vtok-magvit18.safetensors"}
+# The bundled models, one per token family, by the name ``--model NAME`` takes; each file has its token prior beside
+# it (``*-prior``). A better decoder for a family's bits replaces the family's file (docs/MODELS.md, "Weights").
+BUNDLED_MODELS = {"default": "vtok-default.safetensors", "magvit18": "vtok-magvit18.safetensors"}
 DEFAULT_WEIGHTS = WEIGHTS_DIR / BUNDLED_MODELS["default"]
+# Ids written before ids named token families (they hashed the decoder too) → the family id of the same bits: files
+# of the default made by its earlier decoders (``tae36-v2`` to ``-v4`` and the first default, all one encoder and
+# prior) and of ``magvit18``; codec ids (the ``.vtok`` header) and tokenizer ids (token files) alike.
+EARLIER_IDS = {
+    "32ad88e7196fb016": "6f9eaa5da13976bb", "ed8d8daff681531e": "6f9eaa5da13976bb",  # codec ids: default
+    "ca3c687d825e9720": "6f9eaa5da13976bb", "183fa2cceda96023": "6f9eaa5da13976bb",
+    "b01505523f629820": "f6d2e67887517958",  # codec id: magvit18
+    "141c0de8e6ffaabf": "ae209bf883dac097", "2e5e00d28b4eb2e3": "ae209bf883dac097",  # tokenizer ids: default
+    "943e98dc39fff720": "ae209bf883dac097", "3ba023b169bd20f9": "ae209bf883dac097",
+    "e443f91a05a98692": "8611e4ddf134c964",  # tokenizer id: magvit18
+}
+# Config fields that shape the decoder only: changing them keeps the token family.
+DECODER_FIELDS = ("dec_blocks",)
 
 
 def model_path(model=None) -> Path:
@@ -138,14 +149,34 @@ class VideoTokenizer(nn.Module):
     def bits(self) -> int:
         return self.quantizer.bits_per_token
 
+    def _hash(self, config: str, decoder: bool | None) -> str:
+        """16 hex digits of ``config`` and the weights: all (``decoder`` None), the decoder's, or all but them."""
+        h = hashlib.sha256(config.encode())
+        for k, v in sorted(self.state_dict().items()):
+            if decoder is None or k.startswith("decoder.") == decoder:
+                h.update(k.encode())
+                # + 0.0: a weight of -0.0 and one of +0.0 compute alike, so they hash alike
+                h.update((v.detach().cpu() + 0.0 if v.is_floating_point() else v.detach().cpu()).to(torch.float16)
+                         .contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
     @property
     def model_id(self) -> str:
-        """A hash of the architecture and weights (16 hex digits)."""
-        h = hashlib.sha256(self.cfg.to_json().encode())
-        for k, v in sorted(self.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().to(torch.float16).cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+        """A hash of the architecture and every weight (16 hex digits): these exact weights."""
+        return self._hash(self.cfg.to_json(), None)
+
+    @property
+    def family_id(self) -> str:
+        """The token family: a hash of what decides the tokens (the config but its decoder-only fields, the encoder
+        and quantizer weights). A tokenizer with another decoder for the same tokens has the same family."""
+        cfg = {k: v for k, v in json.loads(self.cfg.to_json()).items() if k not in DECODER_FIELDS}
+        return self._hash(json.dumps(cfg, sort_keys=True), False)
+
+    @property
+    def decoder_id(self) -> str:
+        """A hash of the decoder alone (its config fields and weights): which decoder of the family this is."""
+        cfg = {k: getattr(self.cfg, k) for k in DECODER_FIELDS}
+        return self._hash(json.dumps(cfg, sort_keys=True), True)
 
     def bit_mask(self, keep_bits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``(B,)`` bit counts → a ``(B, D, 1, 1, 1)`` 0/1 mask keeping the first ``keep_bits`` channels."""

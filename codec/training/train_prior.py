@@ -57,7 +57,7 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
     cache = Path(cache_dir or run / "cache")
     if not (cache / "index.json").exists():
         build_cache(list(data), cache, log=log)
-    token_file = run / f"tokens-{tok.model_id}.npz"
+    token_file = run / f"tokens-{tok.family_id}.npz"
     if token_file.exists():
         with np.load(token_file) as z:
             gops = [z[k] for k in sorted(z.files, key=int)]
