@@ -4,7 +4,8 @@
   (1 − payload / raw bits) and the range coder's overhead (payload / cross-entropy − 1);
 * encode / decode frames per second of ``compress_file`` / ``decompress_file`` (reading and writing files included);
 * peak memory (peak RSS of a fresh process during the command, after its imports) of compress and decompress for a
-  short and a long synthetic clip, which shows whether memory grows with the clip's length.
+  short and a long synthetic clip, which shows whether memory grows with the clip's length, and for one clip at
+  360p, 720p, 1080p and 2160p, with the frames per second of each (whether it grows with the frame's area).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from vtok.codec.coding import load_codec
 from vtok.codec.files import compress_file, decompress_file
 from vtok.codec.media.write import VideoWriter
 
-_REPO = Path(__file__).resolve().parent.parent
 
 
 def rate_on_clips(model=None, prior=None, data=None, frames: int = 33, size=(640, 360), bits=None, log=print) -> dict:
@@ -60,17 +60,18 @@ def _child_peak(flow: str, src, out, model=None) -> float:
     The model is loaded first; then the kernel's peak-RSS mark is reset (``/proc/self/clear_refs``), so what is read
     back (``VmHWM``) is the peak during the flow itself, not the import of torch or the loading of weights.
     """
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from codec import files, coding;"
-            "c = coding.load_codec(sys.argv[5] or None);"
+    code = ("import sys, json; from vtok.codec import files, coding;"
+            "c = coding.load_codec(sys.argv[4] or None);"
             "open('/proc/self/clear_refs', 'w').write('5');"
-            "getattr(files, sys.argv[2])(sys.argv[3], sys.argv[4], quiet=True, codec=c, log=lambda *a: None);"
+            "s = getattr(files, sys.argv[1])(sys.argv[2], sys.argv[3], quiet=True, codec=c, log=lambda *a: None);"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1];"
-            "print('PEAK', hwm)")
-    r = subprocess.run([sys.executable, "-c", code, str(_REPO), flow, str(src), str(out), str(model or "")],
+            "print('PEAK', hwm, s['fps'])")
+    r = subprocess.run([sys.executable, "-c", code, flow, str(src), str(out), str(model or "")],
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise ToolError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "benchmark child failed")
-    return int(r.stdout.split("PEAK")[-1]) / 1024
+    peak, fps = r.stdout.split("PEAK")[-1].split()
+    return int(peak) / 1024, float(fps)
 
 
 def memory_by_length(model=None, seconds=(10, 60), fps: int = 24, size=(320, 180), log=print) -> list[dict]:
@@ -82,8 +83,8 @@ def memory_by_length(model=None, seconds=(10, 60), fps: int = 24, size=(320, 180
             with VideoWriter(src, size[0], size[1], fps) as w:
                 for i in range(0, n, 24):
                     w.write(synthetic_clip(min(24, n - i), size[1], size[0], seed=i))
-            enc = _child_peak("compress_file", src, Path(d) / "m.vtok", model)
-            dec = _child_peak("decompress_file", Path(d) / "m.vtok", Path(d) / "m.y4m", model)
+            enc, _ = _child_peak("compress_file", src, Path(d) / "m.vtok", model)
+            dec, _ = _child_peak("decompress_file", Path(d) / "m.vtok", Path(d) / "m.y4m", model)
             row = {"seconds": s, "frames": n, "width": size[0], "height": size[1], "compress_peak_mib": enc,
                    "decompress_peak_mib": dec}
             log(json.dumps(row))
@@ -91,11 +92,35 @@ def memory_by_length(model=None, seconds=(10, 60), fps: int = 24, size=(320, 180
     return out
 
 
-def run_codec_bench(model=None, prior=None, data=None, frames: int = 33, skip_memory: bool = False, json_path=None,
-                    log=print) -> dict:
-    res = {"rate": rate_on_clips(model, prior, data, frames, log=log)}
+SIZES = ((640, 360), (1280, 720), (1920, 1080), (3840, 2160))
+
+
+def memory_by_size(model=None, sizes=SIZES, frames: int = 17, fps: int = 24, log=print) -> list[dict]:
+    """Peak memory and frames per second of compress and decompress of one ``frames``-frame synthetic clip at each
+    size (one GOP at the default GOP length of 65, so the whole clip is one unit: the worst case per frame area)."""
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for w, h in sizes:
+            src = Path(d) / f"syn{h}.y4m"
+            with VideoWriter(src, w, h, fps) as wr:
+                for i in range(0, frames, 8):
+                    wr.write(synthetic_clip(min(8, frames - i), h, w, seed=i))
+            enc, enc_fps = _child_peak("compress_file", src, Path(d) / "m.vtok", model)
+            dec, dec_fps = _child_peak("decompress_file", Path(d) / "m.vtok", Path(d) / "m.y4m", model)
+            src.unlink()
+            row = {"width": w, "height": h, "frames": frames, "compress_peak_mib": enc, "compress_fps": enc_fps,
+                   "decompress_peak_mib": dec, "decompress_fps": dec_fps}
+            log(json.dumps(row))
+            out.append(row)
+    return out
+
+
+def run_codec_bench(model=None, prior=None, data=None, frames: int = 33, skip_memory: bool = False,
+                    skip_rate: bool = False, sizes=SIZES, json_path=None, log=print) -> dict:
+    res = {"rate": rate_on_clips(model, prior, data, frames, log=log)} if not skip_rate else {}
     if not skip_memory:
         res["memory"] = memory_by_length(model, log=log)
+        res["memory_by_size"] = memory_by_size(model, sizes, log=log)
     if json_path:
         Path(json_path).write_text(json.dumps(res, indent=1))
     return res

@@ -212,4 +212,6 @@ def run_fuzz(cases: int = 10000, seconds: float = 10.0, out=None, log=print) -> 
         if out:
             Path(out).mkdir(parents=True, exist_ok=True)
             (Path(out) / f"failure-{i}.vtok").write_bytes(data)
+    if report.failures:
+        raise RuntimeError(f"fuzzing found {len(report.failures)} failures (listed above)")
     return report

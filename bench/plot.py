@@ -11,9 +11,9 @@ MAGVIT2_BPP = 0.0384  # MAGVIT-v2's reported operating point on MCL-JCV (arXiv 2
 LABELS = {"psnr": "PSNR RGB (dB) ↑", "ms_ssim": "MS-SSIM ↑", "lpips": "LPIPS-alex ↓"}
 
 
-def plot_rd(doc_or_path, out, title: str | None = None) -> Path:
+def plot_rd(doc_or_path, out, title: str | None = None, log=None) -> Path:
     """bpp vs PSNR / MS-SSIM / LPIPS, one line per codec (mean over clips; the line joins the points that no cheaper
-    point of the codec matches, the others are crosses), MAGVIT-v2's 0.0384 bpp marked."""
+    point of the codec matches, the others are crosses), MAGVIT-v2's 0.0384 bpp marked; ``log``: told the path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,4 +46,6 @@ def plot_rd(doc_or_path, out, title: str | None = None) -> Path:
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(out)
+    if log is not None:
+        log(out)
     return out

@@ -118,6 +118,11 @@ def _measure(name: str, model: Path, tok, cfg: QuantizerAblation, lp, log) -> di
     return res
 
 
+def run_ablation_of(json_path=None, log=print, **settings) -> dict:
+    """``vtok bench quantizers``: ``run_ablation`` of the ``QuantizerAblation`` that ``settings`` describe."""
+    return run_ablation(QuantizerAblation(**settings), json_path, log)
+
+
 def run_ablation(cfg: QuantizerAblation, json_path=None, log=print) -> dict:
     """Train (or continue), prior, measure every quantizer of ``cfg.names``; returns (and writes) the table."""
     out = Path(cfg.out)

@@ -67,6 +67,8 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
     full size, and the BD anchor's also ``anchor_ladder``: ``(qp, scale)`` pairs coded at a reduced size (streaming-ladder
     rungs).
     """
+    if any(not 0 < scale < 1 for _, scale in anchor_ladder):
+        raise ValueError(f"the scales of the anchor ladder {list(anchor_ladder)} must be between 0 and 1")
     unknown = [c for c in codecs if not is_codec(c)]
     if unknown:
         raise ValueError(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(CODECS)}, vtok:MODEL")
@@ -137,7 +139,7 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
     if bar is not None:
         bar.close()
     if reuse:
-        reuse_points(doc, results.load(reuse), rename or {})
+        reuse_points(doc, results.load(reuse), dict(rename or {}))
     doc["points"].sort(key=lambda p: (p["codec"], p["clip"], str(p["point"])))
     results.save(doc, out)
     write_comparison(doc, clips, built, out / "compare.png", log=log)

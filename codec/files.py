@@ -9,6 +9,7 @@ audio. Either way nothing half-written is left behind on an error.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import sys
 import tempfile
@@ -243,3 +244,28 @@ def decompress_many(inputs, out_dir, model=None, prior=None, suffix: str = ".mkv
     codec = load_codec(model, prior)
     return run_batch(pairs, lambda s, d: decompress_file(s, d, codec=codec, quiet=True, log=lambda *a: None, **kw),
                      skip_existing, Path.exists, quiet, log)
+
+
+def default_workers(workers: int = 0) -> int:
+    """``workers``, 0 meaning half the CPUs (at least 1: a process of its own costs a model load and a start-up)."""
+    return workers if workers > 0 else max(1, (os.cpu_count() or 2) // 2)
+
+
+def compress_inputs(input, output, skip_existing: bool = False, gop: int | None = None, workers: int = 0,
+                    **kw) -> dict:
+    """``vtok compress``: one input (a file or ``-``) to one ``.vtok``, or several files and folders into the folder
+    ``output``; the other arguments as ``compress_file`` takes them. Returns the summary."""
+    kw.update(gop=gop or DEFAULT_GOP, workers=default_workers(workers))
+    if len(input) > 1 or os.path.isdir(input[0]):
+        return compress_many(input, output, skip_existing=skip_existing, **kw)
+    return compress_file(input[0], output, **kw)
+
+
+def decompress_inputs(input, output, skip_existing: bool = False, format: str = "mkv",
+                      max_pixels: int | None = None, workers: int = 0, **kw) -> dict:
+    """``vtok decompress``: one ``.vtok`` (or ``-``) to one video, or several files and folders into the folder
+    ``output`` as ``.{format}``; the other arguments as ``decompress_file`` takes them. Returns the summary."""
+    kw.update(max_pixels=max_pixels or DEFAULT_MAX_PIXELS, workers=default_workers(workers))
+    if len(input) > 1 or os.path.isdir(input[0]):
+        return decompress_many(input, output, suffix="." + format, skip_existing=skip_existing, **kw)
+    return decompress_file(input[0], output, **kw)

@@ -13,7 +13,7 @@ from vtok.codec.tokens_file import load_token_file
 from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
 from vtok.codec.media.read import read_video
 from vtok.codec.media.write import write_video
-from tests.conftest import REPO, smooth_clip, tiny_config
+from tests.conftest import smooth_clip, tiny_config
 
 
 def vtok(*args, cwd=None):
@@ -108,9 +108,36 @@ def test_train_rejects_a_bad_quantizer_argument(tmp_path):
         assert says in r.stderr and not (tmp_path / "run" / "cache").exists()
 
 
-def test_key_values_parse_json_or_strings():
-    sys.path.insert(0, str(REPO))
-    from cli import _key_values
+def test_quantizer_arguments_parse_json_or_strings():
+    from vtok.codec.training.train import _key_value
 
-    assert _key_values(["metric=cosine", "branches=3", "ema=true", "vq_args={\"decay\": 0.9}"]) == {
+    assert dict(map(_key_value, ["metric=cosine", "branches=3", "ema=true", "vq_args={\"decay\": 0.9}"])) == {
         "metric": "cosine", "branches": 3, "ema": True, "vq_args": {"decay": 0.9}}
+
+
+def test_every_argument_reaches_its_function():
+    """The table's promise: each subcommand's argument names are parameters of the function it calls (or that
+    function takes them all), so nothing typed on the command line is silently dropped."""
+    import importlib
+    import inspect
+
+    from vtok import cli
+
+    for name, (target, _, args) in cli.COMMANDS.items():
+        module, _, fn_name = target.partition(":")
+        params = inspect.signature(getattr(importlib.import_module(module), fn_name)).parameters
+        if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            continue
+        a = cli._parser().parse_args(name.split() + _required(args))
+        missing = set(cli._values(a)) - set(params) - {"verbose"}
+        assert not missing, (name, missing)
+
+
+def _required(args) -> list[str]:
+    out = []
+    for flags, kw in args:
+        if not flags[0].startswith("-"):
+            out.append("x")
+        elif kw.get("required"):
+            out += [flags[0], "x"]
+    return out

@@ -90,8 +90,8 @@ def test_file_round_trip_and_gop_access(models, tmp_path):
 
 
 def test_encode_one_thread_decode_two_threads(models, tmp_path):
-    code = ("import sys, torch; sys.path.insert(0, sys.argv[3]); torch.set_num_threads(int(sys.argv[4]));"
-            "from codec.files import compress_file;"
+    code = ("import sys, torch; torch.set_num_threads(int(sys.argv[4]));"
+            "from vtok.codec.files import compress_file;"
             "compress_file(sys.argv[1], sys.argv[2], sys.argv[5], gop=9, quiet=True, log=lambda *a: None)")
     r = subprocess.run([sys.executable, "-c", code, models / "clip.mkv", tmp_path / "t1.vtok", REPO, "1",
                         models / "tiny.safetensors"], capture_output=True, text=True, timeout=300)

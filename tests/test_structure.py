@@ -80,6 +80,14 @@ def _layer(name: str) -> str:
     return "cli" if name == "vtok" else name.split(".")[0]
 
 
+def test_imports_go_through_the_package():
+    """Installed, the project is ``vtok`` only: a bare ``import codec`` (or bitstream, bench, cli) would find nothing,
+    or another project's module. (The packaging test imports a stand-in package named ``bitstream`` on purpose.)"""
+    files = [f for f in _files("cli", "bench", "codec", "bitstream", "tests") if f.name != "test_packaging.py"]
+    bare = [f"{f.relative_to(REPO)} imports {m}" for f in files for m in _imports(f) if m.split(".")[0] in ORDER]
+    assert not bare, bare
+
+
 def test_import_direction():
     bad = []
     for layer in ORDER[1:]:

@@ -208,6 +208,37 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
+def run_training(arch: str = "magvit", quantizer: str = "lfq", bits: int = 18, group_bits: int = 0, stem_ch: int = 32,
+                 ch: int = 128, nested_dropout: float | None = None, quantizer_arg=(), resume: bool = False,
+                 quiet: bool = False, log=print, **train_settings) -> Path:
+    """``vtok train``: the tokenizer's architecture from its arguments (``quantizer_arg``: ``KEY=VALUE`` texts;
+    ``nested_dropout`` None: 0.5 for quantizers with ordered bits, else 0), ``TrainConfig`` from the rest."""
+    from vtok.codec.models.quantizers import QUANTIZERS
+
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"unknown quantizer {quantizer!r} ({', '.join(sorted(QUANTIZERS))})")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    tcfg = TrainConfig(**{k: v for k, v in train_settings.items() if k in fields}, progress=not quiet)
+    if not tcfg.init:
+        tcfg.dec_blocks = -1
+    nested = nested_dropout if nested_dropout is not None else 0.5 if QUANTIZERS[quantizer].nested else 0.0
+    mcfg = TokenizerConfig(arch=arch, quantizer=quantizer, bits=bits, group_bits=group_bits, stem_ch=stem_ch, ch=ch,
+                           dec_blocks=max(0, train_settings.get("dec_blocks", -1)), nested_dropout=nested,
+                           quantizer_args=dict(map(_key_value, quantizer_arg)))
+    return train(tcfg, mcfg, resume=resume, log=log)
+
+
+def _key_value(item: str) -> tuple:
+    """A ``--quantizer-arg``: ``KEY=VALUE``, the value JSON when it reads as JSON (``3``, ``true``), else the word."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"expected KEY=VALUE, got {item!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool = False, log=print) -> Path:
     """Run (or continue, with ``resume``) a training run; returns the path of the exported EMA weights."""
     rank, world, device = _setup_distributed()
