@@ -57,10 +57,10 @@ SIZE, FPS = A("--size", type=WxH, help="frame size of a raw .yuv input"), A("--f
 QUIET, VERBOSE = (A("-q", "--quiet", action="store_true", help="print nothing on success"),
                   A("-v", "--verbose", action="store_true", help="also print the summary as JSON"))
 WORKERS = A("--workers", type=int, default=0, help="GOPs coded in N processes (0: half the CPUs, at least 1)")
+RAY = A("--ray", metavar="auto|ADDRESS|local", help="code GOPs on a Ray cluster, N workers (pip install vtok[ray])")
 NO_AUDIO = A("--no-audio", dest="audio", action="store_false", help="leave the audio out (kept in .mkv/.mp4)")
 SKIP = A("--skip-existing", action="store_true", help="several inputs: skip outputs already complete")
 FRAMES = A("--frames", type=int, default=33, help="frames per clip")
-
 
 I, F = (lambda *f, **kw: A(*f, type=int, **kw)), (lambda *f, **kw: A(*f, type=float, **kw))  # int, float options
 
@@ -74,14 +74,14 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
           "picture (default model: 0..7 = 1/4 size with 14 and 36 bits per token, then the full size with 5, 8, 10, "
           "14, 22, 36 bits)"), I("--bits", help="code only the first N bits of every token (coarser, smaller)"),
         I("--frames", dest="max_frames", help="compress only the first N frames"), SIZE, FPS, NO_AUDIO, WORKERS,
-        MODEL, PRIOR, QUIET, VERBOSE]),
+        RAY, MODEL, PRIOR, QUIET, VERBOSE]),
     "decompress": ("vtok.codec.files:decompress_inputs", ".vtok -> video (.y4m, .mkv lossless, .mp4 H.264, PNGs)", [
         A("input", nargs="+", help=".vtok file; - reads stdin; several files or folders: one video each into -o"),
         A("-o", "--output", required=True, help="output video; - writes Y4M to stdout; a folder for several"),
         SKIP, A("--format", default="mkv", choices=["mkv", "mp4", "y4m"], help="several inputs: output type"), MODEL,
         PRIOR, I("--start", default=0, help="first frame to decode"), I("--frames", help="number of frames to decode"),
         I("--max-pixels", help="refuse files whose frames are larger than this (default 37748736: 8K and more)"),
-        WORKERS, NO_AUDIO, QUIET, VERBOSE]),
+        WORKERS, RAY, NO_AUDIO, QUIET, VERBOSE]),
     "info": ("vtok.bench.report:print_info", "header, GOPs, sizes and rates of a .vtok file", [
         A("path", metavar="input"), A("--json", dest="as_json", action="store_true")]),
     "tokenize": ("vtok.codec.tokens_file:tokenize_file", "video file -> token indices (.npz) for language models", [
@@ -202,8 +202,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _values(a: argparse.Namespace) -> dict:
     """The values of the arguments of ``a``'s own subcommand (not those of a parent such as ``bench``)."""
-    dests = [kw.get("dest") or max(flags, key=len).lstrip("-").replace("-", "_") for flags, kw in COMMANDS[a.name][2]]
-    return {d: getattr(a, d) for d in dests}
+    return {d: getattr(a, d) for d in (kw.get("dest") or max(flags, key=len).lstrip("-").replace("-", "_")
+                                       for flags, kw in COMMANDS[a.name][2])}
 
 
 def _log(a: argparse.Namespace):

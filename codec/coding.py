@@ -1,7 +1,7 @@
 """The codec: one object that turns frames into ``.vtok`` bytes and back, the one way in for in-memory work.
 
-Data flow (encoder): frames (one GOP at a time) → tokens (``VideoTokenizer``, ``codec/models/tokenizer.py``) → each bit's
-probability (``IntegerPrior``, ``codec/prior.py``) → range-coded payload in coding order (``codec/entropy.py``) →
+Data flow (encoder): frames (one GOP at a time) → tokens (``VideoTokenizer``, ``codec/models/tokenizer.py``) → each
+bit's probability (``IntegerPrior``, ``codec/prior.py``) → range-coded payload in coding order (``codec/entropy.py``) →
 one unit per GOP, with the audio of its time span after it (``bitstream/container.py``, ``bitstream/audio.py``).
 The decoder runs the same steps backwards; memory stays that of one GOP whatever the clip's length.
 ``codec/files.py`` wraps this for video files.
@@ -40,6 +40,7 @@ from vtok.codec.models.tokenizer import (BUNDLED_MODELS, EARLIER_IDS, VideoToken
                                          token_shape)
 from vtok.codec.media.info import Colour, VideoError
 from vtok.codec.media.read import resize_frames
+from vtok.codec.parallel import run_jobs
 
 # Frames per GOP (one independently decodable unit): 1 + 4·16, about 2.2 s at 30 fps. Every GOP restarts the causal
 # model with an intra latent frame; against GOPs of 17 frames, 65 codes the same pictures in 22–26 % fewer bits on
@@ -107,11 +108,11 @@ class Codec:
     def compress_to(self, f: BinaryIO, gops: Iterable[np.ndarray], width: int, height: int, fps: Fraction,
                     rate: int | None = None, bits: int | None = None, gop: int = DEFAULT_GOP,
                     colour: Colour | None = None, audio=None, audio_end: float | None = None,
-                    progress=None, workers: int = 1) -> dict:
+                    progress=None, workers: int = 1, ray: str | None = None) -> dict:
         """Code ``gops`` (uint8 ``(n, height, width, 3)`` arrays of ``gop`` frames, the last may be shorter) into
-        ``f``; ``audio``: a ``video_io.AudioSource`` to carry along (packets after ``audio_end`` seconds are left
-        out); ``workers`` > 1 codes GOPs in that many processes (the same bytes). Returns frames, bytes (all, video,
-        audio), cross-entropy bits and raw token bits."""
+        ``f``; ``audio``: a ``media.audio.AudioSource`` to carry along (packets after ``audio_end`` seconds are
+        left out); ``workers`` > 1 codes GOPs in that many processes, ``ray`` on a Ray cluster (the same bytes).
+        Returns frames, bytes (all, video, audio), cross-entropy bits and raw token bits."""
         if gop < 1 or (gop - 1) % 4:
             raise ValueError(f"GOP length must be 1 + 4k frames (1, 5, 9, 13, 17, ...), got {gop}")
         scale, bits = self.settings(rate, bits)
@@ -139,7 +140,7 @@ class Codec:
                     raise VideoError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
                 yield clip, (cw, ch), bits
 
-        for gi, (n_frames, payload, ce, n_bits) in enumerate(self._map(Codec.encode_gop, checked(gops), workers)):
+        for gi, (n_frames, payload, ce, n_bits) in enumerate(self._map(Codec.encode_gop, checked(gops), workers, ray)):
             writer.write_unit(gi, frames, n_frames, payload)
             frames += n_frames
             ce_total += ce
@@ -179,30 +180,25 @@ class Codec:
             video = resize_frames(video, (h.width, h.height))
         return video
 
-    def _map(self, method, jobs: Iterable[tuple], workers: int) -> Iterator:
-        """``method(self, *job)`` for every job, in order: here, or in ``workers`` processes that each load this
-        codec once (spawned, each with its share of the CPU threads), with at most two jobs a worker in flight."""
-        if workers <= 1:
+    def _map(self, method, jobs: Iterable[tuple], workers: int, ray: str | None = None) -> Iterator:
+        """``method(self, *job)`` for every job, in order: here, or in ``workers`` processes or Ray actors that each
+        build this codec once (``codec.parallel``)."""
+        if workers <= 1 and ray is None:
             for job in jobs:
                 yield method(self, *job)
             return
-        import multiprocessing
-        import os
-        from collections import deque
-        from concurrent.futures import ProcessPoolExecutor
-
-        threads = max(1, (os.cpu_count() or 1) // workers)
         state = (self.tokenizer.cfg, {k: v.cpu() for k, v in self.tokenizer.state_dict().items()},
                  getattr(self.tokenizer, "meta", {}), self.prior)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_start_worker, initargs=(state, threads)) as pool:
-            queue: deque = deque()
-            for job in jobs:
-                queue.append(pool.submit(_run_in_worker, method.__name__, job))
-                if len(queue) >= 2 * workers:
-                    yield queue.popleft().result()
-            while queue:
-                yield queue.popleft().result()
+        yield from run_jobs(Codec.from_state, state, method.__name__, jobs, workers, ray)
+
+    @staticmethod
+    def from_state(state) -> "Codec":
+        """A codec from ``(tokenizer config, weights, metadata, integer prior)``, as a worker builds its own."""
+        cfg, weights, meta, prior = state
+        tok = VideoTokenizer(cfg)
+        tok.load_state_dict(weights, strict=True)
+        tok.meta = meta
+        return Codec(tok.eval(), prior)
 
     def open(self, f: BinaryIO) -> "CodedFile":
         """Read a ``.vtok`` stream's header and unit index; raises ModelMismatch if another model made it."""
@@ -222,7 +218,8 @@ class Codec:
         return coded
 
     def decompress_from(self, coded: "CodedFile", start: int = 0, frames: int | None = None,
-                        audio: bool = True, workers: int = 1) -> Iterator[tuple[np.ndarray, list]]:
+                        audio: bool = True, workers: int = 1,
+                        ray: str | None = None) -> Iterator[tuple[np.ndarray, list]]:
         """Decode frames ``start .. start + frames`` GOP by GOP: yields (uint8 frames, audio packets of their span,
         timestamps shifted so the range starts at 0). Only the GOPs that hold the range are decoded."""
         h = coded.header
@@ -238,7 +235,7 @@ class Codec:
 
         first = True
         jobs = ((coded.reader.read_payload(u), u.frames, h) for u in units)
-        results = self._map(Codec.decode_gop, jobs, workers)
+        results = self._map(Codec.decode_gop, jobs, workers, ray)
         for u in units:
             try:
                 video = next(results)
@@ -273,25 +270,6 @@ class Codec:
         """The bytes of a ``.vtok`` file → uint8 ``(T, H, W, 3)`` (frames ``start .. start + frames``)."""
         coded = self.open(io.BytesIO(data))
         return np.concatenate([v for v, _ in self.decompress_from(coded, start, frames, audio=False)])
-
-
-_WORKER: dict = {}
-
-
-def _start_worker(state, threads: int) -> None:
-    """A worker process's codec, built once from the parent's (config, weights, metadata, integer prior)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    cfg, weights, meta, prior = state
-    tok = VideoTokenizer(cfg)
-    tok.load_state_dict(weights, strict=True)
-    tok.meta = meta
-    _WORKER["codec"] = Codec(tok.eval(), prior)
-
-
-def _run_in_worker(method: str, job: tuple):
-    return getattr(_WORKER["codec"], method)(*job)
 
 
 class CodedFile:

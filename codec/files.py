@@ -60,13 +60,13 @@ def _gops(frames_iter, gop: int):
 
 def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits: int | None = None,
                   size=None, fps=None, max_frames: int | None = None, quiet: bool = False, rate: int | None = None,
-                  audio: bool = True, codec=None, workers: int = 1, log=print) -> dict:
+                  audio: bool = True, codec=None, workers: int = 1, ray: str | None = None, log=print) -> dict:
     """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps).
 
     ``rate`` picks a point of the model's rate ladder (0 = smallest file); ``bits`` sets the bits per token directly
     at full size; neither codes the full tokens at full size. The input's audio streams are carried as they are
     (``audio=False`` drops them); bpp counts the video's bytes only. ``codec``: an already loaded ``Codec``;
-    ``workers``: GOPs coded in that many processes (the same bytes).
+    ``workers``: GOPs coded in that many processes, or Ray actors with ``ray`` (``codec.parallel``; the same bytes).
     """
     if str(src) == "-" or str(out) == "-":  # pipes: spool through files, then the flow below
         with tempfile.TemporaryDirectory(prefix="vtok-") as d:
@@ -74,7 +74,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             src2 = spool_stdin(d, raw=size is not None) if str(src) == "-" else src
             out2 = Path(d) / "out.vtok" if str(out) == "-" else out
             summary = compress_file(src2, out2, model, prior, gop, bits, size, fps, max_frames, quiet, rate, audio,
-                                    codec, workers, log)
+                                    codec, workers, ray, log)
             if str(out) == "-":
                 with open(out2, "rb") as f:
                     shutil.copyfileobj(f, sys.stdout.buffer)
@@ -99,7 +99,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             frames = iter_frames(src, max_frames=max_frames, size=size, fps=fps)
             s = codec.compress_to(f, _gops(frames, gop), info.width, info.height, info.fps, rate, bits, gop,
                                   info.colour, sound, max_frames / info.fps if max_frames else None, bar.update,
-                                  workers)
+                                  workers, ray)
         tmp.replace(out)
     finally:
         bar.close()
@@ -117,7 +117,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
 
 def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: int | None = None,
                     quiet: bool = False, audio: bool = True, codec=None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    workers: int = 1, log=print) -> dict:
+                    workers: int = 1, ray: str | None = None, log=print) -> dict:
     """Decode ``.vtok`` to a video file; ``start``/``frames`` pick a range and only its GOPs are decoded.
 
     The file's audio goes into ``.mkv`` / ``.mp4`` outputs, cut to the same time span (``audio=False``: left out). A
@@ -147,7 +147,8 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
             for codec_name in w.transcoded:
                 log(f"note: {Path(out).suffix} cannot hold {codec_name} audio: transcoded to AAC")
             tbs = [st.time_base for st in streams]
-            for video, packets in codec.decompress_from(coded, start, frames, audio=bool(streams), workers=workers):
+            for video, packets in codec.decompress_from(coded, start, frames, audio=bool(streams), workers=workers,
+                                                          ray=ray):
                 w.write(video)
                 w.write_audio(packets, tbs, shift=float(start / rate))
                 written += len(video)
@@ -246,26 +247,27 @@ def decompress_many(inputs, out_dir, model=None, prior=None, suffix: str = ".mkv
                      skip_existing, Path.exists, quiet, log)
 
 
-def default_workers(workers: int = 0) -> int:
-    """``workers``, 0 meaning half the CPUs (at least 1: a process of its own costs a model load and a start-up)."""
-    return workers if workers > 0 else max(1, (os.cpu_count() or 2) // 2)
+def default_workers(workers: int = 0, ray: str | None = None) -> int:
+    """``workers``, 0 meaning half the CPUs (at least 1: a process of its own costs a model load and a start-up);
+    with ``ray``, 0 stays: one actor per two CPUs of the cluster."""
+    return workers if workers > 0 or ray is not None else max(1, (os.cpu_count() or 2) // 2)
 
 
 def compress_inputs(input, output, skip_existing: bool = False, gop: int | None = None, workers: int = 0,
-                    **kw) -> dict:
+                    ray: str | None = None, **kw) -> dict:
     """``vtok compress``: one input (a file or ``-``) to one ``.vtok``, or several files and folders into the folder
     ``output``; the other arguments as ``compress_file`` takes them. Returns the summary."""
-    kw.update(gop=gop or DEFAULT_GOP, workers=default_workers(workers))
+    kw.update(gop=gop or DEFAULT_GOP, workers=default_workers(workers, ray), ray=ray)
     if len(input) > 1 or os.path.isdir(input[0]):
         return compress_many(input, output, skip_existing=skip_existing, **kw)
     return compress_file(input[0], output, **kw)
 
 
 def decompress_inputs(input, output, skip_existing: bool = False, format: str = "mkv",
-                      max_pixels: int | None = None, workers: int = 0, **kw) -> dict:
+                      max_pixels: int | None = None, workers: int = 0, ray: str | None = None, **kw) -> dict:
     """``vtok decompress``: one ``.vtok`` (or ``-``) to one video, or several files and folders into the folder
     ``output`` as ``.{format}``; the other arguments as ``decompress_file`` takes them. Returns the summary."""
-    kw.update(max_pixels=max_pixels or DEFAULT_MAX_PIXELS, workers=default_workers(workers))
+    kw.update(max_pixels=max_pixels or DEFAULT_MAX_PIXELS, workers=default_workers(workers, ray), ray=ray)
     if len(input) > 1 or os.path.isdir(input[0]):
         return decompress_many(input, output, suffix="." + format, skip_existing=skip_existing, **kw)
     return decompress_file(input[0], output, **kw)
