@@ -4,6 +4,7 @@ works beside another package that owns the import name ``bitstream`` (PyPI has o
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -27,7 +28,13 @@ def _pip(*args, cwd=None):
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory):
     d = tmp_path_factory.mktemp("wheels")
-    _pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", d / "dist", REPO)
+    src = d / "src"  # a copy of what the repository tracks: the build leaves its build/ there, not in the checkout
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if not f.startswith(("tests/", "docs/", ".ci/")) and (REPO / f).is_file():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, src / f)
+    _pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", d / "dist", src)
     stand_in = d / "stand-in"
     (stand_in / "bitstream").mkdir(parents=True)
     (stand_in / "bitstream" / "__init__.py").write_text('NAME = "the other bitstream"\n')
