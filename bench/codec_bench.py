@@ -74,21 +74,25 @@ def _child_peak(flow: str, src, out, model=None) -> float:
     return int(peak) / 1024, float(fps)
 
 
+def _peaks(folder, width: int, height: int, frames: int, fps: int, model=None) -> dict:
+    """Peak memory and frames per second of compress and decompress of a synthetic clip, each in a fresh process."""
+    src, coded = Path(folder) / "syn.y4m", Path(folder) / "m.vtok"
+    with VideoWriter(src, width, height, fps) as w:
+        for i in range(0, frames, 8):
+            w.write(synthetic_clip(min(8, frames - i), height, width, seed=i))
+    enc, enc_fps = _child_peak("compress_file", src, coded, model)
+    dec, dec_fps = _child_peak("decompress_file", coded, Path(folder) / "m.y4m", model)
+    src.unlink()
+    return {"width": width, "height": height, "frames": frames, "compress_peak_mib": enc, "compress_fps": enc_fps,
+            "decompress_peak_mib": dec, "decompress_fps": dec_fps}
+
+
 def memory_by_length(model=None, seconds=(10, 60), fps: int = 24, size=(320, 180), log=print) -> list[dict]:
     out = []
     with tempfile.TemporaryDirectory() as d:
         for s in seconds:
-            src = Path(d) / f"syn{s}.y4m"
-            n = s * fps
-            with VideoWriter(src, size[0], size[1], fps) as w:
-                for i in range(0, n, 24):
-                    w.write(synthetic_clip(min(24, n - i), size[1], size[0], seed=i))
-            enc, _ = _child_peak("compress_file", src, Path(d) / "m.vtok", model)
-            dec, _ = _child_peak("decompress_file", Path(d) / "m.vtok", Path(d) / "m.y4m", model)
-            row = {"seconds": s, "frames": n, "width": size[0], "height": size[1], "compress_peak_mib": enc,
-                   "decompress_peak_mib": dec}
-            log(json.dumps(row))
-            out.append(row)
+            out.append({"seconds": s, **_peaks(d, size[0], size[1], s * fps, fps, model)})
+            log(json.dumps(out[-1]))
     return out
 
 
@@ -101,17 +105,8 @@ def memory_by_size(model=None, sizes=SIZES, frames: int = 17, fps: int = 24, log
     out = []
     with tempfile.TemporaryDirectory() as d:
         for w, h in sizes:
-            src = Path(d) / f"syn{h}.y4m"
-            with VideoWriter(src, w, h, fps) as wr:
-                for i in range(0, frames, 8):
-                    wr.write(synthetic_clip(min(8, frames - i), h, w, seed=i))
-            enc, enc_fps = _child_peak("compress_file", src, Path(d) / "m.vtok", model)
-            dec, dec_fps = _child_peak("decompress_file", Path(d) / "m.vtok", Path(d) / "m.y4m", model)
-            src.unlink()
-            row = {"width": w, "height": h, "frames": frames, "compress_peak_mib": enc, "compress_fps": enc_fps,
-                   "decompress_peak_mib": dec, "decompress_fps": dec_fps}
-            log(json.dumps(row))
-            out.append(row)
+            out.append(_peaks(d, w, h, frames, fps, model))
+            log(json.dumps(out[-1]))
     return out
 
 

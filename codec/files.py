@@ -170,10 +170,7 @@ def batch_jobs(inputs, out_dir, suffixes, out_suffix: str) -> list[tuple[Path, P
 
     files = []
     for p in map(Path, inputs):
-        if p.is_dir():
-            files += [q for q in sorted(p.rglob("*")) if q.suffix.lower() in suffixes and q.is_file()]
-        else:
-            files += list_videos([p]) if p.exists() else [p]  # a missing file fails on its own line later
+        files += list_videos([p], suffixes) if p.exists() else [p]  # a missing file fails on its own line later
     pairs, seen = [], {}
     for f in files:
         out = Path(out_dir) / (f.stem + out_suffix)

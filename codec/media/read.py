@@ -25,12 +25,13 @@ from vtok.codec.media.info import Colour, VideoError, VideoInfo
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".mov", ".y4m", ".264", ".h264", ".yuv", ".m4v"}
 
 
-def list_videos(paths) -> list[Path]:
-    """Video files in the given files/folders (folders searched recursively), sorted."""
+def list_videos(paths, suffixes=VIDEO_SUFFIXES) -> list[Path]:
+    """The given files, and the files of the given folders (searched recursively, sorted) whose suffix is one of
+    ``suffixes`` (video files by default)."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += [q for q in sorted(p.rglob("*")) if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file()]
+            out += [q for q in sorted(p.rglob("*")) if q.suffix.lower() in suffixes and q.is_file()]
         elif p.is_file():
             out.append(p)
         else:
