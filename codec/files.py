@@ -48,25 +48,36 @@ class _Progress:
 
 
 def _gops(frames_iter, gop: int):
-    buf = []
+    """Frames → arrays of ``gop`` frames (the last may be shorter), each filled in place: a GOP is held once, not
+    as a list of frames and a stacked copy. A frame of another shape than the GOP's first starts a new array (the
+    coder then reports the size change)."""
+    buf, n = None, 0
     for fr in frames_iter:
-        buf.append(fr)
-        if len(buf) == gop:
-            yield np.stack(buf)
-            buf = []
-    if buf:
-        yield np.stack(buf)
+        if buf is not None and fr.shape != buf.shape[1:]:
+            yield buf[:n]
+            buf = None
+        if buf is None:
+            buf, n = np.empty((gop,) + fr.shape, np.uint8), 0
+        buf[n] = fr
+        n += 1
+        if n == gop:
+            yield buf
+            buf = None
+    if buf is not None and n:
+        yield buf[:n]
 
 
 def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits: int | None = None,
                   size=None, fps=None, max_frames: int | None = None, quiet: bool = False, rate: int | None = None,
-                  audio: bool = True, codec=None, workers: int = 1, ray: str | None = None, log=print) -> dict:
+                  audio: bool = True, codec=None, workers: int = 1, ray: str | None = None, device: str = "cpu",
+                  log=print) -> dict:
     """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps).
 
     ``rate`` picks a point of the model's rate ladder (0 = smallest file); ``bits`` sets the bits per token directly
     at full size; neither codes the full tokens at full size. The input's audio streams are carried as they are
     (``audio=False`` drops them); bpp counts the video's bytes only. ``codec``: an already loaded ``Codec``;
-    ``workers``: GOPs coded in that many processes, or Ray actors with ``ray`` (``codec.parallel``; the same bytes).
+    ``workers``: GOPs coded in that many processes, or Ray actors with ``ray`` (``codec.parallel``; the same bytes);
+    ``device``: where the tokenizer runs (``cpu``, ``cuda``, ``auto``; the prior's integers are the same anywhere).
     """
     if str(src) == "-" or str(out) == "-":  # pipes: spool through files, then the flow below
         with tempfile.TemporaryDirectory(prefix="vtok-") as d:
@@ -74,7 +85,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             src2 = spool_stdin(d, raw=size is not None) if str(src) == "-" else src
             out2 = Path(d) / "out.vtok" if str(out) == "-" else out
             summary = compress_file(src2, out2, model, prior, gop, bits, size, fps, max_frames, quiet, rate, audio,
-                                    codec, workers, ray, log)
+                                    codec, workers, ray, device, log)
             if str(out) == "-":
                 with open(out2, "rb") as f:
                     shutil.copyfileobj(f, sys.stdout.buffer)
@@ -82,7 +93,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             return summary
     out = Path(out)
     check_output(out)
-    codec = codec or load_codec(model, prior)
+    codec = codec or load_codec(model, prior, device)
     codec.settings(rate, bits)  # bad settings fail before any work
     info = probe(src, size, fps)
     if info.bit_depth > 8:
@@ -117,7 +128,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
 
 def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: int | None = None,
                     quiet: bool = False, audio: bool = True, codec=None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    workers: int = 1, ray: str | None = None, log=print) -> dict:
+                    workers: int = 1, ray: str | None = None, device: str = "cpu", log=print) -> dict:
     """Decode ``.vtok`` to a video file; ``start``/``frames`` pick a range and only its GOPs are decoded.
 
     The file's audio goes into ``.mkv`` / ``.mp4`` outputs, cut to the same time span (``audio=False``: left out). A
@@ -128,9 +139,9 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
         coded = CodedFile(f)
         h = coded.header
         check_frame_area(h, max_pixels)
-        codec = codec or load_codec(model, prior)
+        codec = codec or load_codec(model, prior, device)
         if not codec.codes(h.model_id) and model is None and prior is None:
-            codec = bundled_codec(h.model_id) or codec
+            codec = bundled_codec(h.model_id, device) or codec
         codec.check(coded, max_pixels)
         streams = coded.streams if audio else []
         keeps_audio = str(out) != "-" and Path(out).suffix.lower() in (".mkv", ".mp4", ".mov")
@@ -223,23 +234,23 @@ def vtok_complete(path) -> bool:
 
 
 def compress_many(inputs, out_dir, model=None, prior=None, skip_existing: bool = False, quiet: bool = False,
-                  log=print, **kw) -> dict:
+                  device: str = "cpu", log=print, **kw) -> dict:
     """``vtok compress a.mp4 b.mkv clips/ -o out/``: one ``.vtok`` per input video, the model loaded once."""
     from vtok.codec.media.read import VIDEO_SUFFIXES
 
     pairs = batch_jobs(inputs, out_dir, VIDEO_SUFFIXES, ".vtok")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    codec = load_codec(model, prior)
+    codec = load_codec(model, prior, device)
     return run_batch(pairs, lambda s, d: compress_file(s, d, codec=codec, quiet=True, log=lambda *a: None, **kw),
                      skip_existing, vtok_complete, quiet, log)
 
 
 def decompress_many(inputs, out_dir, model=None, prior=None, suffix: str = ".mkv", skip_existing: bool = False,
-                    quiet: bool = False, log=print, **kw) -> dict:
+                    quiet: bool = False, device: str = "cpu", log=print, **kw) -> dict:
     """``vtok decompress a.vtok clips/ -o out/``: one video per ``.vtok`` input (``suffix``: its container)."""
     pairs = batch_jobs(inputs, out_dir, {".vtok"}, suffix)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    codec = load_codec(model, prior)
+    codec = load_codec(model, prior, device)
     return run_batch(pairs, lambda s, d: decompress_file(s, d, codec=codec, quiet=True, log=lambda *a: None, **kw),
                      skip_existing, Path.exists, quiet, log)
 

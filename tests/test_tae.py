@@ -169,9 +169,12 @@ def test_config_json_of_earlier_models_is_unchanged():
 
 
 def test_streaming_matches_the_whole_clip(monkeypatch):
-    """Run chunk by chunk with the causal state carried along (one latent frame per chunk), the tokenizer gives the
+    """Run chunk by chunk with the causal state carried along — one frame per chunk, three (a temporal pool's odd
+    frame waits in the stream), and with every stage in strips of rows (``in_strips``) — the tokenizer gives the
     tokens and pictures it gives on the whole clip at once (to float rounding: pixels within 1), for a clip whose
     length needs temporal padding and a frame size that needs spatial padding."""
+    import vtok.codec.models.layers as layers_module
+    import vtok.codec.models.tae as tae_module
     import vtok.codec.models.tokenizer as tokenizer_module
 
     torch.manual_seed(0)
@@ -181,16 +184,39 @@ def test_streaming_matches_the_whole_clip(monkeypatch):
             if getattr(m, "prev", None) is not None:
                 m.prev.weight.normal_(0, 0.02)
     rng = np.random.default_rng(0)
-    clip = np.clip(rng.normal(128, 40, (1, 36, 52, 3)) + np.arange(15)[:, None, None, None] * 6, 0, 255)
+    clip = np.clip(rng.normal(128, 40, (1, 100, 60, 3)) + np.arange(15)[:, None, None, None] * 6, 0, 255)
     clip = clip.astype(np.uint8)
     monkeypatch.setattr(tokenizer_module, "STREAM_PIXELS", 10 ** 12)  # one chunk: the whole clip
     whole = tok.encode(clip)
     whole_pictures = tok.decode(whole, size=clip.shape[:3])
-    monkeypatch.setattr(tokenizer_module, "STREAM_PIXELS", 4 * 40 * 56)  # one latent frame per chunk
-    assert tok.stream_chunk(40, 56) == 1
-    streamed = tok.encode(clip)
-    assert streamed.shape == whole.shape == (5, 5, 7)
-    assert (streamed != whole).sum() <= 1  # a sign at zero may flip under another order of float operations
-    pictures = tok.decode(whole, size=clip.shape[:3])
-    assert pictures.shape == clip.shape
-    assert np.abs(pictures.astype(int) - whole_pictures).max() <= 1
+    assert whole.shape == (5, 13, 8) and whole_pictures.shape == clip.shape
+    frame = 104 * 64  # the padded frame
+    for chunk, strips in ((1, False), (3, False), (1, True)):
+        monkeypatch.setattr(tokenizer_module, "STREAM_PIXELS", chunk * frame)
+        assert tok.stream_chunk(104, 64) == chunk
+        if strips:  # every stage in strips of rows: the stem 24 rows, the 1/4 stage and the head 6
+            monkeypatch.setattr(layers_module, "FRAME_PIXELS", 24 * 64)
+            monkeypatch.setattr(tae_module, "FRAME_PIXELS", 24 * 64)
+        streamed = tok.encode(clip)
+        assert streamed.shape == whole.shape
+        assert (streamed != whole).sum() <= 1  # a sign at zero may flip under another order of float operations
+        pictures = tok.decode(whole, size=clip.shape[:3])
+        assert pictures.shape == clip.shape
+        assert np.abs(pictures.astype(int) - whole_pictures).max() <= 1
+
+
+def test_strips_reach_what_the_whole_frame_gives():
+    """``in_strips`` with a halo that covers the function's reach gives the whole frame's result; with too small a
+    halo it does not (so the halos of the stem, blocks and head are not vacuous)."""
+    from vtok.codec.models.layers import in_strips
+
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3, padding=1))
+    x = torch.randn(2, 4, 40, 24)
+    with torch.no_grad():
+        ref = conv(x)
+        torch.testing.assert_close(in_strips(conv, [x], 8 * 24, halo=2), ref)
+        torch.testing.assert_close(in_strips(conv, [x], 40 * 24, halo=0), ref)  # whole frames, one at a time
+        assert not torch.allclose(in_strips(conv, [x], 8 * 24, halo=1), ref)
+        up = torch.nn.Sequential(torch.nn.Conv2d(4, 16, 3, padding=1), torch.nn.PixelShuffle(2))
+        torch.testing.assert_close(in_strips(up, [x], 8 * 24, halo=1, up=2), up(x))

@@ -184,21 +184,67 @@ def previous_frames(x: torch.Tensor, t: int, before: torch.Tensor | None = None)
     return torch.cat([first, v[:, :-1]], 1).reshape(n, c, h, w)
 
 
+# Pixels a streaming layer works on at once (``in_strips``), counted at full resolution: one 1080p frame. Larger
+# frames run in strips of rows; smaller ones several at a time.
+FRAME_PIXELS = 1920 * 1088
+
+
+def in_strips(fn, xs: list[torch.Tensor], budget: int, halo: int = 0, up: int = 1, down: int = 1) -> torch.Tensor:
+    """``fn`` over folded frames ``xs`` (tensors ``(N, C, H, W)`` of one shape but channels) in pieces of at most
+    ``budget`` pixels of their resolution: groups of whole frames, or one frame in strips of rows when a frame alone
+    is larger. A strip reads ``halo`` more rows on each side (clipped at the frame's edges, where ``fn``'s own
+    padding then applies as on the whole frame), so a strip's rows are the whole frame's when ``halo`` covers how far
+    ``fn`` reaches vertically. ``fn`` maps ``down`` input rows to ``up`` output rows; strips and ``halo`` are
+    multiples of ``down``. Per-frame functions only (nothing that mixes frames or takes statistics over a frame).
+    """
+    n, _, h, w = xs[0].shape
+    per = budget // (h * w)
+    if per >= n:
+        return fn(*xs)
+    if per >= 1:
+        return torch.cat([fn(*(x[i:i + per] for x in xs)) for i in range(0, n, per)])
+    rows = max(down, budget // w // down * down)
+    out = None
+    for i in range(n):
+        for a in range(0, h, rows):
+            b = min(a + rows, h)
+            a0, b0 = max(0, a - halo), min(h, b + halo)
+            y = fn(*(x[i:i + 1, :, a0:b0] for x in xs))
+            y = y[:, :, (a - a0) * up // down:(b - a0) * up // down]
+            if out is None:
+                out = y.new_empty((n, y.shape[1], h * up // down, y.shape[3]))
+            out[i:i + 1, :, a * up // down:b * up // down] = y
+    return out
+
+
+def from_bytes(u: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels → float in [-1, 1] (elementwise: a strip converts to exactly what the whole frame does)."""
+    return u.float().div_(127.5).sub_(1.0)
+
+
+def to_bytes(x: torch.Tensor) -> torch.Tensor:
+    """Float pixels in about [-1, 1] → uint8 (elementwise, like ``from_bytes``)."""
+    return x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
 class Stream:
     """What the causal video layers carry from one chunk of frames to the next, so that a clip run chunk by chunk
     (``TaeVideoEncoder`` / ``TaeVideoDecoder`` with a ``Stream``) computes what it computes in one piece, in memory
-    that does not grow with the clip's length: each previous-frame tap's last input frame, and whether the stream
-    has started (the first frame's special case in pooling and growth)."""
+    that does not grow with the clip's length: each previous-frame tap's last input frame, a temporal pool's frame
+    still waiting for its partner (so chunks may hold any number of frames), and whether the stream has started
+    (the first frame's special case in pooling and growth). What it keeps are copies, never views that would keep a
+    whole chunk's activations alive."""
 
     def __init__(self):
         self.last: dict[int, torch.Tensor] = {}
+        self.pending: dict[int, torch.Tensor] = {}
         self.started: set[int] = set()
 
     def take(self, layer: nn.Module, x: torch.Tensor, t: int) -> torch.Tensor | None:
         """The frame before this chunk for ``layer`` (None at the start); keeps this chunk's last frame."""
         before = self.last.get(id(layer))
         n, c, h, w = x.shape
-        self.last[id(layer)] = x.reshape(n // t, t, c, h, w)[:, -1]
+        self.last[id(layer)] = x.reshape(n // t, t, c, h, w)[:, -1].clone()
         return before
 
     def first_chunk(self, layer: nn.Module) -> bool:
@@ -227,12 +273,24 @@ class TaeBlock(nn.Module):
             nn.init.zeros_(self.prev.weight)
 
     def forward(self, x: torch.Tensor, t: int = 1, stream: Stream | None = None) -> torch.Tensor:
+        """``stream``: one chunk of a stream; its frames then run in pieces of ``FRAME_PIXELS / 16`` pixels (the
+        1/4 stage's share of a 1080p frame; ``in_strips``)."""
         if self.pool is not None:
-            x = x + self.pool(x)
-        h = self.conv[0](x)
+            x = x + self.pool(x)  # statistics over the whole frame: before any strips
+        p = None
         if self.prev is not None:
             before = stream.take(self, x, t) if stream is not None else None
-            h = h + self.prev(previous_frames(x, t, before))
+            # one frame after another's: the one before it as it is, no copy
+            p = before if t == 1 and before is not None and len(x) == 1 else previous_frames(x, t, before)
+        if stream is None:
+            return self._body(x, p)
+        return in_strips(self._body, [x] if p is None else [x, p], FRAME_PIXELS // 16, halo=4)
+
+    def _body(self, x: torch.Tensor, p: torch.Tensor | None = None) -> torch.Tensor:
+        """The three convolutions (reaching 3 rows) and the previous-frame tap on ``p``, per frame."""
+        h = self.conv[0](x)
+        if p is not None:
+            h = h + self.prev(p)
         h = self.conv[4](F.relu(self.conv[2](F.relu(h))))
         return F.relu(h + x)
 
@@ -251,16 +309,33 @@ class TemporalPool(nn.Module):
             self.mix.weight[:, ch:, 0, 0] = torch.eye(ch)
 
     def forward(self, x: torch.Tensor, t: int, stream: Stream | None = None) -> tuple[torch.Tensor, int]:
+        """A stream's chunk may hold any number of frames: an odd one out waits in the stream for its partner (the
+        result may then hold no frames: ``(0, C, H, W)`` and ``t = 0``)."""
         n, c, h, w = x.shape
-        v = x.reshape(n // t, t, c, h, w)
-        if stream is None or stream.first_chunk(self):  # the clip's frame 0 is pooled with itself
+        b = n // t
+        v = x.reshape(b, t, c, h, w)
+        if stream is None:
             if (t - 1) % 2:
                 raise ValueError(f"temporal pooling needs 1 + 2k frames, got {t}")
-            v = torch.cat([v[:, :1], v], 1)
-        elif t % 2:
-            raise ValueError(f"temporal pooling of a later chunk needs 2k frames, got {t}")
+            v = torch.cat([v[:, :1], v], 1)  # the clip's frame 0 is pooled with itself
+        else:  # frame by frame, each pair mixed in pieces: no copy of the chunk
+            if b != 1:
+                raise ValueError("a stream runs one clip at a time")
+            frames = [v[:, i] for i in range(t)]
+            if stream.first_chunk(self):
+                frames.insert(0, frames[0])
+            held = stream.pending.pop(id(self), None)
+            if held is not None:
+                frames.insert(0, held)
+            if len(frames) % 2:
+                stream.pending[id(self)] = frames.pop().clone()
+            if not frames:
+                return x.new_zeros((0, c, h, w)), 0
+            mixed = [in_strips(lambda a, z: self.mix(torch.cat([a, z], 1)), [a, z], FRAME_PIXELS // 16)
+                     for a, z in zip(frames[0::2], frames[1::2])]
+            return (mixed[0] if len(mixed) == 1 else torch.cat(mixed)), len(mixed)
         t2 = v.shape[1] // 2
-        return self.mix(v.reshape(n // t * t2, 2 * c, h, w)), t2
+        return self.mix(v.reshape(b * t2, 2 * c, h, w)), t2
 
 
 class TemporalGrow(nn.Module):

@@ -27,20 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vtok.codec.models.layers import Stream, TaeBlock, TemporalGrow, TemporalPool, conv3, fold, soft_clamp, unfold
+from vtok.codec.models.layers import (FRAME_PIXELS, Stream, TaeBlock, TemporalGrow, TemporalPool, conv3, fold,
+                                      from_bytes, in_strips, soft_clamp, to_bytes, unfold)
 from vtok.codec.models.taef2 import TAE_CH, TAE_LATENT, read_taef2
-
-
-# Full-resolution pixels the stem and head take at once when streaming: one 1080p frame (smaller frames go several
-# at a time, larger ones one by one).
-SLICE_PIXELS = 1920 * 1088
-
-
-def in_slices(module: nn.Module, h: torch.Tensor, scale: int = 1) -> torch.Tensor:
-    """``module`` over folded frames ``h`` a few at a time: as many as hold ``SLICE_PIXELS`` full-resolution pixels
-    (``scale``: full-resolution pixels per pixel of ``h``); per-frame modules give what they give on all at once."""
-    n = max(1, SLICE_PIXELS // (scale * h.shape[-2] * h.shape[-1]))
-    return torch.cat([module(h[i:i + n]) for i in range(0, len(h), n)])
 
 
 class CheapStem(nn.Module):
@@ -111,14 +100,29 @@ class TaeVideoEncoder(nn.Module):
                 nn.init.normal_(self.proj.weight[n:], std=TAE_LATENT ** -0.5)
             self.proj.bias.zero_()
 
-    def forward(self, x: torch.Tensor, stream: Stream | None = None) -> torch.Tensor:
-        """``stream``: run one chunk of a longer clip (the first chunk: its frame 0; later ones: 4 frames each)."""
-        h, t = fold(x.add(1).mul(0.5))
-        h = self.stem(h) if stream is None else in_slices(self.stem, h)  # streaming: bounded full-resolution work
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, t = fold(x.add(1).mul_(0.5))
+        return self._body(self.stem(h), t)
+
+    def stream_frames(self, u: torch.Tensor, stream: Stream) -> torch.Tensor:
+        """One chunk of a stream: uint8 frames ``(k, 3, H, W)`` (any ``k``, any memory layout) → the latent frames
+        complete with it ``(1, out_ch, k', H/8, W/8)`` (``k'`` may be 0). Every stage works on at most
+        ``FRAME_PIXELS`` pixels at a time (``in_strips``; the stem converts its strip of bytes itself), so memory
+        does not grow with the frame area beyond the frames themselves; the result is ``forward``'s on the whole
+        clip."""
+        # the stem reaches 18 full-resolution rows: a halo of 32
+        h = in_strips(lambda s: self.stem(from_bytes(s).add_(1).mul_(0.5)), [u], FRAME_PIXELS, halo=32, down=4)
+        return self._body(h, len(u), stream, (u.shape[-2] // 8, u.shape[-1] // 8))
+
+    def _body(self, h: torch.Tensor, t: int, stream: Stream | None = None, size=None) -> torch.Tensor:
+        """Everything after the stem, on folded 1/4-resolution frames."""
         h, t = self.pool1(h, t, stream)
-        for blk in self.quarter:
-            h = blk(h, t, stream)
-        h, t = self.pool2(h, t, stream)
+        if t:
+            for blk in self.quarter:
+                h = blk(h, t, stream)
+            h, t = self.pool2(h, t, stream)
+        if not t:
+            return h.new_zeros((1, self.proj.out_channels, 0) + tuple(size))
         h = self.down(h)
         for blk in self.eighth:
             h = blk(h, t, stream)
@@ -165,8 +169,28 @@ class TaeVideoDecoder(nn.Module):
         self.grow2 = TemporalGrow(c)
         self.head = CheapHead()
 
-    def forward(self, q: torch.Tensor, stream: Stream | None = None) -> torch.Tensor:
-        """``stream``: run one chunk of latent frames of a longer clip (see ``Stream``)."""
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        h, t = fold(q)
+        h = F.relu(self.latent(soft_clamp(self.dequant(h))))
+        for blk in self.refine:
+            h = blk(h, t)
+        for blk in self.eighth:
+            h = blk(h, t)
+        h, t = self.grow1(h, t)
+        h = self.up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        for blk in self.quarter:
+            h = blk(h, t)
+        h, t = self.grow2(h, t)
+        return unfold(self.head(h).mul(2).sub(1), t)
+
+    def pieces(self, q: torch.Tensor, stream: Stream):
+        """One chunk of latent frames ``(1, in_ch, k, h, w)`` of a stream → its output frames as uint8 ``(n, 3, H,
+        W)``, yielded a few at a time: after the 1/8 stage, each piece of frames runs the 1/4 stage and the head on
+        its own, about ``FRAME_PIXELS`` output pixels (the 1/4 stage in strips of rows when a frame is larger, the
+        head, whose activations are the widest, in strips of half that, each turned into bytes at once), so
+        full-resolution floats never pile up; the frames are ``forward``'s on the whole clip."""
+        if q.shape[0] != 1:
+            raise ValueError("a stream decodes one clip at a time")
         h, t = fold(q)
         h = F.relu(self.latent(soft_clamp(self.dequant(h))))
         for blk in self.refine:
@@ -174,12 +198,15 @@ class TaeVideoDecoder(nn.Module):
         for blk in self.eighth:
             h = blk(h, t, stream)
         h, t = self.grow1(h, t, stream)
-        h = self.up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        for blk in self.quarter:
-            h = blk(h, t, stream)
-        h, t = self.grow2(h, t, stream)
-        y = self.head(h) if stream is None else in_slices(self.head, h, scale=16)  # its largest activations
-        return unfold(y.mul(2).sub(1), t)
+        per = max(1, FRAME_PIXELS // (2 * 64 * h.shape[-2] * h.shape[-1]))  # 1/4-stage frames → twice as many out
+        for a in range(0, t, per):
+            g = self.up(F.interpolate(h[a:a + per], scale_factor=2.0, mode="nearest"))
+            tg = g.shape[0]
+            for blk in self.quarter:
+                g = blk(g, tg, stream)
+            g, tg = self.grow2(g, tg, stream)
+            # the head reaches 3 rows of its input: a halo of 4
+            yield in_strips(lambda s: to_bytes(self.head(s).mul_(2).sub_(1)), [g], FRAME_PIXELS // 32, halo=4, up=4)
 
 
 # TAEF2 key prefixes → our modules' parameter names (the blocks keep TAEF2's inner names).

@@ -25,12 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtok.codec.models.config import TokenizerConfig, default_group_bits
+from vtok.codec.models.layers import from_bytes, to_bytes
 from vtok.codec.models.quantizers import QUANTIZERS, build_quantizer
 
 SPATIAL_STRIDE = 8
 TEMPORAL_STRIDE = 4
-# Pixels of one chunk when a body runs as a stream (``VideoTokenizer.stream_chunk``): about four 1080p frames.
-STREAM_PIXELS = 4 * 1920 * 1088
+# Pixels of one chunk of frames when a body runs as a stream (``VideoTokenizer.stream_chunk``): one 1080p frame.
+STREAM_PIXELS = 1920 * 1088
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 # The bundled models, one per token family, by the name ``--model NAME`` takes; each file has its token prior beside
 # it (``*-prior``). A better decoder for a family's bits replaces the family's file (docs/MODELS.md, "Weights").
@@ -60,8 +61,8 @@ def model_path(model=None) -> Path:
     return Path(model)
 
 
-def _as_frames(video) -> torch.Tensor:
-    """uint8 ``(T, H, W, 3)`` (numpy or torch) → float ``(1, 3, T, H, W)`` in [-1, 1]."""
+def _as_bytes(video) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` (numpy or torch), checked, as a tensor (no copy where none is needed)."""
     if not isinstance(video, torch.Tensor):
         video = np.asarray(video)
         video = video if video.flags.writeable else video.copy()
@@ -70,7 +71,12 @@ def _as_frames(video) -> torch.Tensor:
         raise ValueError(f"expected uint8 video of shape (T, H, W, 3), got {tuple(v.shape)} {v.dtype}")
     if v.shape[0] < 1:
         raise ValueError("video has no frames")
-    return v.permute(3, 0, 1, 2).unsqueeze(0).float().div_(127.5).sub_(1.0)
+    return v
+
+
+def _as_frames(video) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` (numpy or torch) → float ``(1, 3, T, H, W)`` in [-1, 1]."""
+    return from_bytes(_as_bytes(video).permute(3, 0, 1, 2).unsqueeze(0))
 
 
 def padded_size(t: int, h: int, w: int) -> tuple[int, int, int]:
@@ -83,13 +89,6 @@ def token_shape(t: int, h: int, w: int) -> tuple[int, int, int]:
     """Token grid ``(T', H', W')`` of a ``t``-frame ``h``×``w`` video."""
     tp, hp, wp = padded_size(t, h, w)
     return 1 + (tp - 1) // TEMPORAL_STRIDE, hp // SPATIAL_STRIDE, wp // SPATIAL_STRIDE
-
-
-def pad_space(x: torch.Tensor) -> torch.Tensor:
-    """Edge-replicate ``(B, C, T, H, W)`` to multiples of 8 in height and width."""
-    _, _, _, h, w = x.shape
-    _, hp, wp = padded_size(1, h, w)
-    return F.pad(x, (0, wp - w, 0, hp - h, 0, 0), mode="replicate") if (hp, wp) != (h, w) else x
 
 
 def pad_video(x: torch.Tensor) -> torch.Tensor:
@@ -225,12 +224,13 @@ class VideoTokenizer(nn.Module):
         return bits
 
     def stream_chunk(self, h: int, w: int) -> int | None:
-        """Latent frames per chunk when the body runs as a stream (``arch="tae"``; None: the whole clip at once):
-        as many as keep a chunk near ``STREAM_PIXELS`` pixels, so memory stays that of one chunk at any clip length
-        and frame size, and small frames still run in few, large chunks."""
+        """Frames per chunk when the body runs as a stream (``arch="tae"``; None: the whole clip at once): as many
+        as keep a chunk near ``STREAM_PIXELS`` pixels (at least one), so memory stays that of one chunk at any clip
+        length, and small frames still run in few, large chunks. Inside a chunk the body bounds its work by the same
+        measure (``layers.in_strips``: a larger frame runs in strips of rows)."""
         if self.cfg.arch != "tae":
             return None
-        return max(1, STREAM_PIXELS // (TEMPORAL_STRIDE * h * w))
+        return max(1, STREAM_PIXELS // (h * w))
 
     @torch.inference_mode()
     def encode(self, video, bits: int | None = None):
@@ -250,15 +250,22 @@ class VideoTokenizer(nn.Module):
         else:
             from vtok.codec.models.layers import Stream
 
+            src = _as_bytes(video).cpu().numpy()  # checked; a view of the caller's frames
             stream, parts = Stream(), []
             tp = padded_size(t, 1, 1)[0]
-            starts = [0] + list(range(1 + TEMPORAL_STRIDE * (n - 1), tp, TEMPORAL_STRIDE * n))
-            for a, b in zip(starts, starts[1:] + [tp]):
-                frames = video[a:min(b, t)]
+            for a in range(0, tp, n):
+                b = min(a + n, tp)
+                frames = src[a:min(b, t)] if a < t else src[:0]
                 if b > t:  # temporal padding: the last frame repeats
-                    frames = np.concatenate([np.asarray(frames), np.repeat(np.asarray(video[-1:]), b - max(a, t), 0)])
-                x = pad_space(_as_frames(frames).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
-                parts.append(self.quantizer(self.encoder(x, stream)).indices[0])
+                    frames = np.concatenate([frames, np.repeat(src[-1:], b - max(a, t), 0)])
+                _, hp, wp = padded_size(1, *frames.shape[1:3])
+                if (hp, wp) != frames.shape[1:3]:  # spatial padding: edge pixels repeat
+                    frames = np.pad(frames, ((0, 0), (0, hp - frames.shape[1]), (0, wp - frames.shape[2]), (0, 0)),
+                                    mode="edge")
+                u = torch.from_numpy(np.ascontiguousarray(frames)).to(self._device()).permute(0, 3, 1, 2)
+                z = self.encoder.stream_frames(u, stream)  # bytes in, converted strip by strip
+                if z.shape[2]:
+                    parts.append(self.quantizer(z).indices[0])
             idx = torch.cat(parts, 0)
         if bits < self.bits:
             idx = idx & ((1 << bits) - 1)
@@ -266,29 +273,42 @@ class VideoTokenizer(nn.Module):
 
     @torch.inference_mode()
     def decode(self, tokens, bits: int | None = None, size: tuple[int, int, int] | None = None):
-        """int ``(T', H', W')`` tokens → uint8 video ``(T, H, W, 3)``; ``size`` = ``(T, H, W)`` crops the padding."""
+        """int ``(T', H', W')`` tokens → uint8 video ``(T, H, W, 3)``; ``size`` = ``(T, H, W)`` crops the padding.
+
+        A streaming body decodes chunks of latent frames (``stream_chunk``'s pixels, four frames per latent frame)
+        and turns each piece of frames it yields into uint8 at once, so float frames never pile up.
+        """
         bits = self._check_bits(bits)
         idx = torch.as_tensor(np.asarray(tokens) if not isinstance(tokens, torch.Tensor) else tokens)
         if idx.ndim != 3:
             raise ValueError(f"expected tokens of shape (T', H', W'), got {tuple(idx.shape)}")
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= 2 ** bits):
             raise ValueError(f"token values must be in [0, 2**{bits})")
-        n = self.stream_chunk(idx.shape[1] * SPATIAL_STRIDE, idx.shape[2] * SPATIAL_STRIDE) if idx.shape[0] else None
+        full = (idx.shape[1] * SPATIAL_STRIDE, idx.shape[2] * SPATIAL_STRIDE)
+        n = self.stream_chunk(*full) if idx.shape[0] else None
         t, h, w = size if size is not None else (None, None, None)
         stream = None
         if n is not None:
             from vtok.codec.models.layers import Stream
 
             stream = Stream()
-        parts = []
+            n = max(1, n // TEMPORAL_STRIDE)  # latent frames per chunk
+        hh, ww = min(h or full[0], full[0]), min(w or full[1], full[1])
+        out = torch.empty((1 + TEMPORAL_STRIDE * max(idx.shape[0] - 1, 0), hh, ww, 3), dtype=torch.uint8)
+        done = 0
         for a in range(0, idx.shape[0], n or max(1, idx.shape[0])):
             codes = self.quantizer.indices_to_codes(idx[a:a + (n or idx.shape[0])].to(self._device()).unsqueeze(0))
             if bits < self.bits:
                 codes = codes * self.bit_mask(torch.tensor([bits], device=codes.device), codes)
             codes = codes.contiguous(memory_format=torch.channels_last_3d)
-            x = (self.decoder(codes) if stream is None else self.decoder(codes, stream))[0]
-            parts.append(to_uint8(x[:, :, :h, :w], numpy=False))  # uint8 per chunk: the float frames never pile up
-        out = torch.cat(parts, 0)[:t]
+            if stream is None:
+                pieces = [to_uint8(self.decoder(codes)[0, :, :, :hh, :ww], numpy=False)]
+            else:  # uint8 pieces (n, 3, H, W)
+                pieces = (x[:, :, :hh, :ww].permute(0, 2, 3, 1).cpu() for x in self.decoder.pieces(codes, stream))
+            for x in pieces:
+                out[done:done + len(x)] = x
+                done += len(x)
+        out = out[:done][:t]
         return out if isinstance(tokens, torch.Tensor) else out.numpy()
 
     def _device(self) -> torch.device:
@@ -297,7 +317,7 @@ class VideoTokenizer(nn.Module):
 
 def to_uint8(x: torch.Tensor, numpy: bool = True):
     """``(3, T, H, W)`` float in [-1, 1] → uint8 ``(T, H, W, 3)``."""
-    v = x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 3, 0).contiguous().cpu()
+    v = to_bytes(x).permute(1, 2, 3, 0).contiguous().cpu()
     return v.numpy() if numpy else v
 
 
@@ -316,9 +336,26 @@ def save_tokenizer(model: VideoTokenizer, path, half: bool = True, extra: dict |
     tmp.replace(path)
 
 
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """``cpu``, ``cuda`` (``cuda:N``) or ``auto`` (CUDA when there is a device, else the CPU) as a torch device; a
+    CUDA device that is not there is a one-line ``ValueError``."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.split(":")[0] not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r} (cpu, cuda or auto)")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name}: no CUDA device is available here (use --device cpu or auto)")
+    return torch.device(name)
+
+
 def load_tokenizer(path=None, device: str | torch.device = "cpu") -> VideoTokenizer:
     """Load a tokenizer from a safetensors file or a bundled model's name (``None``: the default), strictly, in
-    eval mode."""
+    eval mode, on ``device`` (``resolve_device``)."""
+    device = resolve_device(device)
     from safetensors import safe_open
 
     path = model_path(path)
