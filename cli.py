@@ -57,6 +57,8 @@ SIZE, FPS = A("--size", type=WxH, help="frame size of a raw .yuv input"), A("--f
 QUIET, VERBOSE = (A("-q", "--quiet", action="store_true", help="print nothing on success"),
                   A("-v", "--verbose", action="store_true", help="also print the summary as JSON"))
 WORKERS = A("--workers", type=int, default=0, help="GOPs coded in N processes (0: half the CPUs, at least 1)")
+DEVICE = A("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+           help="where the tokenizer runs (auto: CUDA if there is a device); files decode on any device")
 RAY = A("--ray", metavar="auto|ADDRESS|local", help="code GOPs on a Ray cluster, N workers (pip install vtok[ray])")
 NO_AUDIO = A("--no-audio", dest="audio", action="store_false", help="leave the audio out (kept in .mkv/.mp4)")
 SKIP = A("--skip-existing", action="store_true", help="several inputs: skip outputs already complete")
@@ -74,23 +76,23 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
           "picture (default model: 0..7 = 1/4 size with 14 and 36 bits per token, then the full size with 5, 8, 10, "
           "14, 22, 36 bits)"), I("--bits", help="code only the first N bits of every token (coarser, smaller)"),
         I("--frames", dest="max_frames", help="compress only the first N frames"), SIZE, FPS, NO_AUDIO, WORKERS,
-        RAY, MODEL, PRIOR, QUIET, VERBOSE]),
+        RAY, DEVICE, MODEL, PRIOR, QUIET, VERBOSE]),
     "decompress": ("vtok.codec.files:decompress_inputs", ".vtok -> video (.y4m, .mkv lossless, .mp4 H.264, PNGs)", [
         A("input", nargs="+", help=".vtok file; - reads stdin; several files or folders: one video each into -o"),
         A("-o", "--output", required=True, help="output video; - writes Y4M to stdout; a folder for several"),
         SKIP, A("--format", default="mkv", choices=["mkv", "mp4", "y4m"], help="several inputs: output type"), MODEL,
         PRIOR, I("--start", default=0, help="first frame to decode"), I("--frames", help="number of frames to decode"),
         I("--max-pixels", help="refuse files whose frames are larger than this (default 37748736: 8K and more)"),
-        WORKERS, RAY, NO_AUDIO, QUIET, VERBOSE]),
+        WORKERS, RAY, DEVICE, NO_AUDIO, QUIET, VERBOSE]),
     "info": ("vtok.bench.report:print_info", "header, GOPs, sizes and rates of a .vtok file", [
         A("path", metavar="input"), A("--json", dest="as_json", action="store_true")]),
     "tokenize": ("vtok.codec.tokens_file:tokenize_file", "video file -> token indices (.npz) for language models", [
         A("src", metavar="input"), A("-o", "--output", dest="out", required=True), MODEL,
         I("--bits", help="keep the first N bits of every token (rate ladder)"),
         I("--frames", dest="max_frames", help="tokenize only the first N frames"),
-        A("--resize", type=WxH, help="resize frames to WxH first (bicubic)"), SIZE, FPS]),
+        A("--resize", type=WxH, help="resize frames to WxH first (bicubic)"), SIZE, FPS, DEVICE]),
     "detokenize": ("vtok.codec.tokens_file:detokenize_file", "token indices (.npz) -> video", [
-        A("src", metavar="input"), A("-o", "--output", dest="out", required=True), MODEL]),
+        A("src", metavar="input"), A("-o", "--output", dest="out", required=True), MODEL, DEVICE]),
     "train": ("vtok.codec.training.train:run_training", "train a tokenizer (resumable; torchrun to run several)", [
         TRAIN, A("--run-dir", default="runs/tokenizer", help="run folder: checkpoints, metrics.jsonl, ema.safetensors"),
         CACHE, A("--resume", action="store_true", help="continue from <run>/state.safetensors"),
@@ -130,9 +132,14 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         A("--run-dir", default="runs/prior"), I("--steps", default=3000), I("--batch", default=16),
         I("--crop", default=32, help="crop of the token grid"), F("--lr", default=2e-3), I("--channels", default=48),
         I("--layers", default=3, help="3x3 convolutions of the prior's network"), I("--threads", default=0),
-        I("--max-clips", default=0, help="tokenize only this many cached clips, spread over the cache (0: all)")]),
+        I("--max-clips", default=0, help="tokenize only this many cached clips, spread over the cache (0: all)"),
+        I("--gop", default=65, help="GOP length the cached clips are cut into before tokenizing"),
+        A("--init-prior", default="", help="start from this prior (e.g. the model's shipped one)"),
+        I("--save-every", default=0, help="write the prior and the run state every N steps"),
+        A("--resume", action="store_true", help="continue from <run-dir>/prior-state.pt"),
+        I("--held-out", default=0, help="keep every N-th GOP out of training and log its rate at each save")]),
     "eval": ("vtok.bench.evaluate:run_evaluation", "reconstruction quality of a tokenizer on evaluation clips", [
-        MODEL, EVAL, FRAMES, A("--size", type=WxH, default=(640, 360)), I("--bits"), JSON]),
+        MODEL, EVAL, FRAMES, A("--size", type=WxH, default=(640, 360)), I("--bits"), DEVICE, JSON]),
     "bench": ("vtok.bench.rd:run_bench", "rate-distortion benchmark against x265 and VVC (or: bench speed | ...)", [
         EVAL, A("--mcl-jcv", help="folder with the MCL-JCV sequences (videoSRC*_1920x1080_*.yuv)"),
         A("--codecs", type=_list(str), default="vtok,x265,vvc", help="codecs to compare; vtok:MODEL adds a vtok "
@@ -152,7 +159,8 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         I("--intra-period", help="frames between intra frames (default: one per clip)"), MODEL,
         A("--anchor", default="x265", help="BD-rates are against this codec"),
         I("--jobs", default=1, help="anchor encodes in parallel"), A("--out", dest="out_dir", default="bench-out"),
-        A("--no-lpips", dest="lpips", action="store_false"), A("--quiet", dest="progress", action="store_false")]),
+        A("--no-lpips", dest="lpips", action="store_false"), A("--quiet", dest="progress", action="store_false"),
+        DEVICE]),
     "bench speed": ("vtok.bench.speed:run_speed", "tokenizer encode/decode frames per second", [
         A("--model", help="one model or several, comma-separated"), FRAMES, A("--size", default="640x360"),
         I("--repeats", default=3)]),

@@ -25,6 +25,7 @@ class VtokSettings:
     rates: list | None = None
     gop: int = DEFAULT_GOP
     fps: float = 30.0
+    device: str = "cpu"
 
 
 @dataclass
@@ -48,7 +49,7 @@ class VtokBenchCodec:
 
     def __init__(self, s: VtokSettings, name: str = "vtok"):
         self.s, self.name = s, name
-        self.codec = load_codec(s.model)
+        self.codec = load_codec(s.model, device=s.device)
         self.ladder = rate_ladder(self.codec.tokenizer)
         self.rates = list(range(len(self.ladder))) if s.rates is None else list(s.rates)
         bad = [r for r in self.rates if not 0 <= r < len(self.ladder)]

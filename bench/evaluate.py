@@ -16,9 +16,9 @@ from vtok.codec.models.tokenizer import load_tokenizer
 
 
 def evaluate_tokenizer(model=None, data=None, frames: int = 33, size=(640, 360), bits: int | None = None,
-                       lpips: bool = True, log=print) -> dict:
-    """Tokenize and reconstruct every clip; returns per-clip rows and their mean."""
-    tok = load_tokenizer(model)
+                       lpips: bool = True, device: str = "cpu", log=print) -> dict:
+    """Tokenize and reconstruct every clip (the tokenizer on ``device``); returns per-clip rows and their mean."""
+    tok = load_tokenizer(model, device)
     metric = LPIPSMetric() if lpips else None
     rows = []
     for name, clip in eval_clips(data, frames, size):
@@ -41,9 +41,9 @@ def evaluate_tokenizer(model=None, data=None, frames: int = 33, size=(640, 360),
 
 
 def run_evaluation(model=None, data=None, frames: int = 33, size=(640, 360), bits: int | None = None,
-                   json_path=None, log=print) -> dict:
+                   json_path=None, device: str = "cpu", log=print) -> dict:
     """``vtok eval``: evaluate, print the mean row, optionally write the JSON."""
-    res = evaluate_tokenizer(model, data, frames, size, bits, log=log)
+    res = evaluate_tokenizer(model, data, frames, size, bits, device=device, log=log)
     m = res["mean"]
     log(f"mean over {len(res['clips'])} clips ({frames} frames, {size[0]}x{size[1]}): raw {m['raw_bpp']:.4f} bpp, "
         f"PSNR {m['psnr']:.2f} dB, MS-SSIM {m.get('ms_ssim', float('nan')):.4f}, LPIPS {m.get('lpips', float('nan')):.4f}")

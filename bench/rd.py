@@ -58,7 +58,7 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
               out_dir="bench-out", jobs: int = 1, config: str = "low-delay", preset: str = "medium",
               intra_period: int | None = None, model=None, anchor: str = "x265", cache_dir=None, lpips: bool = True,
               progress: bool = True, anchor_ladder=(), gop: int = DEFAULT_GOP, reuse=None, rename=None,
-              log=print) -> dict:
+              device: str = "cpu", log=print) -> dict:
     """Run the benchmark, write ``results.json``, ``results.csv``, ``rd.png`` and ``bdrate.json`` into ``out_dir``.
 
     ``codecs``: registered names and ``vtok:MODEL`` peers (e.g. ``vtok:default,vtok:runs/dec/ema.safetensors``; ``anchor`` may be one of
@@ -89,7 +89,7 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
            "codecs": {}, "points": []}
     digests = {name: hashlib.sha256(clip.tobytes()).hexdigest() for name, clip in clips}
     tasks = []  # (clip name, frames, codec, point, settings, version, runner)
-    vtok_settings = VtokSettings(model, None if vtok_rates is None else list(vtok_rates), gop)
+    vtok_settings = VtokSettings(model, None if vtok_rates is None else list(vtok_rates), gop, device=device)
     built = {}
     for c in codecs:
         rungs = list(anchor_ladder) if c == anchor else []  # the reduced-size rungs: the BD anchor's curve only

@@ -188,17 +188,18 @@ class Codec:
                 yield method(self, *job)
             return
         state = (self.tokenizer.cfg, {k: v.cpu() for k, v in self.tokenizer.state_dict().items()},
-                 getattr(self.tokenizer, "meta", {}), self.prior)
+                 getattr(self.tokenizer, "meta", {}), self.prior.on("cpu"), str(self.tokenizer._device()))
         yield from run_jobs(Codec.from_state, state, method.__name__, jobs, workers, ray)
 
     @staticmethod
     def from_state(state) -> "Codec":
-        """A codec from ``(tokenizer config, weights, metadata, integer prior)``, as a worker builds its own."""
-        cfg, weights, meta, prior = state
+        """A codec from ``(tokenizer config, weights, metadata, integer prior, device)``, as a worker builds its
+        own (on the device the caller's codec runs on)."""
+        cfg, weights, meta, prior, device = state
         tok = VideoTokenizer(cfg)
         tok.load_state_dict(weights, strict=True)
         tok.meta = meta
-        return Codec(tok.eval(), prior)
+        return Codec(tok.eval().to(device), prior.on(device))
 
     def open(self, f: BinaryIO) -> "CodedFile":
         """Read a ``.vtok`` stream's header and unit index; raises ModelMismatch if another model made it."""
@@ -306,6 +307,7 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     """Tokenizer weights (a path or a bundled model's name; default: the bundled default) and prior weights
     (default: the file beside them, ``*-prior``)."""
     tok = load_tokenizer(model, device=device)
+    device = tok._device()
     if prior is None:
         base = model_path(model)
         prior = base.with_name(base.stem + "-prior.safetensors")
@@ -317,9 +319,9 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     return Codec(tok, ip)
 
 
-def bundled_codec(model_id: str) -> Codec | None:
+def bundled_codec(model_id: str, device: str = "cpu") -> Codec | None:
     """The bundled model that codes files whose header names ``model_id``, or None."""
     for name in BUNDLED_MODELS:
-        if model_path(name).is_file() and (codec := load_codec(name)).codes(model_id):
+        if model_path(name).is_file() and (codec := load_codec(name, device=device)).codes(model_id):
             return codec
     return None

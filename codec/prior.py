@@ -254,6 +254,11 @@ class IntegerPrior:
         table = np.clip(np.round(one / (1 + np.exp(-lg))), 1, one - 1).astype(np.int64)
         return cls(cfg, weights, biases, shifts, table)
 
+    def on(self, device) -> "IntegerPrior":
+        """A copy on ``device`` (this one stays where it is)."""
+        return IntegerPrior(self.cfg, [w.cpu() for w in self.weights], [b.cpu() for b in self.biases], self.shifts,
+                            self.table).to(device)
+
     def to(self, device) -> "IntegerPrior":
         self.device = torch.device(device)
         self.weights = [w.to(self.device) for w in self.weights]

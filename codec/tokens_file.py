@@ -26,11 +26,11 @@ class TokenFileError(VtokError, ValueError):
 
 
 def tokenize_file(src, out, model=None, bits: int | None = None, max_frames: int | None = None,
-                  resize: tuple[int, int] | None = None, size=None, fps=None, log=print) -> dict:
-    """Tokenize a video file into ``out`` (.npz). Returns a summary dict."""
+                  resize: tuple[int, int] | None = None, size=None, fps=None, device: str = "cpu", log=print) -> dict:
+    """Tokenize a video file into ``out`` (.npz) on ``device``. Returns a summary dict."""
     out = Path(out)
     check_output(out)
-    tok = load_tokenizer(model)
+    tok = load_tokenizer(model, device)
     info = probe(src, size, fps)
     video = read_video(src, max_frames=max_frames, resize=resize, size=size, fps=fps)
     tokens = tok.encode(video, bits=bits)
@@ -66,12 +66,12 @@ def load_token_file(path) -> dict:
     return data
 
 
-def detokenize_file(src, out, model=None, log=print) -> dict:
-    """Decode a token ``.npz`` back to a video file (``.mkv``/``.mp4``/``.y4m``/PNG folder)."""
+def detokenize_file(src, out, model=None, device: str = "cpu", log=print) -> dict:
+    """Decode a token ``.npz`` back to a video file (``.mkv``/``.mp4``/``.y4m``/PNG folder) on ``device``."""
     out = Path(out)
     check_output(out)
     data = load_token_file(src)
-    tok = load_tokenizer(model)
+    tok = load_tokenizer(model, device)
     want = str(data["model_id"])
     if EARLIER_IDS.get(want, want) != tok.family_id:
         raise TokenFileError(f"{src} holds tokens of family {want}, but the loaded model's family is "

@@ -113,6 +113,42 @@ def test_encode_cpu_decode_gpu(models):
     np.testing.assert_array_equal(decode_tokens(gpu.prior, payload, tokens.shape, 10), tokens)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cli_device_cuda_files_match_the_cpu(models, tmp_path):
+    """Made on the GPU, a file decodes on the CPU (and back): the prior's integers are the same on every device."""
+    m = models / "tiny.safetensors"
+    for dev in ("cuda", "cpu"):
+        r = vtok("compress", models / "clip.mkv", "-o", tmp_path / f"{dev}.vtok", "--model", m, "--gop", "9",
+                 "--device", dev, "--quiet")
+        assert r.returncode == 0, r.stderr
+    for made, dev in (("cuda", "cpu"), ("cpu", "cuda")):
+        r = vtok("decompress", tmp_path / f"{made}.vtok", "-o", tmp_path / f"{made}-{dev}.mkv", "--model", m,
+                 "--device", dev, "--quiet")
+        assert r.returncode == 0, r.stderr
+
+
+def test_cli_device(models, tmp_path):
+    """``--device auto`` runs where it can (here or on a GPU) and decodes what the CPU made to the same pictures
+    within the float difference of two devices; ``--device cuda`` without a GPU is a one-line error that leaves
+    nothing behind."""
+    m = models / "tiny.safetensors"
+    r = vtok("compress", models / "clip.mkv", "-o", tmp_path / "c.vtok", "--model", m, "--gop", "9", "--quiet")
+    assert r.returncode == 0, r.stderr
+    for dev in ("cpu", "auto"):
+        r = vtok("decompress", tmp_path / "c.vtok", "-o", tmp_path / f"{dev}.mkv", "--model", m, "--device", dev,
+                 "--quiet")
+        assert r.returncode == 0, r.stderr
+    a, b = read_video(tmp_path / "cpu.mkv"), read_video(tmp_path / "auto.mkv")
+    assert a.shape == b.shape and np.abs(a.astype(int) - b).max() <= 1
+    if not torch.cuda.is_available():
+        for cmd, out in (("compress", "g.vtok"), ("decompress", "g.mkv")):
+            src = models / "clip.mkv" if cmd == "compress" else tmp_path / "c.vtok"
+            r = vtok(cmd, src, "-o", tmp_path / out, "--model", m, "--device", "cuda")
+            assert r.returncode != 0 and "no CUDA device" in r.stderr and "Traceback" not in r.stderr
+            assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1, r.stderr
+            assert not (tmp_path / out).exists()
+
+
 def test_cli_compress_info_decompress(models, tmp_path):
     m = models / "tiny.safetensors"
     r = vtok("compress", models / "clip.mkv", "-o", tmp_path / "c.vtok", "--model", m, "--gop", "9", "--quiet")
