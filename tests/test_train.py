@@ -212,3 +212,31 @@ def test_rate_term_lowers_the_rate():
         opt.step()
         rates.append(rate.item())
     assert rates[-1] < 0.9 * rates[0]
+
+
+def test_train_prior_holds_out_resumes_and_starts_from_a_prior(video_dir, tmp_path):
+    """``vtok train-prior``: tokens cut into GOPs of ``gop`` frames, a held-out share measured at the start and at
+    every save, a run that resumes where its state stopped, and a warm start from a frozen prior that (at lr 0)
+    freezes back to the same integers."""
+    from vtok.codec.models.tokenizer import save_tokenizer
+    from vtok.codec.prior import IntegerPrior
+    from vtok.codec.training.train_prior import train_prior
+
+    torch.manual_seed(0)
+    save_tokenizer(VideoTokenizer(tiny_config()).eval(), tmp_path / "tiny.safetensors")
+    lines = []
+    kw = dict(data=[str(video_dir)], cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"), batch=2,
+              crop=4, channels=8, layers=1, gop=9, save_every=2, held_out=2, threads=1, log=lines.append)
+    out = train_prior(tmp_path / "tiny.safetensors", tmp_path / "p.safetensors", steps=4, **kw)
+    assert list((tmp_path / "run").glob("tokens-*-gop9.npz"))
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    held = [r for r in rows if "held_out_bits_per_bit" in r]
+    assert [r["step"] for r in held] == [0, 2, 4] and all(0 < r["held_out_bits_per_bit"] < 2 for r in held)
+    train_prior(tmp_path / "tiny.safetensors", tmp_path / "p.safetensors", steps=6, resume=True, **kw)
+    assert "resumed at step 4" in lines
+    first = IntegerPrior.load(out)
+    assert first.cfg.channels == 8 and first.cfg.layers == 1
+    kw.update(run_dir=str(tmp_path / "run2"), channels=48, layers=3)  # the init prior's own shape wins
+    again = train_prior(tmp_path / "tiny.safetensors", tmp_path / "q.safetensors", steps=1, lr=0.0,
+                        init_prior=str(out), **kw)
+    assert IntegerPrior.load(again).model_id == IntegerPrior.load(out).model_id

@@ -1,7 +1,7 @@
 """Training of the token prior (``vtok train-prior``) on the tokens of a tokenizer.
 
 Tokens come from the training-clip cache (``codec.training.data.build_cache``): every cached segment is cut into GOPs of
-``gop`` frames, as the codec codes them, and tokenized once (kept in ``<run>/tokens-<model id>.npz``). The prior is
+``gop`` frames, as the codec codes them, and tokenized once (kept in ``<run>/tokens-<family id>-gop<gop>.npz``). The prior is
 trained on random crops of random latent frames (with the previous latent frame of the same GOP as context, none for
 a GOP's first), with binary cross-entropy (= rate in bits), quantization-aware, and with random bit prefixes (the
 rate ladder codes only the first ``k`` bits of every token) when the tokenizer was trained for them. A quantizer's
@@ -20,7 +20,8 @@ import torch
 
 from vtok.codec.training.data import build_cache
 from vtok.codec.paths import TRAIN_DATA
-from vtok.codec.prior import PriorConfig, TokenPrior
+from vtok.codec.coding import DEFAULT_GOP
+from vtok.codec.prior import IntegerPrior, PriorConfig, TokenPrior
 from vtok.codec.models.tokenizer import load_tokenizer
 
 
@@ -44,11 +45,66 @@ def tokenize_cache(tok, cache_dir, gop: int = 17, max_clips: int = 0, log=print)
     return out
 
 
+def _batch(gops, rng, batch: int, crop: int, bits: int, nested: float, min_bits: int):
+    """One training batch: random crops of random latent frames with their previous latent frame as context."""
+    cur, prev, has_prev, keep = [], [], [], []
+    for _ in range(batch):
+        g = gops[rng.integers(len(gops))]
+        t = int(rng.integers(g.shape[0]))
+        h, w = g.shape[1:]
+        ch, cw = min(crop, h), min(crop, w)
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        cur.append(g[t, y:y + ch, x:x + cw])
+        prev.append(g[t - 1, y:y + ch, x:x + cw] if t else np.zeros((ch, cw), g.dtype))
+        has_prev.append(t > 0)
+        keep.append(int(rng.integers(min_bits, bits + 1)) if rng.random() < nested else bits)
+    shapes = {c.shape for c in cur}
+    if len(shapes) > 1:  # clips smaller than the crop: train on their common size
+        mh, mw = min(s[0] for s in shapes), min(s[1] for s in shapes)
+        cur, prev = [c[:mh, :mw] for c in cur], [p[:mh, :mw] for p in prev]
+    return (torch.from_numpy(np.stack(cur)).long(), torch.from_numpy(np.stack(prev)).long(), torch.tensor(has_prev),
+            torch.tensor(keep))
+
+
+@torch.no_grad()
+def held_out_rate(prior: TokenPrior, gops: list[np.ndarray]) -> float:
+    """Bits per coded bit of whole held-out GOPs (all bits, every latent frame, the first without context)."""
+    total = count = 0.0
+    for g in gops:
+        t = torch.from_numpy(g).long()
+        prev = torch.cat([torch.zeros_like(t[:1]), t[:-1]])
+        has_prev = torch.arange(len(t)) > 0
+        n = t.numel() * prior.cfg.bits
+        total += float(prior.loss(t, prev, has_prev)) * n
+        count += n
+    return total / max(count, 1)
+
+
+def load_token_gops(tok, cache, run: Path, gop: int, max_clips: int, log) -> list[np.ndarray]:
+    """The cache's tokens in ``gop``-frame GOPs, tokenized once and kept in ``run`` (keyed by family and GOP)."""
+    token_file = run / f"tokens-{tok.family_id}-gop{gop}.npz"
+    if token_file.exists():
+        with np.load(token_file) as z:
+            return [z[k] for k in sorted(z.files, key=int)]
+    gops = tokenize_cache(tok, cache, gop=gop, max_clips=max_clips, log=log)
+    tmp = token_file.with_name(token_file.stem + ".tmp.npz")
+    np.savez(tmp, **{str(i): g for i, g in enumerate(gops)})
+    tmp.replace(token_file)
+    return gops
+
+
 def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_DATA),), cache_dir="",
                 run_dir="runs/prior", steps: int = 3000, batch: int = 16, crop: int = 32, lr: float = 2e-3,
                 channels: int = 48, layers: int = 3, nested: float = 0.5, min_bits: int = 2, threads: int = 0,
-                max_clips: int = 0, log=print) -> Path:
-    """Train, freeze and save a prior for the tokenizer ``model`` (None: the bundled one). Returns ``out``."""
+                max_clips: int = 0, gop: int = DEFAULT_GOP, init_prior: str = "", save_every: int = 0,
+                resume: bool = False, held_out: int = 0, log=print) -> Path:
+    """Train, freeze and save a prior for the tokenizer ``model`` (None: the bundled one). Returns ``out``.
+
+    ``init_prior``: start from a frozen prior (its network; ``channels``/``layers`` are then its own).
+    ``save_every`` > 0: every so many steps the frozen prior is written to ``out`` and the float state to
+    ``<run>/prior-state.pt``, which ``resume`` continues from. ``held_out`` > 0: every ``held_out``-th GOP is kept
+    out of training and its rate is logged at each save (``held_out_bits_per_bit`` in ``metrics.jsonl``).
+    """
     if threads:
         torch.set_num_threads(threads)
     tok = load_tokenizer(model)
@@ -57,47 +113,58 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
     cache = Path(cache_dir or run / "cache")
     if not (cache / "index.json").exists():
         build_cache(list(data), cache, log=log)
-    token_file = run / f"tokens-{tok.family_id}.npz"
-    if token_file.exists():
-        with np.load(token_file) as z:
-            gops = [z[k] for k in sorted(z.files, key=int)]
-    else:
-        gops = tokenize_cache(tok, cache, max_clips=max_clips, log=log)
-        np.savez(token_file, **{str(i): g for i, g in enumerate(gops)})
+    gops = load_token_gops(tok, cache, run, gop, max_clips, log)
+    valid = gops[::held_out] if held_out > 0 else []
+    if held_out > 0:
+        gops = [g for i, g in enumerate(gops) if i % held_out]
     if not gops:
         raise ValueError(f"no training clips in {cache}")
-    log(f"{len(gops)} GOPs of tokens for training")
+    log(f"{len(gops)} GOPs of tokens for training, {len(valid)} held out")
     group = getattr(tok.quantizer, "group_bits", tok.bits)
     if not (tok.quantizer.nested and tok.cfg.nested_dropout > 0):
         nested = 0.0  # the tokenizer decodes whole tokens only: no bit prefixes to code
-    cfg = PriorConfig(bits=tok.bits, group_bits=group, channels=channels, layers=layers)
-    prior = TokenPrior(cfg)
+    if init_prior:
+        prior = TokenPrior.from_integer(IntegerPrior.load(init_prior))
+        if (prior.cfg.bits, prior.cfg.group_bits) != (tok.bits, group):
+            raise ValueError(f"{init_prior} codes {prior.cfg.bits}-bit tokens in groups of {prior.cfg.group_bits}, "
+                             f"the tokenizer {tok.bits} in groups of {group}")
+    else:
+        prior = TokenPrior(PriorConfig(bits=tok.bits, group_bits=group, channels=channels, layers=layers))
     opt = torch.optim.Adam(prior.parameters(), lr=lr)
-    rng = np.random.default_rng(0)
+    state_file, first = run / "prior-state.pt", 0
+    if resume and state_file.exists():
+        state = torch.load(state_file, weights_only=True)
+        prior.load_state_dict(state["prior"])
+        opt.load_state_dict(state["opt"])
+        first = int(state["step"])
+        log(f"resumed at step {first}")
+    rng = np.random.default_rng([0, first])  # a resumed run draws new batches, not the first ones again
     t0 = time.time()
     log_rows = open(run / "metrics.jsonl", "a")
     ema_loss = None
-    for step in range(steps):
-        cur, prev, has_prev, keep = [], [], [], []
-        for _ in range(batch):
-            g = gops[rng.integers(len(gops))]
-            t = int(rng.integers(g.shape[0]))
-            h, w = g.shape[1:]
-            ch, cw = min(crop, h), min(crop, w)
-            y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-            cur.append(g[t, y:y + ch, x:x + cw])
-            prev.append(g[t - 1, y:y + ch, x:x + cw] if t else np.zeros((ch, cw), g.dtype))
-            has_prev.append(t > 0)
-            keep.append(int(rng.integers(min_bits, tok.bits + 1)) if rng.random() < nested else tok.bits)
-        shapes = {c.shape for c in cur}
-        if len(shapes) > 1:  # clips smaller than the crop: train on their common size
-            mh, mw = min(s[0] for s in shapes), min(s[1] for s in shapes)
-            cur, prev = [c[:mh, :mw] for c in cur], [p[:mh, :mw] for p in prev]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(step: int) -> None:
+        prior.freeze().save(out)
+        tmp = state_file.with_suffix(".tmp")
+        torch.save({"prior": prior.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
+        tmp.replace(state_file)
+        if valid:
+            rate = held_out_rate(prior, valid)
+            log_rows.write(json.dumps({"step": step, "held_out_bits_per_bit": rate}) + "\n")
+            log_rows.flush()
+            log(f"prior step {step}: {rate:.4f} bits per coded bit on {len(valid)} held-out GOPs")
+
+    if valid and first == 0:  # the starting point, to compare each save with
+        rate = held_out_rate(prior, valid)
+        log_rows.write(json.dumps({"step": 0, "held_out_bits_per_bit": rate}) + "\n")
+        log(f"prior at the start: {rate:.4f} bits per coded bit on {len(valid)} held-out GOPs")
+    for step in range(first, steps):
         lr_now = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         for gparam in opt.param_groups:
             gparam["lr"] = lr_now
-        loss = prior.loss(torch.from_numpy(np.stack(cur)).long(), torch.from_numpy(np.stack(prev)).long(),
-                          torch.tensor(has_prev), torch.tensor(keep))
+        loss = prior.loss(*_batch(gops, rng, batch, crop, tok.bits, nested, min_bits))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
@@ -109,10 +176,9 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
             log_rows.write(json.dumps(row) + "\n")
             log_rows.flush()
             log(f"prior step {step + 1}/{steps}: {ema_loss:.4f} bits per coded bit, {time.time() - t0:.0f} s")
+        if save_every and (step + 1) % save_every == 0 and step + 1 < steps:
+            save(step + 1)
+    save(steps)
     log_rows.close()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frozen = prior.freeze()
-    frozen.save(out)
-    log(f"integer prior {frozen.model_id} written to {out}")
+    log(f"integer prior {IntegerPrior.load(out).model_id} written to {out}")
     return out
