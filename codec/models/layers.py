@@ -177,7 +177,10 @@ def unfold(x: torch.Tensor, t: int) -> torch.Tensor:
 
 def previous_frames(x: torch.Tensor, t: int, before: torch.Tensor | None = None) -> torch.Tensor:
     """Folded frames → each frame's predecessor: ``before`` (``(B, C, H, W)``, the frame preceding this chunk of a
-    stream) for frame 0, or frame 0 itself at the start, as in a causal convolution."""
+    stream) for frame 0, or frame 0 itself at the start, as in a causal convolution. One frame a clip: that frame
+    or ``before`` as it is, no copy."""
+    if t == 1:
+        return x if before is None else before
     n, c, h, w = x.shape
     v = x.reshape(n // t, t, c, h, w)
     first = v[:, :1] if before is None else before[:, None]
@@ -280,8 +283,7 @@ class TaeBlock(nn.Module):
         p = None
         if self.prev is not None:
             before = stream.take(self, x, t) if stream is not None else None
-            # one frame after another's: the one before it as it is, no copy
-            p = before if t == 1 and before is not None and len(x) == 1 else previous_frames(x, t, before)
+            p = previous_frames(x, t, before)
         if stream is None:
             return self._body(x, p)
         return in_strips(self._body, [x] if p is None else [x, p], FRAME_PIXELS // 16, halo=4)

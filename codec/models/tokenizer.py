@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtok.codec.models.config import TokenizerConfig, default_group_bits
-from vtok.codec.models.layers import from_bytes, to_bytes
+from vtok.codec.models.layers import Stream, from_bytes, to_bytes
 from vtok.codec.models.quantizers import QUANTIZERS, build_quantizer
 
 SPATIAL_STRIDE = 8
@@ -248,8 +248,6 @@ class VideoTokenizer(nn.Module):
             x = pad_video(_as_frames(video).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
             idx = self.quantizer(self.encoder(x)).indices[0]
         else:
-            from vtok.codec.models.layers import Stream
-
             src = _as_bytes(video).cpu().numpy()  # checked; a view of the caller's frames
             stream, parts = Stream(), []
             tp = padded_size(t, 1, 1)[0]
@@ -289,8 +287,6 @@ class VideoTokenizer(nn.Module):
         t, h, w = size if size is not None else (None, None, None)
         stream = None
         if n is not None:
-            from vtok.codec.models.layers import Stream
-
             stream = Stream()
             n = max(1, n // TEMPORAL_STRIDE)  # latent frames per chunk
         hh, ww = min(h or full[0], full[0]), min(w or full[1], full[1])
@@ -334,9 +330,6 @@ def save_tokenizer(model: VideoTokenizer, path, half: bool = True, extra: dict |
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(sd, str(tmp), metadata=meta)
     tmp.replace(path)
-
-
-DEVICES = ("cpu", "cuda", "auto")
 
 
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
