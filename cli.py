@@ -115,6 +115,7 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
           "whose index bits are not ordered)"), I("--batch", default=4), I("--crop", default=128),
         I("--frames", default=9, help="frames per clip, 1+4k (1 = image pre-training)"), I("--warmup", default=500),
         F("--lr", default=4e-4), F("--lpips-weight", default=0.1), F("--prior-lr", default=5e-4),
+        F("--ema", default=0.999, help="decay of the weights' moving average that is exported (ema.safetensors)"),
         I("--threads", default=0), I("--seed", default=0),
         F("--adv-weight", default=0.0, help="adversarial loss weight (0: off)"),
         I("--adv-start", default=5000, help="step at which the adversarial loss starts"),

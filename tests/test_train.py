@@ -148,6 +148,25 @@ def test_fine_tuning_keeps_the_start_in_the_ema(video_dir, tmp_path):
     assert max(moved) <= 0.03 * max(raw) + 2e-3
 
 
+def test_fine_tuning_takes_new_quantizer_loss_weights(video_dir, tmp_path):
+    """``vtok train --init … --quantizer-arg entropy_weight=0 --ema 0.5``: the loaded model's quantizer trains with
+    the new loss weight (recorded in the exported config), the EMA decay reaches the run; an argument that would
+    change the architecture is refused."""
+    from vtok.codec.training.train import run_training
+
+    start = tmp_path / "start"
+    train(_cfg(start, video_dir, steps=1), tiny_config(), log=lambda *a: None)
+    assert load_tokenizer(start / "ema.safetensors").quantizer.entropy_weight > 0
+    kw = {k: v for k, v in vars(_cfg(tmp_path / "tune", video_dir, steps=1)).items() if k != "progress"}
+    out = run_training(**{**kw, "init": str(start / "ema.safetensors"), "ema": 0.5},
+                       quantizer_arg=["entropy_weight=0"], log=lambda *a: None)
+    tuned = load_tokenizer(out)
+    assert tuned.quantizer.entropy_weight == 0.0 and tuned.cfg.quantizer_args["entropy_weight"] == 0.0
+    assert json.loads((tmp_path / "tune" / "train_config.json").read_text())["ema"] == 0.5
+    with pytest.raises(ValueError, match="only the quantizer's loss weights"):
+        run_training(**{**kw, "init": str(start / "ema.safetensors")}, quantizer_arg=["bits=4"], log=lambda *a: None)
+
+
 def test_decoder_only_training_keeps_the_tokens(video_dir, tmp_path):
     """--freeze-encoder with --dec-blocks: the decoder grows and trains, the encoder (so every token) stays."""
     from safetensors.torch import load_file

@@ -239,6 +239,17 @@ def _key_value(item: str) -> tuple:
         return key, value
 
 
+def reweigh_quantizer(model: VideoTokenizer, args: dict) -> None:
+    """``--quantizer-arg`` with ``--init``: the loaded model's quantizer takes new loss weights (``*_weight``), recorded
+    in its config; any other argument would change what the weights mean, so it is refused."""
+    for key, value in args.items():
+        if not key.endswith("_weight") or not hasattr(model.quantizer, key):
+            raise ValueError(f"--quantizer-arg {key}: with --init only the quantizer's loss weights can change "
+                             f"({', '.join(k for k in vars(model.quantizer) if k.endswith('_weight')) or 'none'})")
+        setattr(model.quantizer, key, float(value))
+        model.cfg.quantizer_args = {**model.cfg.quantizer_args, key: float(value)}
+
+
 def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool = False, log=print) -> Path:
     """Run (or continue, with ``resume``) a training run; returns the path of the exported EMA weights."""
     rank, world, device = _setup_distributed()
@@ -255,6 +266,8 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
             inflate_from_image(model)
         if tcfg.dec_blocks >= 0:
             model = grow_decoder(model, tcfg.dec_blocks)
+        if mcfg is not None and mcfg.quantizer_args:
+            reweigh_quantizer(model, mcfg.quantizer_args)
     else:
         model = VideoTokenizer(mcfg or TokenizerConfig())  # a bad configuration fails here, before any work
         if model.cfg.arch == "tae" and not (resume and state_path.exists()):
