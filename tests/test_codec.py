@@ -219,6 +219,10 @@ def test_prior_file_round_trip(tmp_path):
     ip.save(tmp_path / "p.safetensors")
     back = IntegerPrior.load(tmp_path / "p.safetensors")
     assert back.model_id == ip.model_id and back.shifts == ip.shifts
+    from safetensors.torch import load_file
+    stored = load_file(tmp_path / "p.safetensors")  # int8 weights on disk, the same integers in use
+    assert all(stored[f"w{i}"].dtype == torch.int8 for i in range(3))
+    assert all(torch.equal(a, b) for a, b in zip(back.weights, ip.weights))
     with pytest.raises(ValueError, match="not a vtok prior"):
         save_tokenizer(VideoTokenizer(tiny_config()), tmp_path / "t.safetensors")
         IntegerPrior.load(tmp_path / "t.safetensors")
