@@ -326,7 +326,8 @@ class IntegerPrior:
         tmp = path.with_suffix(path.suffix + ".tmp")
         # The weights are int8 by construction (|w| <= WEIGHT_MAX): stored so, a quarter of the bytes; the id and
         # the arithmetic use them as int32/float64 whatever the stored type.
-        t = {k: v.to(torch.int8) if k[0] == "w" and v.abs().max() <= WEIGHT_MAX else v for k, v in self.tensors().items()}
+        t = {k: v.to(torch.int8) if k[0] == "w" and v.abs().max() <= WEIGHT_MAX else v
+             for k, v in self.tensors().items()}
         save_file(t, str(tmp), metadata={"format": "vtok-prior",
                                                       "config": json.dumps(dataclasses.asdict(self.cfg))})
         tmp.replace(path)
