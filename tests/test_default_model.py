@@ -118,7 +118,8 @@ def test_family_id_leaves_out_the_decoder(tiny_tokenizer):
 
 
 # Files of every bundled family written before ids named families (tests/data/families, 9 frames of 64x48): the old
-# default and the same family's earlier decoder tae36-v3, and magvit18; tae36-v1's family is no longer bundled.
+# default (now the tae36 family) and the same family's earlier decoder tae36-v3, and magvit18; tae36-v1's family is no
+# longer bundled.
 EARLIER_FILES = ["default-32ad88e7196fb016", "tae36-v3-ca3c687d825e9720", "magvit18-b01505523f629820"]
 
 
@@ -130,15 +131,33 @@ def test_a_file_of_each_bundled_family_decodes(tmp_path, name):
     decompress_file(src, tmp_path / "out.mkv", quiet=True, log=lambda *a: None)  # lossless RGB
     frames = read_video(tmp_path / "out.mkv")
     assert frames.shape == (9, 48, 64, 3)
-    codec = load_codec("magvit18" if name.startswith("magvit18") else "default")
+    codec = load_codec("magvit18" if name.startswith("magvit18") else "tae36")
     assert codec.codes(vtok_info(src)["model_id"]) and vtok_info(src)["model_id"] != codec.family_id
     np.testing.assert_array_equal(frames, codec.decompress(src.read_bytes()))
+
+
+# Files written with today's ids: the default (trained with rate in the loss) and tae36, the default before it.
+CURRENT_FILES = {"default-rd-090e53a39cdc335d": "default", "tae36-6f9eaa5da13976bb": "tae36"}
+
+
+@pytest.mark.parametrize("name", CURRENT_FILES)
+def test_a_file_of_each_tae_family_decodes_without_naming_its_model(tmp_path, name):
+    """The default and tae36 are two token families: each file finds its own bundled model, and the other family's
+    model refuses it in one line."""
+    src = FAMILIES / f"{name}.vtok"
+    decompress_file(src, tmp_path / "out.mkv", quiet=True, log=lambda *a: None)
+    own = load_codec(CURRENT_FILES[name])
+    assert vtok_info(src)["model_id"] == own.family_id
+    np.testing.assert_array_equal(read_video(tmp_path / "out.mkv"), own.decompress(src.read_bytes()))
+    other = load_codec("tae36" if CURRENT_FILES[name] == "default" else "default")
+    with pytest.raises(ModelMismatch):
+        other.decompress(src.read_bytes())
 
 
 def test_the_two_decoders_of_one_family_wrote_the_same_bits():
     """tae36-v3 and the first default differ in their decoders only: their files hold the same payload."""
     a, b = (FAMILIES / f"{n}.vtok" for n in EARLIER_FILES[:2])
-    codec = load_codec()
+    codec = load_codec("tae36")
     np.testing.assert_array_equal(codec.decompress(a.read_bytes()), codec.decompress(b.read_bytes()))
 
 

@@ -35,16 +35,18 @@ STREAM_PIXELS = 1920 * 1088
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 # The bundled models, one per token family, by the name ``--model NAME`` takes; each file has its token prior beside
 # it (``*-prior``). A better decoder for a family's bits replaces the family's file (docs/MODELS.md, "Weights").
-BUNDLED_MODELS = {"default": "vtok-default.safetensors", "magvit18": "vtok-magvit18.safetensors"}
+BUNDLED_MODELS = {"default": "vtok-default.safetensors", "tae36": "vtok-tae36.safetensors",
+                  "magvit18": "vtok-magvit18.safetensors"}
 DEFAULT_WEIGHTS = WEIGHTS_DIR / BUNDLED_MODELS["default"]
 # Ids written before ids named token families (they hashed the decoder too) → the family id of the same bits: files
-# of the default made by its earlier decoders (``tae36-v2`` to ``-v4`` and the first default, all one encoder and
-# prior) and of ``magvit18``; codec ids (the ``.vtok`` header) and tokenizer ids (token files) alike.
+# of the ``tae36`` family (the default until rate training) made by its earlier decoders (``tae36-v2`` to ``-v4`` and
+# the first default, all one encoder and prior) and of ``magvit18``; codec ids (the ``.vtok`` header) and tokenizer
+# ids (token files) alike.
 EARLIER_IDS = {
-    "32ad88e7196fb016": "6f9eaa5da13976bb", "ed8d8daff681531e": "6f9eaa5da13976bb",  # codec ids: default
+    "32ad88e7196fb016": "6f9eaa5da13976bb", "ed8d8daff681531e": "6f9eaa5da13976bb",  # codec ids: tae36
     "ca3c687d825e9720": "6f9eaa5da13976bb", "183fa2cceda96023": "6f9eaa5da13976bb",
     "b01505523f629820": "f6d2e67887517958",  # codec id: magvit18
-    "141c0de8e6ffaabf": "ae209bf883dac097", "2e5e00d28b4eb2e3": "ae209bf883dac097",  # tokenizer ids: default
+    "141c0de8e6ffaabf": "ae209bf883dac097", "2e5e00d28b4eb2e3": "ae209bf883dac097",  # tokenizer ids: tae36
     "943e98dc39fff720": "ae209bf883dac097", "3ba023b169bd20f9": "ae209bf883dac097",
     "e443f91a05a98692": "8611e4ddf134c964",  # tokenizer id: magvit18
 }
