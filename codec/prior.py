@@ -328,8 +328,7 @@ class IntegerPrior:
         # the arithmetic use them as int32/float64 whatever the stored type.
         t = {k: v.to(torch.int8) if k[0] == "w" and v.abs().max() <= WEIGHT_MAX else v
              for k, v in self.tensors().items()}
-        save_file(t, str(tmp), metadata={"format": "vtok-prior",
-                                                      "config": json.dumps(dataclasses.asdict(self.cfg))})
+        save_file(t, str(tmp), metadata={"format": "vtok-prior", "config": json.dumps(dataclasses.asdict(self.cfg))})
         tmp.replace(path)
 
     @classmethod
