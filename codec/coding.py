@@ -36,8 +36,8 @@ from vtok.bitstream.container import UNKNOWN_FRAMES, ContainerReader, ContainerW
 from vtok.codec.entropy import PERFECT, decode_tokens, encode_tokens
 from vtok.codec.ladder import coded_size, rate_ladder
 from vtok.codec.prior import IntegerPrior
-from vtok.codec.models.tokenizer import (BUNDLED_MODELS, EARLIER_IDS, VideoTokenizer, load_tokenizer, model_path,
-                                         token_shape)
+from vtok.codec.models.tokenizer import (BUNDLED_MODELS, EARLIER_IDS, VideoTokenizer, build_tokenizer, load_tokenizer,
+                                         model_path, token_shape)
 from vtok.codec.media.info import Colour, VideoError
 from vtok.codec.media.read import resize_frames
 from vtok.codec.parallel import run_jobs
@@ -196,10 +196,7 @@ class Codec:
         """A codec from ``(tokenizer config, weights, metadata, integer prior, device)``, as a worker builds its
         own (on the device the caller's codec runs on)."""
         cfg, weights, meta, prior, device = state
-        tok = VideoTokenizer(cfg)
-        tok.load_state_dict(weights, strict=True)
-        tok.meta = meta
-        return Codec(tok.eval().to(device), prior.on(device))
+        return Codec(build_tokenizer(cfg, weights, meta).eval().to(device), prior.on(device))
 
     def open(self, f: BinaryIO) -> "CodedFile":
         """Read a ``.vtok`` stream's header and unit index; raises ModelMismatch if another model made it."""

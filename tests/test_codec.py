@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ from vtok.codec.coding import load_codec
 from vtok.codec.entropy import decode_tokens, encode_tokens
 from vtok.codec.files import compress_file, decompress_file
 from vtok.codec.prior import IntegerPrior, PriorConfig, TokenPrior, context
-from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
+from vtok.codec.models.tokenizer import VideoTokenizer, load_tokenizer, save_tokenizer
 from vtok.codec.media.read import read_video
 from vtok.codec.media.write import write_video
 from tests.conftest import REPO, random_clip, smooth_clip, tiny_config
@@ -386,6 +387,34 @@ def test_workers_code_the_same_bytes(models, tmp_path):
         assert r.returncode == 0, r.stderr
     assert (tmp_path / "w1.vtok").read_bytes() == (tmp_path / "w2.vtok").read_bytes()
     assert np.array_equal(read_video(tmp_path / "w1.mkv"), read_video(tmp_path / "w2.mkv"))
+
+
+def test_decode_only_weights_decode_the_family_and_refuse_to_encode(models, tmp_path):
+    """Weights saved without the encoder keep the family id, decode its files to the same frames (here and in
+    --workers 2 processes), are smaller, and refuse to encode or to start training in one line."""
+    full = models / "tiny.safetensors"
+    lean = tmp_path / "lean.safetensors"
+    save_tokenizer(load_tokenizer(full), lean, decode_only=True)
+    shutil.copy(models / "tiny-prior.safetensors", tmp_path / "lean-prior.safetensors")
+    tok = load_tokenizer(lean)
+    assert tok.decode_only and tok.family_id == load_tokenizer(full).family_id
+    assert lean.stat().st_size < full.stat().st_size
+    assert load_codec(lean).family_id == load_codec(full).family_id
+    r = vtok("compress", models / "clip.mkv", "-o", tmp_path / "a.vtok", "--model", full, "--gop", "5", "-q")
+    assert r.returncode == 0, r.stderr
+    ref = load_codec(full).decompress((tmp_path / "a.vtok").read_bytes())
+    for n in (1, 2):
+        r = vtok("decompress", tmp_path / "a.vtok", "-o", tmp_path / f"d{n}.mkv", "--model", lean, "--workers", n,
+                 "-q")
+        assert r.returncode == 0, r.stderr
+        assert np.array_equal(read_video(tmp_path / f"d{n}.mkv"), ref)
+    with pytest.raises(ValueError, match="decodes only"):
+        tok.encode(smooth_clip(5, 16, 16))
+    _one_line_error(vtok("compress", models / "clip.mkv", "-o", tmp_path / "b.vtok", "--model", lean, "-q"),
+                    tmp_path / "b.vtok")
+    _one_line_error(vtok("train", "--init", lean, "--run-dir", tmp_path / "run", "--steps", "1"))
+    save_tokenizer(tok, tmp_path / "again.safetensors")  # a decode-only model stays decode-only when saved
+    assert load_tokenizer(tmp_path / "again.safetensors").family_id == tok.family_id
 
 
 def test_many_files(models, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,24 @@ class VideoTokenizer(nn.Module):
             self.decoder = TaeVideoDecoder(self.quantizer.code_dim, cfg.dec_blocks)
         else:
             raise ValueError(f"unknown tokenizer architecture {cfg.arch!r} (magvit, tae)")
+        self.stored_family = None  # a decode-only model's family id, as its file states it (``drop_encoder``)
+
+    def drop_encoder(self, family_id: str) -> None:
+        """Make this a decode-only model of token family ``family_id``: it decodes the family's tokens and files,
+        and refuses to encode (an earlier family kept for its files needs no encoder; ``save_tokenizer(...,
+        decode_only=True)``)."""
+        self.encoder = None
+        self.stored_family = family_id
+
+    @property
+    def decode_only(self) -> bool:
+        return self.encoder is None
+
+    def _encoder(self):
+        if self.encoder is None:
+            raise ValueError(f"this model of token family {self.family_id} decodes only (its weights hold no "
+                             f"encoder): encode with another model")
+        return self.encoder
 
     @property
     def bits(self) -> int:
@@ -170,6 +189,8 @@ class VideoTokenizer(nn.Module):
     def family_id(self) -> str:
         """The token family: a hash of what decides the tokens (the config but its decoder-only fields, the encoder
         and quantizer weights). A tokenizer with another decoder for the same tokens has the same family."""
+        if self.stored_family:
+            return self.stored_family
         cfg = {k: v for k, v in json.loads(self.cfg.to_json()).items() if k not in DECODER_FIELDS}
         return self._hash(json.dumps(cfg, sort_keys=True), False)
 
@@ -193,7 +214,7 @@ class VideoTokenizer(nn.Module):
         return torch.where(drop, k, torch.full_like(k, self.bits))
 
     def forward(self, x: torch.Tensor, keep_bits: torch.Tensor | None = None):
-        z = self.encoder(x)
+        z = self._encoder()(x)
         out = self.quantizer(z, x)
         codes = out.codes
         if keep_bits is None:
@@ -243,12 +264,13 @@ class VideoTokenizer(nn.Module):
         rounding: a sign that sits at zero may rarely flip).
         """
         bits = self._check_bits(bits)
+        encoder = self._encoder()
         t = len(video)
         n = self.stream_chunk(*np.shape(video)[1:3]) if t else None
         if n is None:
             # channels-last activations run the CPU convolutions faster (oneDNN's preferred layout)
             x = pad_video(_as_frames(video).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
-            idx = self.quantizer(self.encoder(x)).indices[0]
+            idx = self.quantizer(encoder(x)).indices[0]
         else:
             src = _as_bytes(video).cpu().numpy()  # checked; a view of the caller's frames
             stream, parts = Stream(), []
@@ -263,7 +285,7 @@ class VideoTokenizer(nn.Module):
                     frames = np.pad(frames, ((0, 0), (0, hp - frames.shape[1]), (0, wp - frames.shape[2]), (0, 0)),
                                     mode="edge")
                 u = torch.from_numpy(np.ascontiguousarray(frames)).to(self._device()).permute(0, 3, 1, 2)
-                z = self.encoder.stream_frames(u, stream)  # bytes in, converted strip by strip
+                z = encoder.stream_frames(u, stream)  # bytes in, converted strip by strip
                 if z.shape[2]:
                     parts.append(self.quantizer(z).indices[0])
             idx = torch.cat(parts, 0)
@@ -319,13 +341,18 @@ def to_uint8(x: torch.Tensor, numpy: bool = True):
     return v.numpy() if numpy else v
 
 
-def save_tokenizer(model: VideoTokenizer, path, half: bool = True, extra: dict | None = None) -> None:
-    """Write weights (fp16 by default) and the config to a safetensors file."""
+def save_tokenizer(model: VideoTokenizer, path, half: bool = True, extra: dict | None = None,
+                   decode_only: bool = False) -> None:
+    """Write weights (fp16 by default) and the config to a safetensors file. ``decode_only``: without the encoder,
+    the family id stated in the metadata instead (a decode-only model, ``VideoTokenizer.drop_encoder``)."""
     from safetensors.torch import save_file
 
+    family = model.family_id
     sd = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().contiguous()
-          for k, v in model.state_dict().items()}
+          for k, v in model.state_dict().items() if not (decode_only and k.startswith("encoder."))}
     meta = {"format": "vtok-tokenizer", "config": model.cfg.to_json()}
+    if decode_only or model.decode_only:
+        meta["decode_only_family"] = family
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,7 +376,7 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
 
 def load_tokenizer(path=None, device: str | torch.device = "cpu") -> VideoTokenizer:
     """Load a tokenizer from a safetensors file or a bundled model's name (``None``: the default), strictly, in
-    eval mode, on ``device`` (``resolve_device``)."""
+    eval mode, on ``device`` (``resolve_device``); a decode-only file loads without an encoder."""
     device = resolve_device(device)
     from safetensors import safe_open
 
@@ -365,9 +392,20 @@ def load_tokenizer(path=None, device: str | torch.device = "cpu") -> VideoTokeni
         raise ValueError(f"{path} is not a safetensors tokenizer file ({e})") from None
     if meta.get("format") != "vtok-tokenizer" or "config" not in meta:
         raise ValueError(f"{path} is not a vtok tokenizer file (no vtok config in its metadata)")
-    model = VideoTokenizer(TokenizerConfig.from_json(meta["config"]))
-    ref = model.state_dict()
-    sd = {k: v.to(ref[k].dtype) if k in ref else v for k, v in sd.items()}
-    model.load_state_dict(sd, strict=True)
-    model.meta = meta
+    model = build_tokenizer(TokenizerConfig.from_json(meta["config"]), sd, meta)
     return model.to(device).eval()
+
+
+def build_tokenizer(cfg: TokenizerConfig, weights: dict, meta: dict) -> VideoTokenizer:
+    """A tokenizer of ``cfg`` holding ``weights`` (strictly: every tensor, no other), with the weights file's
+    metadata ``meta``; a decode-only file (metadata ``decode_only_family``: a 16-hex-digit family id) has no encoder."""
+    model = VideoTokenizer(cfg)
+    family = meta.get("decode_only_family")
+    if family is not None:
+        if not re.fullmatch(r"[0-9a-f]{16}", family):
+            raise ValueError(f"the weights name a token family {family[:40]!r}, which is not 16 hex digits")
+        model.drop_encoder(family)
+    ref = model.state_dict()
+    model.load_state_dict({k: v.to(ref[k].dtype) if k in ref else v for k, v in weights.items()}, strict=True)
+    model.meta = meta
+    return model

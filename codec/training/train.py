@@ -262,6 +262,8 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
         run.mkdir(parents=True, exist_ok=True)
     if tcfg.init:
         model = load_tokenizer(tcfg.init).train()
+        if model.decode_only:
+            raise ValueError(f"--init {tcfg.init}: these weights decode only (no encoder); start from a full model")
         if tcfg.inflate:
             inflate_from_image(model)
         if tcfg.dec_blocks >= 0:
