@@ -181,6 +181,22 @@ class TokenPrior(nn.Module):
                 in_frac = ACT_FRAC
         return net
 
+    def regrouped(self, group_bits: int) -> "TokenPrior":
+        """The same network coding in bit groups of ``group_bits``: more, smaller groups see more of their own
+        token's bits when coded (each group conditions on the groups coded before it). A new group starts from the
+        weights of the old group holding its first bit, so the regrouped prior starts where this one is."""
+        cfg = dataclasses.replace(self.cfg, group_bits=group_bits)
+        if not 1 <= group_bits <= cfg.bits:
+            raise ValueError(f"group_bits must be in 1..{cfg.bits}, got {group_bits}")
+        net = TokenPrior(cfg)
+        state = self.state_dict()
+        w = state["convs.0.weight"]
+        base = 2 * cfg.bits + 3  # prev, cur, has_prev, the two passes; then one channel per group
+        old = [base + (g * group_bits) // self.cfg.group_bits for g in range(cfg.groups)]
+        state["convs.0.weight"] = torch.cat([w[:, :base], w[:, old]], 1)
+        net.load_state_dict(state)
+        return net
+
     def freeze(self) -> "IntegerPrior":
         """The integer inference form: integer weights/biases, shifts and the logit→probability table."""
         return IntegerPrior.from_float(self)

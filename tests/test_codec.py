@@ -229,6 +229,25 @@ def test_prior_file_round_trip(tmp_path):
         IntegerPrior.load(tmp_path / "t.safetensors")
 
 
+def test_regrouped_prior_codes_round_trip_and_keeps_its_groups_start():
+    """A prior regrouped to the same groups is the same prior; regrouped to smaller groups it takes more steps a
+    frame, starts each new group from its old group's weights, and codes and decodes tokens exactly."""
+    torch.manual_seed(3)
+    prior = TokenPrior(PriorConfig(bits=10, group_bits=5, channels=8, layers=2))
+    assert prior.regrouped(5).freeze().model_id == prior.freeze().model_id
+    fine = prior.regrouped(2)
+    assert fine.cfg.groups == 5 and fine.cfg.in_channels == prior.cfg.in_channels + 3
+    base = 2 * 10 + 3
+    w, wf = prior.convs[0].weight, fine.convs[0].weight
+    assert torch.equal(wf[:, :base], w[:, :base])
+    assert all(torch.equal(wf[:, base + g], w[:, base + (2 * g) // 5]) for g in range(5))
+    tokens = np.random.default_rng(0).integers(0, 1 << 10, (3, 6, 7))
+    payload, _ = encode_tokens(fine.freeze(), tokens, 10)
+    np.testing.assert_array_equal(decode_tokens(fine.freeze(), payload, tokens.shape, 10), tokens)
+    with pytest.raises(ValueError, match="group_bits"):
+        prior.regrouped(11)
+
+
 def test_every_bit_flip_and_truncation_of_a_real_file_is_detected(models, tmp_path):
     from tests.test_bitstream import _read_all, assert_every_bit_flip_is_detected, assert_every_truncation_is_detected
 

@@ -235,8 +235,8 @@ def test_rate_term_lowers_the_rate():
 
 def test_train_prior_holds_out_resumes_and_starts_from_a_prior(video_dir, tmp_path):
     """``vtok train-prior``: tokens cut into GOPs of ``gop`` frames, a held-out share measured at the start and at
-    every save, a run that resumes where its state stopped, and a warm start from a frozen prior that (at lr 0)
-    freezes back to the same integers."""
+    every save, a run that resumes where its state stopped, a warm start from a frozen prior that (at lr 0)
+    freezes back to the same integers, and one regrouped to smaller bit groups."""
     from vtok.codec.models.tokenizer import save_tokenizer
     from vtok.codec.prior import IntegerPrior
     from vtok.codec.training.train_prior import train_prior
@@ -259,3 +259,8 @@ def test_train_prior_holds_out_resumes_and_starts_from_a_prior(video_dir, tmp_pa
     again = train_prior(tmp_path / "tiny.safetensors", tmp_path / "q.safetensors", steps=1, lr=0.0,
                         init_prior=str(out), **kw)
     assert IntegerPrior.load(again).model_id == IntegerPrior.load(out).model_id
+    fine = train_prior(tmp_path / "tiny.safetensors", tmp_path / "g.safetensors", steps=1, init_prior=str(out),
+                       group_bits=2, **kw)  # regrouped: 2-bit steps from the 5-bit prior
+    assert IntegerPrior.load(fine).cfg.group_bits == 2 and IntegerPrior.load(out).cfg.group_bits == 5
+    with pytest.raises(ValueError, match="group-bits"):
+        train_prior(tmp_path / "tiny.safetensors", tmp_path / "h.safetensors", steps=1, group_bits=11, **kw)

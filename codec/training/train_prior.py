@@ -97,13 +97,15 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
                 run_dir="runs/prior", steps: int = 3000, batch: int = 16, crop: int = 32, lr: float = 2e-3,
                 channels: int = 48, layers: int = 3, nested: float = 0.5, min_bits: int = 2, threads: int = 0,
                 max_clips: int = 0, gop: int = DEFAULT_GOP, init_prior: str = "", save_every: int = 0,
-                resume: bool = False, held_out: int = 0, log=print) -> Path:
+                resume: bool = False, held_out: int = 0, group_bits: int = 0, log=print) -> Path:
     """Train, freeze and save a prior for the tokenizer ``model`` (None: the bundled one). Returns ``out``.
 
     ``init_prior``: start from a frozen prior (its network; ``channels``/``layers`` are then its own).
     ``save_every`` > 0: every so many steps the frozen prior is written to ``out`` and the float state to
     ``<run>/prior-state.pt``, which ``resume`` continues from. ``held_out`` > 0: every ``held_out``-th GOP is kept
     out of training and its rate is logged at each save (``held_out_bits_per_bit`` in ``metrics.jsonl``).
+    ``group_bits`` > 0: the prior's bit groups (default: the quantizer's); an ``init_prior`` of other groups is
+    regrouped (``TokenPrior.regrouped``).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -120,14 +122,18 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
     if not gops:
         raise ValueError(f"no training clips in {cache}")
     log(f"{len(gops)} GOPs of tokens for training, {len(valid)} held out")
-    group = getattr(tok.quantizer, "group_bits", tok.bits)
+    group = group_bits or getattr(tok.quantizer, "group_bits", tok.bits)
+    if not 1 <= group <= tok.bits:
+        raise ValueError(f"--group-bits must be in 1..{tok.bits}, got {group}")
     if not (tok.quantizer.nested and tok.cfg.nested_dropout > 0):
         nested = 0.0  # the tokenizer decodes whole tokens only: no bit prefixes to code
     if init_prior:
         prior = TokenPrior.from_integer(IntegerPrior.load(init_prior))
-        if (prior.cfg.bits, prior.cfg.group_bits) != (tok.bits, group):
-            raise ValueError(f"{init_prior} codes {prior.cfg.bits}-bit tokens in groups of {prior.cfg.group_bits}, "
-                             f"the tokenizer {tok.bits} in groups of {group}")
+        if prior.cfg.bits != tok.bits:
+            raise ValueError(f"{init_prior} codes {prior.cfg.bits}-bit tokens, the tokenizer makes {tok.bits}-bit "
+                             f"tokens")
+        if prior.cfg.group_bits != group:
+            prior = prior.regrouped(group)
     else:
         prior = TokenPrior(PriorConfig(bits=tok.bits, group_bits=group, channels=channels, layers=layers))
     opt = torch.optim.Adam(prior.parameters(), lr=lr)
