@@ -50,6 +50,9 @@ class VtokBenchCodec:
     def __init__(self, s: VtokSettings, name: str = "vtok"):
         self.s, self.name = s, name
         self.codec = load_codec(s.model, device=s.device)
+        if self.codec.tokenizer.decode_only:  # before any clip is coded, and the picture comparison leaves it out
+            raise ValueError(f"{name}: the model {s.model} decodes only (its weights hold no encoder): it cannot "
+                             f"be benched")
         self.ladder = rate_ladder(self.codec.tokenizer)
         self.rates = list(range(len(self.ladder))) if s.rates is None else list(s.rates)
         bad = [r for r in self.rates if not 0 <= r < len(self.ladder)]

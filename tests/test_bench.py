@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -146,3 +147,23 @@ def test_reuse_adds_stored_codecs_under_new_names(bench_files, tmp_path):
     with pytest.raises(ValueError, match="frames"):
         run_bench(codecs=("vtok",), out_dir=tmp_path / "third", reuse=tmp_path / "first" / "results.json",
                   **dict(kw, frames=3))
+
+
+def test_decode_only_models_are_left_out_of_the_picture_and_refused_as_codecs(bench_files, tmp_path):
+    """Reused points of a model whose weights decode only (an earlier family kept for its files) stay in the results
+    and the picture comparison leaves the model out; asked to code with it, the bench refuses before any clip."""
+    from vtok.codec.models.tokenizer import load_tokenizer
+
+    lean = tmp_path / "lean.safetensors"
+    save_tokenizer(load_tokenizer(bench_files / "tiny.safetensors"), lean, decode_only=True)
+    shutil.copy(bench_files / "tiny-prior.safetensors", tmp_path / "lean-prior.safetensors")
+    kw = dict(data=[bench_files / "clip_a.mkv"], vtok_rates=(0, 5), frames=5, size=(64, 48),
+              model=bench_files / "tiny.safetensors", lpips=False, progress=False)
+    run_bench(codecs=("vtok",), out_dir=tmp_path / "first", log=lambda *a: None, **kw)
+    lines = []
+    doc = run_bench(codecs=("vtok",), out_dir=tmp_path / "second", reuse=tmp_path / "first" / "results.json",
+                    rename={"vtok": f"vtok:{lean}"}, log=lines.append, **kw)
+    assert f"vtok:{lean}" in doc["codecs"] and (tmp_path / "second" / "compare.png").stat().st_size > 1000
+    assert any("left out" in str(x) and "decodes only" in str(x) for x in lines)
+    with pytest.raises(ValueError, match="decodes only"):
+        run_bench(codecs=(f"vtok:{lean}",), out_dir=tmp_path / "third", log=lambda *a: None, **kw)
