@@ -191,7 +191,7 @@ class TokenPrior(nn.Module):
         net = TokenPrior(cfg)
         state = self.state_dict()
         w = state["convs.0.weight"]
-        base = 2 * cfg.bits + 3  # prev, cur, has_prev, the two passes; then one channel per group
+        base = cfg.in_channels - cfg.groups  # the inputs before the group one-hot (``context``)
         old = [base + (g * group_bits) // self.cfg.group_bits for g in range(cfg.groups)]
         state["convs.0.weight"] = torch.cat([w[:, :base], w[:, old]], 1)
         net.load_state_dict(state)

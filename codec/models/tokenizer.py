@@ -347,12 +347,11 @@ def save_tokenizer(model: VideoTokenizer, path, half: bool = True, extra: dict |
     the family id stated in the metadata instead (a decode-only model, ``VideoTokenizer.drop_encoder``)."""
     from safetensors.torch import save_file
 
-    family = model.family_id
     sd = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().contiguous()
           for k, v in model.state_dict().items() if not (decode_only and k.startswith("encoder."))}
     meta = {"format": "vtok-tokenizer", "config": model.cfg.to_json()}
     if decode_only or model.decode_only:
-        meta["decode_only_family"] = family
+        meta["decode_only_family"] = model.family_id
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
