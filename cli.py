@@ -63,6 +63,8 @@ RAY = A("--ray", metavar="auto|ADDRESS|local", help="code GOPs on a Ray cluster,
 NO_AUDIO = A("--no-audio", dest="audio", action="store_false", help="leave the audio out (kept in .mkv/.mp4)")
 SKIP = A("--skip-existing", action="store_true", help="several inputs: skip outputs already complete")
 FRAMES = A("--frames", type=int, default=33, help="frames per clip")
+HOLD = A("--hold", type=float, help="encoder's temporal hold: a token bit whose latent value is within +-HOLD of zero "
+         "keeps its previous latent frame's value (fewer bits; 0: off; default: the model's own, 0.1 for the default)")
 
 I, F = (lambda *f, **kw: A(*f, type=int, **kw)), (lambda *f, **kw: A(*f, type=float, **kw))  # int, float options
 
@@ -75,8 +77,8 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         I("--rate", help="a point of the model's rate ladder: 0 = smallest file, larger = more bits and a better "
           "picture (default model: 0..7 = 1/4 size with 14 and 36 bits per token, then the full size with 5, 8, 10, "
           "14, 22, 36 bits)"), I("--bits", help="code only the first N bits of every token (coarser, smaller)"),
-        I("--frames", dest="max_frames", help="compress only the first N frames"), SIZE, FPS, NO_AUDIO, WORKERS,
-        RAY, DEVICE, MODEL, PRIOR, QUIET, VERBOSE]),
+        I("--frames", dest="max_frames", help="compress only the first N frames"), HOLD, SIZE, FPS, NO_AUDIO,
+        WORKERS, RAY, DEVICE, MODEL, PRIOR, QUIET, VERBOSE]),
     "decompress": ("vtok.codec.files:decompress_inputs", ".vtok -> video (.y4m, .mkv lossless, .mp4 H.264, PNGs)", [
         A("input", nargs="+", help=".vtok file; - reads stdin; several files or folders: one video each into -o"),
         A("-o", "--output", required=True, help="output video; - writes Y4M to stdout; a folder for several"),
@@ -147,7 +149,7 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         EVAL, A("--mcl-jcv", help="folder with the MCL-JCV sequences (videoSRC*_1920x1080_*.yuv)"),
         A("--codecs", type=_list(str), default="vtok,x265,vvc", help="codecs to compare; vtok:MODEL adds a vtok "
           "model as a peer (e.g. vtok:default,vtok:runs/dec/ema.safetensors)"),
-        I("--gop", help="vtok's GOP length (default: the codec's)"),
+        I("--gop", help="vtok's GOP length (default: the codec's)"), HOLD,
         A("--reuse", help="an earlier results.json (same clips, frames, size): its codecs that this run does not code "
           "are taken from it"),
         A("--rename", type=_list(_pair("=", str, str, "OLD=NEW")), default="",

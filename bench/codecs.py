@@ -19,13 +19,15 @@ from vtok.codec.ladder import rate_ladder
 
 @dataclass
 class VtokSettings:
-    """model: a path or bundled name (None: the default); rates: rate-ladder points (None: all); gop; fps."""
+    """model: a path or bundled name (None: the default); rates: rate-ladder points (None: all); gop; fps; hold: the
+    encoder's temporal hold (None: the model's own; ``Codec.hold``)."""
 
     model: str | None = None
     rates: list | None = None
     gop: int = DEFAULT_GOP
     fps: float = 30.0
     device: str = "cpu"
+    hold: float | None = None
 
 
 @dataclass
@@ -53,6 +55,7 @@ class VtokBenchCodec:
         if self.codec.tokenizer.decode_only:  # before any clip is coded, and the picture comparison leaves it out
             raise ValueError(f"{name}: the model {s.model} decodes only (its weights hold no encoder): it cannot "
                              f"be benched")
+        self.hold = self.codec.hold(s.hold)
         self.ladder = rate_ladder(self.codec.tokenizer)
         self.rates = list(range(len(self.ladder))) if s.rates is None else list(s.rates)
         bad = [r for r in self.rates if not 0 <= r < len(self.ladder)]
@@ -63,18 +66,18 @@ class VtokBenchCodec:
         return f"vtok family {self.codec.family_id}, decoder {self.codec.tokenizer.decoder_id}"
 
     def description(self) -> dict:
-        return {"model": str(self.s.model or "bundled default"), "gop": self.s.gop,
+        return {"model": str(self.s.model or "bundled default"), "gop": self.s.gop, "hold": self.hold,
                 "rate_ladder": [vars(p) for p in self.ladder]}
 
     def points(self) -> list[tuple]:
         return [(r, {"codec": self.name, "rate": r, "bits_per_token": self.ladder[r].bits,
-                     "scale": self.ladder[r].scale, "gop": self.s.gop}) for r in self.rates]
+                     "scale": self.ladder[r].scale, "gop": self.s.gop, "hold": self.hold}) for r in self.rates]
 
     def run(self, clip: np.ndarray, point) -> tuple[np.ndarray, int, dict]:
         import time
 
         t0 = time.perf_counter()
-        data = self.codec.compress(clip, fps=self.s.fps, rate=point, gop=self.s.gop)
+        data = self.codec.compress(clip, fps=self.s.fps, rate=point, gop=self.s.gop, hold=self.hold)
         t1 = time.perf_counter()
         dec = self.codec.decompress(data)
         t2 = time.perf_counter()
@@ -96,7 +99,7 @@ class VtokBenchCodec:
             with VideoWriter(src, clip.shape[2], clip.shape[1], self.s.fps) as w:
                 w.write(clip)
             compress_file(src, Path(d) / "c.vtok", rate=rate, gop=self.s.gop, quiet=True, codec=self.codec,
-                          log=lambda *a: None)
+                          log=lambda *a: None, hold=self.hold)
             decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", quiet=True, codec=self.codec, log=lambda *a: None)
             dec, nbytes, _ = self.run(clip, rate)
             if (Path(d) / "c.vtok").stat().st_size != nbytes or not np.array_equal(read_video(Path(d) / "d.mkv"), dec):

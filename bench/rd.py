@@ -58,12 +58,12 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
               out_dir="bench-out", jobs: int = 1, config: str = "low-delay", preset: str = "medium",
               intra_period: int | None = None, model=None, anchor: str = "x265", cache_dir=None, lpips: bool = True,
               progress: bool = True, anchor_ladder=(), gop: int = DEFAULT_GOP, reuse=None, rename=None,
-              device: str = "cpu", log=print) -> dict:
+              device: str = "cpu", hold: float | None = None, log=print) -> dict:
     """Run the benchmark, write ``results.json``, ``results.csv``, ``rd.png`` and ``bdrate.json`` into ``out_dir``.
 
     ``codecs``: registered names and ``vtok:MODEL`` peers (e.g. ``vtok:default,vtok:runs/dec/ema.safetensors``; ``anchor`` may be one of
     them). vtok's points are the rates of its rate ladder (``vtok_rates``; None: all of them) coded in GOPs of ``gop``
-    frames; the anchors' are ``qps`` at
+    frames, with the encoder's temporal ``hold`` (None: each model's own); the anchors' are ``qps`` at
     full size, and the BD anchor's also ``anchor_ladder``: ``(qp, scale)`` pairs coded at a reduced size (streaming-ladder
     rungs).
     """
@@ -89,7 +89,8 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
            "codecs": {}, "points": []}
     digests = {name: hashlib.sha256(clip.tobytes()).hexdigest() for name, clip in clips}
     tasks = []  # (clip name, frames, codec, point, settings, version, runner)
-    vtok_settings = VtokSettings(model, None if vtok_rates is None else list(vtok_rates), gop, device=device)
+    vtok_settings = VtokSettings(model, None if vtok_rates is None else list(vtok_rates), gop, device=device,
+                                 hold=hold)
     built = {}
     for c in codecs:
         rungs = list(anchor_ladder) if c == anchor else []  # the reduced-size rungs: the BD anchor's curve only
@@ -194,7 +195,8 @@ def write_comparison(doc: dict, clips: list, built: dict, out, crop=(320, 180), 
         p = min(pts, key=lambda p: abs(math.log(p["bpp"] / target)))
         if codec not in built:
             try:
-                built[codec] = build_codec(codec, VtokSettings(gop=p["settings"].get("gop", DEFAULT_GOP)),
+                built[codec] = build_codec(codec, VtokSettings(gop=p["settings"].get("gop", DEFAULT_GOP),
+                                                               hold=p["settings"].get("hold", 0.0)),
                                            AnchorSettings(config=doc["protocol"].get("config", "low-delay"),
                                                           preset=doc["protocol"].get("preset", "medium")))
             except (OSError, ValueError) as e:

@@ -105,17 +105,26 @@ class Codec:
             raise ValueError(f"bits must be in 1..{tok.bits}, got {bits}")
         return 1.0, bits
 
+    def hold(self, hold: float | None = None) -> float:
+        """The encoder's temporal hold (``VideoTokenizer.encode``): ``hold``, or for None the model's own (weights
+        metadata ``hold``, measured for it; 0 — no hold — for a model without one). Decoding does not depend on it."""
+        if hold is None:
+            hold = float(getattr(self.tokenizer, "meta", {}).get("hold", 0.0))
+        return self.tokenizer.check_hold(hold)
+
     def compress_to(self, f: BinaryIO, gops: Iterable[np.ndarray], width: int, height: int, fps: Fraction,
                     rate: int | None = None, bits: int | None = None, gop: int = DEFAULT_GOP,
                     colour: Colour | None = None, audio=None, audio_end: float | None = None,
-                    progress=None, workers: int = 1, ray: str | None = None) -> dict:
+                    progress=None, workers: int = 1, ray: str | None = None, hold: float | None = None) -> dict:
         """Code ``gops`` (uint8 ``(n, height, width, 3)`` arrays of ``gop`` frames, the last may be shorter) into
         ``f``; ``audio``: a ``media.audio.AudioSource`` to carry along (packets after ``audio_end`` seconds are
-        left out); ``workers`` > 1 codes GOPs in that many processes, ``ray`` on a Ray cluster (the same bytes).
+        left out); ``workers`` > 1 codes GOPs in that many processes, ``ray`` on a Ray cluster (the same bytes);
+        ``hold``: the encoder's temporal hold (``Codec.hold``; None: the model's own).
         Returns frames, bytes (all, video, audio), cross-entropy bits and raw token bits."""
         if gop < 1 or (gop - 1) % 4:
             raise ValueError(f"GOP length must be 1 + 4k frames (1, 5, 9, 13, 17, ...), got {gop}")
         scale, bits = self.settings(rate, bits)
+        hold = self.hold(hold)
         cw, ch = coded_size(width, height, scale)
         c = colour or Colour()
         header = Header(width=width, height=height, frames=UNKNOWN_FRAMES, fps_num=fps.numerator,
@@ -138,7 +147,7 @@ class Codec:
             for clip in clips:
                 if clip.shape[1:3] != (height, width):
                     raise VideoError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
-                yield clip, (cw, ch), bits
+                yield clip, (cw, ch), bits, hold
 
         for gi, (n_frames, payload, ce, n_bits) in enumerate(self._map(Codec.encode_gop, checked(gops), workers, ray)):
             writer.write_unit(gi, frames, n_frames, payload)
@@ -162,11 +171,12 @@ class Codec:
                 "audio_bytes": writer.audio_bytes,
                 "cross_entropy_bits": ce_total, "raw_token_bits": raw}
 
-    def encode_gop(self, clip: np.ndarray, coded: tuple[int, int], bits: int) -> tuple[int, bytes, float, int]:
+    def encode_gop(self, clip: np.ndarray, coded: tuple[int, int], bits: int,
+                   hold: float = 0.0) -> tuple[int, bytes, float, int]:
         """One GOP's frames → (frames, unit payload, cross-entropy bits, raw token bits), at the ``coded`` size."""
         if coded != (clip.shape[2], clip.shape[1]):
             clip = resize_frames(clip, coded)
-        tokens = self.tokenizer.encode(clip, bits=bits)
+        tokens = self.tokenizer.encode(clip, bits=bits, hold=hold)
         payload, ce = encode_tokens(self.prior, tokens, bits)
         return len(clip), payload, ce, tokens.size * bits
 
@@ -253,15 +263,15 @@ class Codec:
             yield video[lo:hi], packets
 
     def compress(self, frames: np.ndarray, fps=30, rate: int | None = None, bits: int | None = None,
-                 gop: int = DEFAULT_GOP) -> bytes:
-        """uint8 ``(T, H, W, 3)`` → the bytes of a ``.vtok`` file."""
+                 gop: int = DEFAULT_GOP, hold: float | None = None) -> bytes:
+        """uint8 ``(T, H, W, 3)`` → the bytes of a ``.vtok`` file (``hold``: as ``compress_to``)."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
             raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.shape} {frames.dtype}")
         buf = io.BytesIO()
         rate_q = fps if isinstance(fps, Fraction) else Fraction(str(fps)).limit_denominator(1001)
         self.compress_to(buf, (frames[i:i + gop] for i in range(0, len(frames), gop)), frames.shape[2],
-                         frames.shape[1], rate_q, rate, bits, gop)
+                         frames.shape[1], rate_q, rate, bits, gop, hold=hold)
         return buf.getvalue()
 
     def decompress(self, data: bytes, start: int = 0, frames: int | None = None) -> np.ndarray:

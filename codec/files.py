@@ -70,14 +70,15 @@ def _gops(frames_iter, gop: int):
 def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits: int | None = None,
                   size=None, fps=None, max_frames: int | None = None, quiet: bool = False, rate: int | None = None,
                   audio: bool = True, codec=None, workers: int = 1, ray: str | None = None, device: str = "cpu",
-                  log=print) -> dict:
+                  log=print, hold: float | None = None) -> dict:
     """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps).
 
     ``rate`` picks a point of the model's rate ladder (0 = smallest file); ``bits`` sets the bits per token directly
     at full size; neither codes the full tokens at full size. The input's audio streams are carried as they are
     (``audio=False`` drops them); bpp counts the video's bytes only. ``codec``: an already loaded ``Codec``;
     ``workers``: GOPs coded in that many processes, or Ray actors with ``ray`` (``codec.parallel``; the same bytes);
-    ``device``: where the tokenizer runs (``cpu``, ``cuda``, ``auto``; the prior's integers are the same anywhere).
+    ``device``: where the tokenizer runs (``cpu``, ``cuda``, ``auto``; the prior's integers are the same anywhere);
+    ``hold``: the encoder's temporal hold (``Codec.hold``; None: the model's own).
     """
     if str(src) == "-" or str(out) == "-":  # pipes: spool through files, then the flow below
         with tempfile.TemporaryDirectory(prefix="vtok-") as d:
@@ -85,7 +86,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             src2 = spool_stdin(d, raw=size is not None) if str(src) == "-" else src
             out2 = Path(d) / "out.vtok" if str(out) == "-" else out
             summary = compress_file(src2, out2, model, prior, gop, bits, size, fps, max_frames, quiet, rate, audio,
-                                    codec, workers, ray, device, log)
+                                    codec, workers, ray, device, log, hold)
             if str(out) == "-":
                 with open(out2, "rb") as f:
                     shutil.copyfileobj(f, sys.stdout.buffer)
@@ -95,6 +96,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     check_output(out)
     codec = codec or load_codec(model, prior, device)
     codec.settings(rate, bits)  # bad settings fail before any work
+    hold = codec.hold(hold)
     info = probe(src, size, fps)
     if info.bit_depth > 8:
         log(f"note: {src} is {info.bit_depth}-bit video; vtok codes 8-bit RGB, so it was converted to 8 bits")
@@ -110,7 +112,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             frames = iter_frames(src, max_frames=max_frames, size=size, fps=fps)
             s = codec.compress_to(f, _gops(frames, gop), info.width, info.height, info.fps, rate, bits, gop,
                                   info.colour, sound, max_frames / info.fps if max_frames else None, bar.update,
-                                  workers, ray)
+                                  workers, ray, hold)
         tmp.replace(out)
     finally:
         bar.close()

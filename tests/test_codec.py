@@ -457,3 +457,35 @@ def test_many_files(models, tmp_path):
     r = vtok("decompress", tmp_path / "out", "-o", tmp_path / "dec", "--format", "y4m", *m)
     assert r.returncode == 0, r.stderr
     assert [len(read_video(tmp_path / "dec" / f)) for f in ("a.y4m", "b.y4m")] == [5, 9]
+
+
+def test_temporal_hold_codes_fewer_flips_and_decodes_anywhere(models, tmp_path):
+    """``--hold``: the tokens are ``encode(hold=...)``'s, GOP by GOP (each GOP holds from its own start), the file
+    decodes with no setting on the decoder's side, a model's own hold (weights metadata ``hold``) is the default,
+    and a bad hold is refused in one line before any output is written."""
+    m = models / "tiny.safetensors"
+    codec = load_codec(m)
+    assert codec.hold() == 0.0  # a model without its own hold: none
+    tok = codec.tokenizer
+    src = read_video(models / "clip.mkv")
+    s = compress_file(models / "clip.mkv", tmp_path / "h.vtok", m, gop=9, quiet=True, log=lambda *a: None, hold=0.05)
+    assert s["frames"] == 23
+    decompress_file(tmp_path / "h.vtok", tmp_path / "h.mkv", m, quiet=True, log=lambda *a: None)
+    gops = [src[i:i + 9] for i in range(0, 23, 9)]
+    held = [tok.encode(g, hold=0.05) for g in gops]
+    assert any((h != tok.encode(g)).any() for h, g in zip(held, gops))
+    expect = np.concatenate([tok.decode(h, size=g.shape[:3]) for h, g in zip(held, gops)])
+    np.testing.assert_array_equal(read_video(tmp_path / "h.mkv"), expect)
+
+    own = tmp_path / "own.safetensors"  # the same weights with a hold of their own
+    save_tokenizer(tok, own, extra={"hold": 0.05})
+    shutil.copy(models / "tiny-prior.safetensors", tmp_path / "own-prior.safetensors")
+    assert load_codec(own).hold() == 0.05 and load_codec(own).family_id == codec.family_id
+    assert load_codec(own).compress(src, fps=25, gop=9) == codec.compress(src, fps=25, gop=9, hold=0.05)
+
+    for bad in ("-1", "nan"):
+        _one_line_error(vtok("compress", models / "clip.mkv", "-o", tmp_path / "b.vtok", "--model", m, "--hold", bad),
+                        tmp_path / "b.vtok")
+    other = VideoTokenizer(tiny_config(quantizer="vq", bits=6, nested_dropout=0.0, quantizer_args={"dim": 4}))
+    with pytest.raises(ValueError, match="sign-bit"):
+        other.eval().encode(src[:5], hold=0.1)

@@ -83,3 +83,25 @@ def test_losses_only_in_training_and_registry():
         build_quantizer("nope")
     with pytest.raises(ValueError, match="multiple"):
         LookupFreeQuantizer(bits=10, group_bits=3)
+
+
+def test_temporal_hold_keeps_undecided_bits_and_carries_across_calls():
+    """``held_indices``: the first latent frame (no ``prev``) is ``sign(z)``; later, a bit with ``|z| < hold`` keeps
+    the value it was given in the frame before (held or not), every other bit is ``sign(z)``; split into two calls
+    with the carried codes it gives the same indices; at ``hold = 0`` it is the plain quantizer."""
+    torch.manual_seed(0)
+    q = LookupFreeQuantizer(bits=6, group_bits=3)
+    z = torch.randn(1, 6, 7, 3, 4) * 0.3
+    plain = q(z).indices
+    assert torch.equal(q.held_indices(z, None, 0.0)[0], plain)
+    held, last = q.held_indices(z, None, 0.2)
+    expect = torch.where(z > 0, 1.0, -1.0)
+    for t in range(1, 7):
+        expect[:, :, t] = torch.where(z[:, :, t].abs() < 0.2, expect[:, :, t - 1], expect[:, :, t])
+    assert torch.equal(held, q.codes_to_indices(expect)) and torch.equal(last, expect[:, :, -1])
+    assert torch.equal(held[:, 0], plain[:, 0]) and not torch.equal(held, plain)
+    a, carry = q.held_indices(z[:, :, :3], None, 0.2)
+    b, _ = q.held_indices(z[:, :, 3:], carry, 0.2)
+    assert torch.equal(torch.cat([a, b], 1), held)
+    flips = lambda c: int((c[:, :, 1:] != c[:, :, :-1]).sum())  # noqa: E731
+    assert flips(expect) < flips(torch.where(z > 0, 1.0, -1.0))

@@ -188,6 +188,8 @@ def test_streaming_matches_the_whole_clip(monkeypatch):
     clip = clip.astype(np.uint8)
     monkeypatch.setattr(tokenizer_module, "STREAM_PIXELS", 10 ** 12)  # one chunk: the whole clip
     whole = tok.encode(clip)
+    whole_held = tok.encode(clip, hold=0.05)  # the temporal hold's state is carried from chunk to chunk too
+    assert (whole_held != whole).any()
     whole_pictures = tok.decode(whole, size=clip.shape[:3])
     assert whole.shape == (5, 13, 8) and whole_pictures.shape == clip.shape
     frame = 104 * 64  # the padded frame
@@ -200,6 +202,7 @@ def test_streaming_matches_the_whole_clip(monkeypatch):
         streamed = tok.encode(clip)
         assert streamed.shape == whole.shape
         assert (streamed != whole).sum() <= 1  # a sign at zero may flip under another order of float operations
+        assert (tok.encode(clip, hold=0.05) != whole_held).sum() <= 1
         pictures = tok.decode(whole, size=clip.shape[:3])
         assert pictures.shape == clip.shape
         assert np.abs(pictures.astype(int) - whole_pictures).max() <= 1

@@ -255,22 +255,41 @@ class VideoTokenizer(nn.Module):
             return None
         return max(1, STREAM_PIXELS // (h * w))
 
+    def check_hold(self, hold: float) -> float:
+        """``hold`` if this tokenizer can encode with it (``encode``), else ValueError."""
+        if not 0 <= hold < float("inf"):  # NaN too
+            raise ValueError(f"hold must be a number >= 0, got {hold}")
+        if hold and not self.quantizer.holds:
+            raise ValueError(f"hold needs a tokenizer with sign-bit tokens (lfq), not {self.cfg.quantizer!r}")
+        return float(hold)
+
     @torch.inference_mode()
-    def encode(self, video, bits: int | None = None):
+    def encode(self, video, bits: int | None = None, hold: float = 0.0):
         """uint8 ``(T, H, W, 3)`` → int64 tokens ``(T', H', W')`` holding the first ``bits`` bits of each token.
 
         Returns numpy for numpy input, a tensor for tensor input. A streaming body (``stream_chunk``) runs chunk by
         chunk with its causal state carried along; it computes what it computes on the whole clip (to float
-        rounding: a sign that sits at zero may rarely flip).
+        rounding: a sign that sits at zero may rarely flip). ``hold`` > 0: a bit whose latent value is within
+        ``±hold`` of zero keeps its previous latent frame's value (``held_indices``; sign-bit quantizers only), the
+        clip's first latent frame being coded as it is — so a GOP coded alone holds from its own start.
         """
         bits = self._check_bits(bits)
         encoder = self._encoder()
+        hold = self.check_hold(hold)
+        last = None  # the codes of the latent frame before the next chunk's first (the hold's state)
+
+        def indices(z):
+            nonlocal last
+            if not hold:
+                return self.quantizer(z).indices[0]
+            idx, last = self.quantizer.held_indices(z, last, hold)
+            return idx[0]
         t = len(video)
         n = self.stream_chunk(*np.shape(video)[1:3]) if t else None
         if n is None:
             # channels-last activations run the CPU convolutions faster (oneDNN's preferred layout)
             x = pad_video(_as_frames(video).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
-            idx = self.quantizer(encoder(x)).indices[0]
+            idx = indices(encoder(x))
         else:
             src = _as_bytes(video).cpu().numpy()  # checked; a view of the caller's frames
             stream, parts = Stream(), []
@@ -287,7 +306,7 @@ class VideoTokenizer(nn.Module):
                 u = torch.from_numpy(np.ascontiguousarray(frames)).to(self._device()).permute(0, 3, 1, 2)
                 z = encoder.stream_frames(u, stream)  # bytes in, converted strip by strip
                 if z.shape[2]:
-                    parts.append(self.quantizer(z).indices[0])
+                    parts.append(indices(z))
             idx = torch.cat(parts, 0)
         if bits < self.bits:
             idx = idx & ((1 << bits) - 1)

@@ -40,6 +40,7 @@ class Quantizer(nn.Module):
     dim: int
     nested = False  # True: the first k bits of an index are a coarser token (nested dropout can train for it)
     sized_groups = False  # True: takes ``group_bits`` (its sub-token size) from ``TokenizerConfig.group_bits``
+    holds = False  # True: has ``held_indices(z, prev, hold)``, the encoder-side temporal hold of sign bits (LFQ)
 
     @property
     def code_dim(self) -> int:

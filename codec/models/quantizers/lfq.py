@@ -69,6 +69,22 @@ class LookupFreeQuantizer(Quantizer):
             losses["commit"] = self.commit_weight * (z - q.detach()).pow(2).mean()
         return QuantizerOutput(codes, indices, losses)
 
+    holds = True  # ``held_indices``: the encoder-side temporal hold (``VideoTokenizer.encode(hold=...)``)
+
+    def held_indices(self, z: torch.Tensor, prev: torch.Tensor | None, hold: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices with a temporal hold: a bit whose latent value lies within ``±hold`` of zero keeps the value it had
+        in the latent frame before (``prev``: its ``±1`` codes ``(B, D, H, W)``, None at a GOP's first latent frame);
+        every other bit is ``sign(z)``. A bit that sits near zero is one the encoder barely decides, and a flip from
+        one latent frame to the next is what the token prior codes dearest, so holding it saves rate for little
+        change in the picture (docs/MODELS.md, "Temporal hold"). ``hold = 0`` is the plain ``forward``.
+        Returns ``(indices (B, T, H, W), the last latent frame's codes)`` to carry to the next call."""
+        q = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
+        for t in range(q.shape[2]):
+            if prev is not None:
+                q[:, :, t] = torch.where(z[:, :, t].abs() < hold, prev, q[:, :, t])
+            prev = q[:, :, t]
+        return self.codes_to_indices(q), prev
+
     def codes_to_indices(self, q: torch.Tensor) -> torch.Tensor:
         bits = (q > 0).to(torch.int64)  # (B, D, T, H, W)
         return (bits * self.powers.view(1, -1, 1, 1, 1)).sum(1)
