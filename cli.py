@@ -64,7 +64,7 @@ NO_AUDIO = A("--no-audio", dest="audio", action="store_false", help="leave the a
 SKIP = A("--skip-existing", action="store_true", help="several inputs: skip outputs already complete")
 FRAMES = A("--frames", type=int, default=33, help="frames per clip")
 HOLD = A("--hold", type=float, help="encoder's temporal hold: a token bit whose latent value is within +-HOLD of zero "
-         "keeps its previous latent frame's value (fewer bits; 0: off; default: the model's own, 0.1 for the default)")
+         "keeps its previous latent frame's value (fewer bits; 0: off; default: the model's own, 0.2 for the default)")
 
 I, F = (lambda *f, **kw: A(*f, type=int, **kw)), (lambda *f, **kw: A(*f, type=float, **kw))  # int, float options
 
