@@ -58,6 +58,7 @@ class LookupFreeQuantizer(Quantizer):
 
     nested = True  # bit i is channel i: any prefix of the bits is a coarser token (the rate ladder)
     sized_groups = True
+    holds = True  # ``held_indices``: the encoder-side temporal hold (``VideoTokenizer.encode(hold=...)``)
 
     def forward(self, z: torch.Tensor, images: torch.Tensor | None = None) -> QuantizerOutput:
         q = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
@@ -68,8 +69,6 @@ class LookupFreeQuantizer(Quantizer):
             losses["entropy"] = self.entropy_weight * self.entropy_loss(z)
             losses["commit"] = self.commit_weight * (z - q.detach()).pow(2).mean()
         return QuantizerOutput(codes, indices, losses)
-
-    holds = True  # ``held_indices``: the encoder-side temporal hold (``VideoTokenizer.encode(hold=...)``)
 
     def held_indices(self, z: torch.Tensor, prev: torch.Tensor | None, hold: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Indices with a temporal hold: a bit whose latent value lies within ``±hold`` of zero keeps the value it had
