@@ -142,7 +142,7 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         A("--resume", action="store_true", help="continue from <run-dir>/prior-state.pt"),
         I("--group-bits", default=0, help="bits per coding step of a token (0: the quantizer's groups); an "
           "--init-prior of other groups is regrouped"),
-        I("--held-out", default=0, help="keep every N-th GOP out of training and log its rate at each save")]),
+        I("--held-out", default=0, help="keep every N-th GOP out of training and log its rate at each save"), HOLD]),
     "eval": ("vtok.bench.evaluate:run_evaluation", "reconstruction quality of a tokenizer on evaluation clips", [
         MODEL, EVAL, FRAMES, A("--size", type=WxH, default=(640, 360)), I("--bits"), DEVICE, JSON]),
     "bench": ("vtok.bench.rd:run_bench", "rate-distortion benchmark against x265 and VVC (or: bench speed | ...)", [

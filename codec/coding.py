@@ -108,9 +108,7 @@ class Codec:
     def hold(self, hold: float | None = None) -> float:
         """The encoder's temporal hold (``VideoTokenizer.encode``): ``hold``, or for None the model's own (weights
         metadata ``hold``, measured for it; 0 — no hold — for a model without one). Decoding does not depend on it."""
-        if hold is None:
-            hold = float(getattr(self.tokenizer, "meta", {}).get("hold", 0.0))
-        return self.tokenizer.check_hold(hold)
+        return self.tokenizer.own_hold(hold)
 
     def compress_to(self, f: BinaryIO, gops: Iterable[np.ndarray], width: int, height: int, fps: Fraction,
                     rate: int | None = None, bits: int | None = None, gop: int = DEFAULT_GOP,

@@ -264,3 +264,28 @@ def test_train_prior_holds_out_resumes_and_starts_from_a_prior(video_dir, tmp_pa
     assert IntegerPrior.load(fine).cfg.group_bits == 2 and IntegerPrior.load(out).cfg.group_bits == 5
     with pytest.raises(ValueError, match="group-bits"):
         train_prior(tmp_path / "tiny.safetensors", tmp_path / "h.safetensors", steps=1, group_bits=11, **kw)
+
+
+def test_train_prior_fits_the_tokens_the_models_hold_makes(video_dir, tmp_path):
+    """``vtok train-prior`` tokenizes with the model's own temporal hold (weights metadata ``hold``) unless told
+    otherwise, so that the prior is fitted to the tokens the codec codes; held and plain tokens are kept apart."""
+    from vtok.codec.models.tokenizer import load_tokenizer, save_tokenizer
+    from vtok.codec.training.train_prior import load_token_gops, train_prior
+
+    torch.manual_seed(0)
+    save_tokenizer(VideoTokenizer(tiny_config()).eval(), tmp_path / "tiny.safetensors", extra={"hold": 0.5})
+    tok = load_tokenizer(tmp_path / "tiny.safetensors")
+    run = tmp_path / "run"
+    kw = dict(data=[str(video_dir)], cache_dir=str(tmp_path / "cache"), run_dir=str(run), batch=2, crop=4,
+              channels=8, layers=1, gop=9, threads=1, log=lambda *_: None)
+    train_prior(tmp_path / "tiny.safetensors", tmp_path / "p.safetensors", steps=1, **kw)
+    assert [p.name for p in run.glob("tokens-*.npz")] == [f"tokens-{tok.family_id}-gop9-hold0.5.npz"]
+    train_prior(tmp_path / "tiny.safetensors", tmp_path / "q.safetensors", steps=1, hold=0.0, **kw)
+    held = load_token_gops(tok, tmp_path / "cache", run, 9, 0, print, 0.5)
+    plain = load_token_gops(tok, tmp_path / "cache", run, 9, 0, print, 0.0)
+    assert len(list(run.glob("tokens-*.npz"))) == 2 and len(held) == len(plain)
+    assert not all(np.array_equal(h, p) for h, p in zip(held, plain))  # the hold changed some bits
+    assert all(np.array_equal(h[0], p[0]) for h, p in zip(held, plain))  # a GOP's first latent frame is not held
+    first = next(iter(json.loads((tmp_path / "cache" / "index.json").read_text()).values()))["file"]
+    segment = np.load(tmp_path / "cache" / first, mmap_mode="r")[0][:9]
+    assert np.array_equal(held[0], tok.encode(np.ascontiguousarray(segment), hold=0.5))

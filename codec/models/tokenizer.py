@@ -255,6 +255,13 @@ class VideoTokenizer(nn.Module):
             return None
         return max(1, STREAM_PIXELS // (h * w))
 
+    def own_hold(self, hold: float | None = None) -> float:
+        """``hold`` checked (``check_hold``), or for None the model's own (weights metadata ``hold``, measured for
+        it; 0 — no hold — for a model without one)."""
+        if hold is None:
+            hold = float(getattr(self, "meta", {}).get("hold", 0.0))
+        return self.check_hold(hold)
+
     def check_hold(self, hold: float) -> float:
         """``hold`` if this tokenizer can encode with it (``encode``), else ValueError."""
         if not 0 <= hold < float("inf"):  # NaN too

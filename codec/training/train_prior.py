@@ -25,10 +25,12 @@ from vtok.codec.prior import IntegerPrior, PriorConfig, TokenPrior
 from vtok.codec.models.tokenizer import load_tokenizer
 
 
-def tokenize_cache(tok, cache_dir, gop: int = 17, max_clips: int = 0, log=print) -> list[np.ndarray]:
+def tokenize_cache(tok, cache_dir, gop: int = 17, max_clips: int = 0, log=print,
+                   hold: float = 0.0) -> list[np.ndarray]:
     """Every cached segment cut into ``gop``-frame GOPs and tokenized: a list of int64 ``(T', H', W')``.
 
     ``max_clips`` > 0 takes that many clips, evenly spread over the cache (a quicker, smaller training set).
+    ``hold``: the encoder's temporal hold (``VideoTokenizer.encode``), so that the tokens are the ones coded.
     """
     index = list(json.loads((Path(cache_dir) / "index.json").read_text()).values())
     if 0 < max_clips < len(index):
@@ -39,7 +41,7 @@ def tokenize_cache(tok, cache_dir, gop: int = 17, max_clips: int = 0, log=print)
         arr = np.load(Path(cache_dir) / v["file"], mmap_mode="r")
         for seg in arr:
             for s in range(0, max(1, seg.shape[0] - gop + 1), gop - 1):  # a short segment: one shorter GOP
-                out.append(tok.encode(np.ascontiguousarray(seg[s:s + gop])).astype(dtype))
+                out.append(tok.encode(np.ascontiguousarray(seg[s:s + gop]), hold=hold).astype(dtype))
         if (n + 1) % 20 == 0:
             log(f"tokenized {n + 1}/{len(index)} clips ({len(out)} GOPs)")
     return out
@@ -80,13 +82,13 @@ def held_out_rate(prior: TokenPrior, gops: list[np.ndarray]) -> float:
     return total / max(count, 1)
 
 
-def load_token_gops(tok, cache, run: Path, gop: int, max_clips: int, log) -> list[np.ndarray]:
-    """The cache's tokens in ``gop``-frame GOPs, tokenized once and kept in ``run`` (keyed by family and GOP)."""
-    token_file = run / f"tokens-{tok.family_id}-gop{gop}.npz"
+def load_token_gops(tok, cache, run: Path, gop: int, max_clips: int, log, hold: float = 0.0) -> list[np.ndarray]:
+    """The cache's tokens in ``gop``-frame GOPs, tokenized once and kept in ``run`` (keyed by family, GOP, hold)."""
+    token_file = run / (f"tokens-{tok.family_id}-gop{gop}" + (f"-hold{hold:g}" if hold else "") + ".npz")
     if token_file.exists():
         with np.load(token_file) as z:
             return [z[k] for k in sorted(z.files, key=int)]
-    gops = tokenize_cache(tok, cache, gop=gop, max_clips=max_clips, log=log)
+    gops = tokenize_cache(tok, cache, gop=gop, max_clips=max_clips, log=log, hold=hold)
     tmp = token_file.with_name(token_file.stem + ".tmp.npz")
     np.savez(tmp, **{str(i): g for i, g in enumerate(gops)})
     tmp.replace(token_file)
@@ -97,7 +99,8 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
                 run_dir="runs/prior", steps: int = 3000, batch: int = 16, crop: int = 32, lr: float = 2e-3,
                 channels: int = 48, layers: int = 3, nested: float = 0.5, min_bits: int = 2, threads: int = 0,
                 max_clips: int = 0, gop: int = DEFAULT_GOP, init_prior: str = "", save_every: int = 0,
-                resume: bool = False, held_out: int = 0, group_bits: int = 0, log=print) -> Path:
+                resume: bool = False, held_out: int = 0, group_bits: int = 0, hold: float | None = None,
+                log=print) -> Path:
     """Train, freeze and save a prior for the tokenizer ``model`` (None: the bundled one). Returns ``out``.
 
     ``init_prior``: start from a frozen prior (its network; ``channels``/``layers`` are then its own).
@@ -105,7 +108,8 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
     ``<run>/prior-state.pt``, which ``resume`` continues from. ``held_out`` > 0: every ``held_out``-th GOP is kept
     out of training and its rate is logged at each save (``held_out_bits_per_bit`` in ``metrics.jsonl``).
     ``group_bits`` > 0: the prior's bit groups (default: the quantizer's); an ``init_prior`` of other groups is
-    regrouped (``TokenPrior.regrouped``).
+    regrouped (``TokenPrior.regrouped``). ``hold``: the temporal hold the tokens are made with, as the codec codes
+    them (None: the model's own, ``VideoTokenizer.own_hold``; 0: none).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -115,7 +119,8 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
     cache = Path(cache_dir or run / "cache")
     if not (cache / "index.json").exists():
         build_cache(list(data), cache, log=log)
-    gops = load_token_gops(tok, cache, run, gop, max_clips, log)
+    hold = tok.own_hold(hold)
+    gops = load_token_gops(tok, cache, run, gop, max_clips, log, hold)
     valid = gops[::held_out] if held_out > 0 else []
     if held_out > 0:
         gops = [g for i, g in enumerate(gops) if i % held_out]
