@@ -324,9 +324,23 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     return Codec(tok, ip)
 
 
+def earlier_priors(model) -> list[Path]:
+    """The earlier priors kept beside a model's weights, ``<model>-prior-<family id>.safetensors``: a prior
+    re-fitted for the same tokens makes a new token family, and these still decode the files of the old ones."""
+    base = model_path(model)
+    return sorted(base.parent.glob(base.stem + "-prior-*.safetensors"))
+
+
 def bundled_codec(model_id: str, device: str = "cpu") -> Codec | None:
-    """The bundled model that codes files whose header names ``model_id``, or None."""
+    """The bundled model that codes files whose header names ``model_id`` (with its prior, or one of its
+    ``earlier_priors``), or None."""
     for name in BUNDLED_MODELS:
-        if model_path(name).is_file() and (codec := load_codec(name, device=device)).codes(model_id):
+        if not model_path(name).is_file():
+            continue
+        if (codec := load_codec(name, device=device)).codes(model_id):
             return codec
+        tok = codec.tokenizer
+        for path in earlier_priors(name):
+            if (older := Codec(tok, IntegerPrior.load(path).to(tok._device()))).codes(model_id):
+                return older
     return None

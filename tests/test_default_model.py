@@ -31,11 +31,14 @@ def _sample_clip() -> np.ndarray:
 
 
 def test_bundled_files_are_small_safetensors():
-    """One model and its prior per token family, ≤ 20 MB a model, ≤ 25 MB of weights in all, nothing else bundled."""
+    """One model and its prior per token family (and the earlier priors that still decode the model's older files),
+    ≤ 20 MB a model, ≤ 25 MB of weights in all, nothing else bundled."""
+    from vtok.codec.coding import earlier_priors
+
     shipped = []
     for name, file in BUNDLED_MODELS.items():
         weights = model_path(name)
-        for p in (weights, weights.with_name(weights.stem + "-prior.safetensors")):
+        for p in (weights, weights.with_name(weights.stem + "-prior.safetensors"), *earlier_priors(name)):
             assert p.is_file() and p.stat().st_size <= 20 * 1024 * 1024, p
             shipped.append(p)
     assert sorted(WEIGHTS_DIR.glob("*.safetensors")) == sorted(shipped)
@@ -136,8 +139,9 @@ def test_a_file_of_each_bundled_family_decodes(tmp_path, name):
     np.testing.assert_array_equal(frames, codec.decompress(src.read_bytes()))
 
 
-# Files written with today's ids: the default (trained with rate in the loss) and tae36, the default before it.
-CURRENT_FILES = {"default-rd-090e53a39cdc335d": "default", "tae36-6f9eaa5da13976bb": "tae36"}
+# Files written with today's ids: the default (its prior fitted to held tokens) and tae36, the default before rate
+# training.
+CURRENT_FILES = {"default-hp-cc1d7174b340ee80": "default", "tae36-6f9eaa5da13976bb": "tae36"}
 
 
 @pytest.mark.parametrize("name", CURRENT_FILES)
@@ -152,6 +156,24 @@ def test_a_file_of_each_tae_family_decodes_without_naming_its_model(tmp_path, na
     other = load_codec("tae36" if CURRENT_FILES[name] == "default" else "default")
     with pytest.raises(ModelMismatch):
         other.decompress(src.read_bytes())
+
+
+def test_a_file_of_the_defaults_earlier_prior_decodes_with_it(tmp_path):
+    """The default's tokens coded with its prior before the re-fit (family 090e53a39cdc335d): found by itself through
+    the prior kept beside the default's weights, and decoded as the tokenizer with that prior decodes it; the
+    default with its current prior refuses it in one line."""
+    from vtok.codec.coding import Codec, earlier_priors
+    from vtok.codec.prior import IntegerPrior
+
+    src = FAMILIES / "default-rd-090e53a39cdc335d.vtok"
+    [path] = earlier_priors("default")
+    assert path.name == "vtok-default-prior-090e53a39cdc335d.safetensors"
+    older = Codec(load_tokenizer("default"), IntegerPrior.load(path))
+    assert older.family_id == vtok_info(src)["model_id"] != load_codec("default").family_id
+    decompress_file(src, tmp_path / "out.mkv", quiet=True, log=lambda *a: None)
+    np.testing.assert_array_equal(read_video(tmp_path / "out.mkv"), older.decompress(src.read_bytes()))
+    with pytest.raises(ModelMismatch):
+        load_codec("default").decompress(src.read_bytes())
 
 
 def test_the_two_decoders_of_one_family_wrote_the_same_bits():
