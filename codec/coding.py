@@ -114,8 +114,8 @@ class Codec:
                     rate: int | None = None, bits: int | None = None, gop: int = DEFAULT_GOP,
                     colour: Colour | None = None, audio=None, audio_end: float | None = None,
                     progress=None, workers: int = 1, ray: str | None = None, hold: float | None = None) -> dict:
-        """Code ``gops`` (uint8 ``(n, height, width, 3)`` arrays of ``gop`` frames, the last may be shorter) into
-        ``f``; ``audio``: a ``media.audio.AudioSource`` to carry along (packets after ``audio_end`` seconds are
+        """Code ``gops`` (uint8 ``(n, height, width, 3)`` arrays of ``gop`` frames, the last may be shorter; or each
+        GOP an iterable of such arrays, its pieces, which the encoder then takes as they come) into ``f``; ``audio``: a ``media.audio.AudioSource`` to carry along (packets after ``audio_end`` seconds are
         left out); ``workers`` > 1 codes GOPs in that many processes, ``ray`` on a Ray cluster (the same bytes);
         ``hold``: the encoder's temporal hold (``Codec.hold``; None: the model's own).
         Returns frames, bytes (all, video, audio), cross-entropy bits and raw token bits."""
@@ -141,11 +141,18 @@ class Codec:
                 pending = [p for p in pending if audio.seconds(p) < audio_end]
         frames, ce_total, raw = 0, 0.0, 0
 
-        def checked(clips):
-            for clip in clips:
+        def size_checked(pieces):
+            for clip in pieces:
                 if clip.shape[1:3] != (height, width):
                     raise VideoError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
-                yield clip, (cw, ch), bits, hold
+                yield clip
+
+        def checked(clips):
+            for clip in clips:
+                pieces = size_checked([clip] if isinstance(clip, np.ndarray) else clip)
+                if workers > 1 or ray is not None:  # whole GOPs go to the workers
+                    pieces = np.concatenate(list(pieces))
+                yield pieces, (cw, ch), bits, hold
 
         for gi, (n_frames, payload, ce, n_bits) in enumerate(self._map(Codec.encode_gop, checked(gops), workers, ray)):
             writer.write_unit(gi, frames, n_frames, payload)
@@ -169,24 +176,36 @@ class Codec:
                 "audio_bytes": writer.audio_bytes,
                 "cross_entropy_bits": ce_total, "raw_token_bits": raw}
 
-    def encode_gop(self, clip: np.ndarray, coded: tuple[int, int], bits: int,
-                   hold: float = 0.0) -> tuple[int, bytes, float, int]:
-        """One GOP's frames → (frames, unit payload, cross-entropy bits, raw token bits), at the ``coded`` size."""
-        if coded != (clip.shape[2], clip.shape[1]):
-            clip = resize_frames(clip, coded)
-        tokens = self.tokenizer.encode(clip, bits=bits, hold=hold)
+    def encode_gop(self, clip, coded: tuple[int, int], bits: int, hold: float = 0.0) -> tuple[int, bytes, float, int]:
+        """One GOP's frames (a uint8 array, or an iterable of them, its pieces, taken as they come) → (frames, unit
+        payload, cross-entropy bits, raw token bits), at the ``coded`` size."""
+        count = 0
+
+        def sized(pieces):
+            nonlocal count
+            for piece in pieces:
+                count += len(piece)
+                yield piece if coded == (piece.shape[2], piece.shape[1]) else resize_frames(piece, coded)
+
+        tokens = self.tokenizer.encode_pieces(sized([clip] if isinstance(clip, np.ndarray) else clip), bits, hold)
         payload, ce = encode_tokens(self.prior, tokens, bits)
-        return len(clip), payload, ce, tokens.size * bits
+        return count, payload, ce, tokens.size * bits
 
     def decode_gop(self, payload: bytes, frames: int, header: Header) -> np.ndarray:
         """One GOP unit's payload → its uint8 frames at the file's size."""
+        return np.concatenate(list(self.decode_gop_pieces(payload, frames, header)))
+
+    def decode_gop_pieces(self, payload: bytes, frames: int, header: Header) -> Iterator[np.ndarray]:
+        """One GOP unit's payload → its uint8 frames at the file's size, a piece at a time as the decoder streams
+        them (``VideoTokenizer.decode_pieces``), so that a whole GOP of frames is never held at once."""
         h = header
         shape = token_shape(frames, h.coded_height, h.coded_width)
         tokens = decode_tokens(self.prior, payload, shape, h.bits_per_token)
-        video = self.tokenizer.decode(tokens, bits=h.bits_per_token, size=(frames, h.coded_height, h.coded_width))
-        if (h.coded_width, h.coded_height) != (h.width, h.height):
-            video = resize_frames(video, (h.width, h.height))
-        return video
+        for video in self.tokenizer.decode_pieces(tokens, h.bits_per_token, (frames, h.coded_height, h.coded_width)):
+            video = video.numpy()
+            if (h.coded_width, h.coded_height) != (h.width, h.height):
+                video = resize_frames(video, (h.width, h.height))
+            yield video
 
     def _map(self, method, jobs: Iterable[tuple], workers: int, ray: str | None = None) -> Iterator:
         """``method(self, *job)`` for every job, in order: here, or in ``workers`` processes or Ray actors that each
@@ -226,8 +245,10 @@ class Codec:
     def decompress_from(self, coded: "CodedFile", start: int = 0, frames: int | None = None,
                         audio: bool = True, workers: int = 1,
                         ray: str | None = None) -> Iterator[tuple[np.ndarray, list]]:
-        """Decode frames ``start .. start + frames`` GOP by GOP: yields (uint8 frames, audio packets of their span,
-        timestamps shifted so the range starts at 0). Only the GOPs that hold the range are decoded."""
+        """Decode frames ``start .. start + frames``: yields (uint8 frames, audio packets) in order, a GOP's audio
+        (the packets of its span, timestamps shifted so the range starts at 0) with its last frames. Only the GOPs
+        that hold the range are decoded; here (not in ``workers`` processes or on Ray) each GOP comes in the
+        decoder's pieces, so memory holds one piece of frames, not a GOP's."""
         h = coded.header
         end = h.frames if frames is None else min(h.frames, start + frames)
         if start < 0 or (frames is not None and frames < 1):
@@ -241,13 +262,25 @@ class Codec:
 
         first = True
         jobs = ((coded.reader.read_payload(u), u.frames, h) for u in units)
-        results = self._map(Codec.decode_gop, jobs, workers, ray)
+        if workers <= 1 and ray is None:
+            results = (self.decode_gop_pieces(*job) for job in jobs)
+        else:
+            results = ([video] for video in self._map(Codec.decode_gop, jobs, workers, ray))
         for u in units:
+            lo, hi = max(start, u.first_frame) - u.first_frame, min(end, u.first_frame + u.frames) - u.first_frame
+            held, at = None, 0  # the last piece is held back to go out with the GOP's audio
             try:
-                video = next(results)
+                for video in next(results):
+                    piece = video[max(lo - at, 0):max(hi - at, 0)]
+                    at += len(video)
+                    if len(piece):
+                        if held is not None:
+                            yield held, []
+                        held = piece
+                    if at >= hi:
+                        break
             except RangeCoderError as e:
                 raise type(e)(f"GOP unit {u.gop_index}: {e}") from None
-            lo, hi = max(start, u.first_frame) - u.first_frame, min(end, u.first_frame + u.frames) - u.first_frame
             packets = []
             if audio and coded.streams:
                 # A cut keeps the packets a player needs for its first sample: the one that holds it and those of
@@ -258,7 +291,7 @@ class Codec:
                 packets = [p for p in candidates
                            if coded.seconds(p) + coded.preroll(p) > t_lo and coded.seconds(p) < t_hi]
             first = False
-            yield video[lo:hi], packets
+            yield (held if held is not None else np.zeros((0, h.height, h.width, 3), np.uint8)), packets
 
     def compress(self, frames: np.ndarray, fps=30, rate: int | None = None, bits: int | None = None,
                  gop: int = DEFAULT_GOP, hold: float | None = None) -> bytes:

@@ -47,24 +47,36 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _gops(frames_iter, gop: int):
-    """Frames → arrays of ``gop`` frames (the last may be shorter), each filled in place: a GOP is held once, not
-    as a list of frames and a stacked copy. A frame of another shape than the GOP's first starts a new array (the
-    coder then reports the size change)."""
-    buf, n = None, 0
-    for fr in frames_iter:
-        if buf is not None and fr.shape != buf.shape[1:]:
+# Frames read into one piece before the encoder takes them (``_Gops``): eight 1080p frames, two at 2160p.
+PIECE_PIXELS = 8 * 1920 * 1080
+
+
+class _Gops:
+    """Frames → GOPs of ``gop`` frames (the last may be shorter), each an iterator of pieces: uint8 arrays of
+    consecutive frames of about ``PIECE_PIXELS`` pixels, filled in place, so that memory holds a piece of a GOP, not
+    the GOP. A GOP's pieces must be taken before the next GOP. A frame of another shape than the one before it
+    starts a new piece (the coder then reports the size change)."""
+
+    def __init__(self, frames, gop: int):
+        self.frames, self.gop = iter(frames), gop
+        self.next = next(self.frames, None)
+
+    def __iter__(self):
+        while self.next is not None:
+            yield self._pieces()
+
+    def _pieces(self):
+        left = self.gop
+        while left and self.next is not None:
+            shape = self.next.shape
+            buf = np.empty((min(left, max(1, PIECE_PIXELS // (shape[0] * shape[1]))),) + shape, np.uint8)
+            n = 0
+            while n < len(buf) and self.next is not None and self.next.shape == shape:
+                buf[n] = self.next
+                n += 1
+                self.next = next(self.frames, None)
+            left -= n
             yield buf[:n]
-            buf = None
-        if buf is None:
-            buf, n = np.empty((gop,) + fr.shape, np.uint8), 0
-        buf[n] = fr
-        n += 1
-        if n == gop:
-            yield buf
-            buf = None
-    if buf is not None and n:
-        yield buf[:n]
 
 
 def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits: int | None = None,
@@ -110,7 +122,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     try:
         with open(tmp, "wb") as f:
             frames = iter_frames(src, max_frames=max_frames, size=size, fps=fps)
-            s = codec.compress_to(f, _gops(frames, gop), info.width, info.height, info.fps, rate, bits, gop,
+            s = codec.compress_to(f, _Gops(frames, gop), info.width, info.height, info.fps, rate, bits, gop,
                                   info.colour, sound, max_frames / info.fps if max_frames else None, bar.update,
                                   workers, ray, hold)
         tmp.replace(out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -203,9 +205,52 @@ def test_streaming_matches_the_whole_clip(monkeypatch):
         assert streamed.shape == whole.shape
         assert (streamed != whole).sum() <= 1  # a sign at zero may flip under another order of float operations
         assert (tok.encode(clip, hold=0.05) != whole_held).sum() <= 1
+        # the same clip in pieces as they might be read (frames never held together): the same chunks, tokens
+        pieces = [clip[:4], clip[4:5], clip[5:11], clip[11:]]
+        np.testing.assert_array_equal(tok.encode_pieces(iter(pieces)), streamed)
+        np.testing.assert_array_equal(tok.encode_pieces(iter(pieces), hold=0.05), tok.encode(clip, hold=0.05))
         pictures = tok.decode(whole, size=clip.shape[:3])
         assert pictures.shape == clip.shape
         assert np.abs(pictures.astype(int) - whole_pictures).max() <= 1
+    with pytest.raises(ValueError, match="frame size changes"):
+        tok.encode_pieces([clip[:4], clip[4:, :50]])
+    np.testing.assert_array_equal(tok.encode_pieces([clip[:7], clip[7:]]), tok.encode(clip))
+
+
+def test_a_streaming_decoder_hands_a_gop_out_in_pieces(monkeypatch):
+    """``decode_pieces`` and ``Codec.decompress_from`` give a GOP's frames a chunk at a time when the body streams:
+    the same frames as one piece, a range cut across the pieces, and nothing held back but the last piece."""
+    import vtok.codec.models.tokenizer as tokenizer_module
+    from vtok.codec.coding import Codec, CodedFile
+    from vtok.codec.prior import PriorConfig, TokenPrior
+
+    torch.manual_seed(0)
+    tok = VideoTokenizer(TokenizerConfig(arch="tae", bits=12, group_bits=6, dec_blocks=1)).eval()
+    codec = Codec(tok, TokenPrior(PriorConfig(bits=12, group_bits=6, channels=8, layers=1)).freeze())
+    rng = np.random.default_rng(1)
+    clip = rng.integers(0, 256, (21, 48, 64, 3), dtype=np.uint8)
+    data = codec.compress(clip, fps=25)  # one GOP of 21 frames
+    monkeypatch.setattr(tokenizer_module, "STREAM_PIXELS", 10 ** 12)
+    whole = codec.decompress(data)
+    tokens = tok.encode(clip)
+    assert len(list(tok.decode_pieces(tokens, size=clip.shape[:3]))) == 1
+    monkeypatch.setattr(tokenizer_module, "STREAM_PIXELS", 8 * 48 * 64)  # two latent frames a chunk
+    pieces = list(tok.decode_pieces(tokens, size=clip.shape[:3]))
+    assert len(pieces) > 2 and max(len(p) for p in pieces) <= 8 and sum(len(p) for p in pieces) == len(clip)
+    np.testing.assert_array_equal(np.concatenate(pieces), tok.decode(tokens, size=clip.shape[:3]))
+    for start, frames in ((0, None), (3, 7), (10, 1), (20, None)):
+        out = list(codec.decompress_from(CodedFile(io.BytesIO(data)), start, frames))
+        end = len(clip) if frames is None else start + frames
+        assert len(out) == len([p for p in _cuts(pieces, start, end)]) and all(p == [] for _, p in out)
+        assert np.abs(np.concatenate([v for v, _ in out]).astype(int) - whole[start:end]).max() <= 1
+
+
+def _cuts(pieces, start, end):
+    at = 0
+    for p in pieces:
+        if p[max(start - at, 0):max(end - at, 0)].shape[0]:
+            yield p
+        at += len(p)
 
 
 def test_strips_reach_what_the_whole_frame_gives():

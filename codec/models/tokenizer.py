@@ -283,48 +283,124 @@ class VideoTokenizer(nn.Module):
         bits = self._check_bits(bits)
         encoder = self._encoder()
         hold = self.check_hold(hold)
-        last = None  # the codes of the latent frame before the next chunk's first (the hold's state)
-
-        def indices(z):
-            nonlocal last
-            if not hold:
-                return self.quantizer(z).indices[0]
-            idx, last = self.quantizer.held_indices(z, last, hold)
-            return idx[0]
         t = len(video)
         n = self.stream_chunk(*np.shape(video)[1:3]) if t else None
         if n is None:
             # channels-last activations run the CPU convolutions faster (oneDNN's preferred layout)
             x = pad_video(_as_frames(video).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
-            idx = indices(encoder(x))
-        else:
-            src = _as_bytes(video).cpu().numpy()  # checked; a view of the caller's frames
-            stream, parts = Stream(), []
-            tp = padded_size(t, 1, 1)[0]
-            for a in range(0, tp, n):
-                b = min(a + n, tp)
-                frames = src[a:min(b, t)] if a < t else src[:0]
-                if b > t:  # temporal padding: the last frame repeats
-                    frames = np.concatenate([frames, np.repeat(src[-1:], b - max(a, t), 0)])
-                _, hp, wp = padded_size(1, *frames.shape[1:3])
-                if (hp, wp) != frames.shape[1:3]:  # spatial padding: edge pixels repeat
-                    frames = np.pad(frames, ((0, 0), (0, hp - frames.shape[1]), (0, wp - frames.shape[2]), (0, 0)),
-                                    mode="edge")
-                u = torch.from_numpy(np.ascontiguousarray(frames)).to(self._device()).permute(0, 3, 1, 2)
-                z = encoder.stream_frames(u, stream)  # bytes in, converted strip by strip
-                if z.shape[2]:
-                    parts.append(indices(z))
-            idx = torch.cat(parts, 0)
+            idx = self._indices([encoder(x)], hold)
+        else:  # checked; a view of the caller's frames
+            idx = self._indices(self._stream_latents(encoder, [_as_bytes(video).cpu().numpy()], n), hold)
         if bits < self.bits:
             idx = idx & ((1 << bits) - 1)
         return idx.cpu() if isinstance(video, torch.Tensor) else idx.cpu().numpy()
+
+    def encode_pieces(self, pieces, bits: int | None = None, hold: float = 0.0) -> np.ndarray:
+        """``encode`` of a clip given as pieces: uint8 arrays ``(n, H, W, 3)`` of one frame size, in order (any
+        iterable, e.g. frames as they are read). A streaming body takes them chunk by chunk, so the clip's frames are
+        never held together; another body gets them joined. The tokens are ``encode``'s of the joined clip."""
+        pieces = iter(pieces)
+        first = next(pieces, None)
+        if first is None:
+            raise ValueError("expected frames (T, H, W, 3), got none")
+        first = _as_bytes(first).cpu().numpy()
+        n = self.stream_chunk(*first.shape[1:3])
+        if n is None:
+            return self.encode(np.concatenate([first, *map(np.asarray, pieces)]), bits, hold)
+        bits, encoder, hold = self._check_bits(bits), self._encoder(), self.check_hold(hold)
+        with torch.inference_mode():
+            idx = self._indices(self._stream_latents(encoder, self._checked_pieces(first, pieces), n), hold)
+        if bits < self.bits:
+            idx = idx & ((1 << bits) - 1)
+        return idx.cpu().numpy()
+
+    def _indices(self, latents, hold: float) -> torch.Tensor:
+        """Token indices ``(T', H', W')`` of the encoder's latent chunks, in order; the temporal hold's state (the
+        codes of the latent frame before a chunk's first) is carried from chunk to chunk."""
+        parts, last = [], None
+        for z in latents:
+            if hold:
+                idx, last = self.quantizer.held_indices(z, last, hold)
+            else:
+                idx = self.quantizer(z).indices
+            parts.append(idx[0])
+        return torch.cat(parts, 0)
+
+    @staticmethod
+    def _checked_pieces(first: np.ndarray, rest):
+        yield first
+        for p in rest:
+            p = _as_bytes(p).cpu().numpy()
+            if p.shape[1:] != first.shape[1:]:
+                raise ValueError(f"frame size changes mid-clip ({p.shape[2]}x{p.shape[1]}, was "
+                                 f"{first.shape[2]}x{first.shape[1]})")
+            yield p
+
+    def _stream_latents(self, encoder, pieces, n: int):
+        """The streaming encoder's latent chunks ``(1, D, t', H', W')``, ``t' >= 1``, of uint8 frame pieces, fed
+        as chunks of ``n`` frames; after the last piece the last frame repeats up to ``1 + 4k`` frames (temporal
+        padding), and every chunk's edge pixels repeat up to the model's multiple (spatial)."""
+        buf, t, stream = [], 0, Stream()
+
+        def chunk(frames):
+            _, hp, wp = padded_size(1, *frames.shape[1:3])
+            if (hp, wp) != frames.shape[1:3]:  # spatial padding: edge pixels repeat
+                frames = np.pad(frames, ((0, 0), (0, hp - frames.shape[1]), (0, wp - frames.shape[2]), (0, 0)),
+                                mode="edge")
+            u = torch.from_numpy(np.ascontiguousarray(frames)).to(self._device()).permute(0, 3, 1, 2)
+            return encoder.stream_frames(u, stream)  # bytes in, converted strip by strip
+
+        def full_chunks(final: bool):
+            nonlocal buf
+            have = sum(len(b) for b in buf)
+            while have >= n or (final and have):
+                frames = np.concatenate(buf) if len(buf) > 1 else buf[0]
+                buf = [frames[n:]] if len(frames) > n else []
+                have -= min(n, len(frames))
+                z = chunk(frames[:n])
+                if z.shape[2]:  # a frame waiting for its partner gives no latent frame yet
+                    yield z
+
+        last = None
+        for p in pieces:
+            if len(p):
+                buf.append(p)
+                t += len(p)
+                last = p[-1:]
+                yield from full_chunks(False)
+        if last is not None:
+            pad = padded_size(t, 1, 1)[0] - t  # temporal padding: the last frame repeats
+            if pad:
+                buf.append(np.repeat(last, pad, 0))
+            yield from full_chunks(True)
 
     @torch.inference_mode()
     def decode(self, tokens, bits: int | None = None, size: tuple[int, int, int] | None = None):
         """int ``(T', H', W')`` tokens → uint8 video ``(T, H, W, 3)``; ``size`` = ``(T, H, W)`` crops the padding.
 
+        The frames of ``decode_pieces``, gathered into one array (numpy for numpy input, a tensor for tensor input).
+        """
+        out, done = None, 0
+        n = len(tokens)
+        for x in self.decode_pieces(tokens, bits, size):
+            if out is None:
+                limit = 1 + TEMPORAL_STRIDE * max(n - 1, 0)
+                out = torch.empty((min(limit, size[0]) if size else limit, *x.shape[1:]), dtype=torch.uint8)
+            out[done:done + len(x)] = x
+            done += len(x)
+        if out is None:  # no latent frames: an empty video of the size asked for
+            h, w = (SPATIAL_STRIDE * d for d in np.shape(tokens)[1:])
+            out = torch.empty((0, min(size[1], h) if size else h, min(size[2], w) if size else w, 3), dtype=torch.uint8)
+        out = out[:done]
+        return out if isinstance(tokens, torch.Tensor) else out.numpy()
+
+    @torch.inference_mode()
+    def decode_pieces(self, tokens, bits: int | None = None, size: tuple[int, int, int] | None = None):
+        """``decode``'s frames as they come: uint8 tensors ``(n, H, W, 3)``, in order, cropped by ``size``.
+
         A streaming body decodes chunks of latent frames (``stream_chunk``'s pixels, four frames per latent frame)
-        and turns each piece of frames it yields into uint8 at once, so float frames never pile up.
+        and turns each piece of frames it yields into uint8 at once, so float frames never pile up and a caller that
+        writes each piece out holds no more than one piece of a GOP's frames.
         """
         bits = self._check_bits(bits)
         idx = torch.as_tensor(np.asarray(tokens) if not isinstance(tokens, torch.Tensor) else tokens)
@@ -340,8 +416,7 @@ class VideoTokenizer(nn.Module):
             stream = Stream()
             n = max(1, n // TEMPORAL_STRIDE)  # latent frames per chunk
         hh, ww = min(h or full[0], full[0]), min(w or full[1], full[1])
-        out = torch.empty((1 + TEMPORAL_STRIDE * max(idx.shape[0] - 1, 0), hh, ww, 3), dtype=torch.uint8)
-        done = 0
+        left = t if t is not None else float("inf")  # frames still wanted
         for a in range(0, idx.shape[0], n or max(1, idx.shape[0])):
             codes = self.quantizer.indices_to_codes(idx[a:a + (n or idx.shape[0])].to(self._device()).unsqueeze(0))
             if bits < self.bits:
@@ -352,10 +427,12 @@ class VideoTokenizer(nn.Module):
             else:  # uint8 pieces (n, 3, H, W)
                 pieces = (x[:, :, :hh, :ww].permute(0, 2, 3, 1).cpu() for x in self.decoder.pieces(codes, stream))
             for x in pieces:
-                out[done:done + len(x)] = x
-                done += len(x)
-        out = out[:done][:t]
-        return out if isinstance(tokens, torch.Tensor) else out.numpy()
+                x = x[:left] if left < len(x) else x
+                if len(x):
+                    left -= len(x)
+                    yield x
+                if left <= 0:
+                    return
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
