@@ -3,7 +3,8 @@
 Data flow (encoder): frames (one GOP at a time) → tokens (``VideoTokenizer``, ``codec/models/tokenizer.py``) → each
 bit's probability (``IntegerPrior``, ``codec/prior.py``) → range-coded payload in coding order (``codec/entropy.py``) →
 one unit per GOP, with the audio of its time span after it (``bitstream/container.py``, ``bitstream/audio.py``).
-The decoder runs the same steps backwards; memory stays that of one GOP whatever the clip's length.
+The decoder runs the same steps backwards; memory stays that of one GOP whatever the clip's length, and a GOP's
+frames pass in pieces (``encode_gop``, ``decode_gop_pieces``), so not even a GOP's frames are held at once.
 ``codec/files.py`` wraps this for video files.
 
 >>> import numpy as np, torch
