@@ -107,8 +107,8 @@ class Codec:
         return 1.0, bits
 
     def hold(self, hold: float | None = None) -> float:
-        """The encoder's temporal hold (``VideoTokenizer.encode``): ``hold``, or for None the model's own (weights
-        metadata ``hold``, measured for it; 0 — no hold — for a model without one). Decoding does not depend on it."""
+        """The encoder's temporal hold (``VideoTokenizer.encode``): ``hold``, or for None the model's own
+        (``VideoTokenizer.own_hold``). Decoding does not depend on it."""
         return self.tokenizer.own_hold(hold)
 
     def compress_to(self, f: BinaryIO, gops: Iterable[np.ndarray], width: int, height: int, fps: Fraction,
@@ -116,8 +116,9 @@ class Codec:
                     colour: Colour | None = None, audio=None, audio_end: float | None = None,
                     progress=None, workers: int = 1, ray: str | None = None, hold: float | None = None) -> dict:
         """Code ``gops`` (uint8 ``(n, height, width, 3)`` arrays of ``gop`` frames, the last may be shorter; or each
-        GOP an iterable of such arrays, its pieces, which the encoder then takes as they come) into ``f``; ``audio``: a ``media.audio.AudioSource`` to carry along (packets after ``audio_end`` seconds are
-        left out); ``workers`` > 1 codes GOPs in that many processes, ``ray`` on a Ray cluster (the same bytes);
+        GOP an iterable of such arrays, its pieces, which the encoder then takes as they come) into ``f``;
+        ``audio``: a ``media.audio.AudioSource`` to carry along (packets after ``audio_end`` seconds are left out);
+        ``workers`` > 1 codes GOPs in that many processes, ``ray`` on a Ray cluster (the same bytes);
         ``hold``: the encoder's temporal hold (``Codec.hold``; None: the model's own).
         Returns frames, bytes (all, video, audio), cross-entropy bits and raw token bits."""
         if gop < 1 or (gop - 1) % 4:
@@ -193,20 +194,22 @@ class Codec:
         return count, payload, ce, tokens.size * bits
 
     def decode_gop(self, payload: bytes, frames: int, header: Header) -> np.ndarray:
-        """One GOP unit's payload → its uint8 frames at the file's size."""
-        return np.concatenate(list(self.decode_gop_pieces(payload, frames, header)))
+        """One GOP unit's payload → its uint8 frames at the file's size, in one array."""
+        tokens, size = self._gop_tokens(payload, frames, header)
+        return _file_size(self.tokenizer.decode(tokens, header.bits_per_token, size), header)
 
     def decode_gop_pieces(self, payload: bytes, frames: int, header: Header) -> Iterator[np.ndarray]:
-        """One GOP unit's payload → its uint8 frames at the file's size, a piece at a time as the decoder streams
-        them (``VideoTokenizer.decode_pieces``), so that a whole GOP of frames is never held at once."""
-        h = header
-        shape = token_shape(frames, h.coded_height, h.coded_width)
-        tokens = decode_tokens(self.prior, payload, shape, h.bits_per_token)
-        for video in self.tokenizer.decode_pieces(tokens, h.bits_per_token, (frames, h.coded_height, h.coded_width)):
-            video = video.numpy()
-            if (h.coded_width, h.coded_height) != (h.width, h.height):
-                video = resize_frames(video, (h.width, h.height))
-            yield video
+        """``decode_gop``'s frames a piece at a time as the decoder streams them (``VideoTokenizer.decode_pieces``),
+        so that a whole GOP of frames is never held at once."""
+        tokens, size = self._gop_tokens(payload, frames, header)
+        for video in self.tokenizer.decode_pieces(tokens, header.bits_per_token, size):
+            yield _file_size(video.numpy(), header)
+
+    def _gop_tokens(self, payload: bytes, frames: int, h: Header) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """One GOP unit's payload → (its tokens, the size ``(frames, H, W)`` they are coded at)."""
+        tokens = decode_tokens(self.prior, payload, token_shape(frames, h.coded_height, h.coded_width),
+                               h.bits_per_token)
+        return tokens, (frames, h.coded_height, h.coded_width)
 
     def _map(self, method, jobs: Iterable[tuple], workers: int, ray: str | None = None) -> Iterator:
         """``method(self, *job)`` for every job, in order: here, or in ``workers`` processes or Ray actors that each
@@ -356,6 +359,13 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     if ip.cfg.bits != tok.bits:
         raise ValueError(f"prior {prior} codes {ip.cfg.bits}-bit tokens but the tokenizer makes {tok.bits}-bit tokens")
     return Codec(tok, ip)
+
+
+def _file_size(video: np.ndarray, h: Header) -> np.ndarray:
+    """Decoded frames at the coded size → at the file's size (a rate point coded at a reduced size is scaled back)."""
+    if (h.coded_width, h.coded_height) == (h.width, h.height):
+        return video
+    return resize_frames(video, (h.width, h.height))
 
 
 def earlier_priors(model) -> list[Path]:
