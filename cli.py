@@ -1,7 +1,9 @@
 """vtok command line: argument parsing only, from one table (``COMMANDS``: subcommand → function, help, arguments;
 an argument's ``dest`` is the function's parameter). Exit codes: 0 success; 1 an error the user can act on (bad or
-damaged input, a missing file or folder, a model that does not fit, a failing external encoder), one ``vtok: error:
-...`` line; 2 an internal error (a bug), also one line (``VTOK_DEBUG=1`` shows the traceback); 130 interrupted.
+damaged input with nothing usable, a missing file or folder, a model that does not fit, a failing external encoder),
+one ``vtok: error: ...`` line; 2 an internal error (a bug), also one line (``VTOK_DEBUG=1`` shows the traceback); 3 a
+damaged input read as far as it was intact (``decompress`` wrote its output with the lost frames concealed, ``info``
+listed the damage), one ``vtok: warning: ...`` line per damaged range and one at the end; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import json
 import os
 import sys
 
-from vtok.bitstream.errors import VtokError
+from vtok.bitstream.errors import DamagedInput, VtokError
 from vtok.codec.paths import TRAIN_DATA
+from vtok.codec.search import PRESETS, TUNES
 
 
 def WxH(text: str) -> tuple[int, int]:  # argparse names a type function in its message: "invalid WxH value"
@@ -77,7 +80,12 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         I("--rate", help="a point of the model's rate ladder: 0 = smallest file, larger = more bits and a better "
           "picture (default model: 0..7 = 1/4 size with 14 and 36 bits per token, then the full size with 5, 8, 10, "
           "14, 22, 36 bits)"), I("--bits", help="code only the first N bits of every token (coarser, smaller)"),
-        I("--frames", dest="max_frames", help="compress only the first N frames"), HOLD, SIZE, FPS, NO_AUDIO,
+        I("--frames", dest="max_frames", help="compress only the first N frames"), HOLD,
+        A("--preset", choices=list(PRESETS), help="encoding time for fewer bits and better pictures: fast and "
+          "medium (the default) are the one-pass encoder; slow and veryslow search each GOP's bits through the "
+          "decoder (docs/MODELS.md, 'Encoder search')"),
+        A("--tune", choices=list(TUNES), help="what the search minimises: perceptual (default, L1 + LPIPS) or "
+          "psnr (squared error)"), SIZE, FPS, NO_AUDIO,
         WORKERS, RAY, DEVICE, MODEL, PRIOR, QUIET, VERBOSE]),
     "decompress": ("vtok.codec.files:decompress_inputs", ".vtok -> video (.y4m, .mkv lossless, .mp4 H.264, PNGs)", [
         A("input", nargs="+", help=".vtok file; - reads stdin; several files or folders: one video each into -o"),
@@ -85,6 +93,8 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         SKIP, A("--format", default="mkv", choices=["mkv", "mp4", "y4m"], help="several inputs: output type"), MODEL,
         PRIOR, I("--start", default=0, help="first frame to decode"), I("--frames", help="number of frames to decode"),
         I("--max-pixels", help="refuse files whose frames are larger than this (default 37748736: 8K and more)"),
+        A("--strict", action="store_true", help="refuse a damaged or truncated file (default: decode what is "
+          "intact, conceal lost frames by repeating the last good one, exit status 3)"),
         WORKERS, RAY, DEVICE, NO_AUDIO, QUIET, VERBOSE]),
     "info": ("vtok.bench.report:print_info", "header, GOPs, sizes and rates of a .vtok file", [
         A("path", metavar="input"), A("--json", dest="as_json", action="store_true")]),
@@ -148,7 +158,9 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
     "bench": ("vtok.bench.rd:run_bench", "rate-distortion benchmark against x265 and VVC (or: bench speed | ...)", [
         EVAL, A("--mcl-jcv", help="folder with the MCL-JCV sequences (videoSRC*_1920x1080_*.yuv)"),
         A("--codecs", type=_list(str), default="vtok,x265,vvc", help="codecs to compare; vtok:MODEL adds a vtok "
-          "model as a peer (e.g. vtok:default,vtok:runs/dec/ema.safetensors)"),
+          "model as a peer (e.g. vtok:default,vtok:runs/dec/ema.safetensors), @PRESET an encoder preset "
+          "(vtok@medium,vtok@veryslow)"),
+        A("--tune", choices=list(TUNES), help="what vtok's searching presets minimise (default perceptual)"),
         I("--gop", help="vtok's GOP length (default: the codec's)"), HOLD,
         A("--reuse", help="an earlier results.json (same clips, frames, size): its codecs that this run does not code "
           "are taken from it"),
@@ -170,7 +182,10 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         A("--model", help="one model or several, comma-separated"), FRAMES, A("--size", default="640x360"),
         I("--repeats", default=3)]),
     "bench codec": ("vtok.bench.codec_bench:run_codec_bench", "bpp, prior saving, coder overhead, fps, memory", [
-        MODEL, PRIOR, EVAL, FRAMES, A("--skip-memory", action="store_true"), JSON]),
+        MODEL, PRIOR, EVAL, FRAMES, A("--skip-memory", action="store_true"),
+        A("--skip-rate", action="store_true", help="skip the rate on the evaluation clips"),
+        A("--presets", type=_list(str), help="also the peak memory of compress at 1080p with each encoder preset, "
+          "e.g. medium,slow"), JSON]),
     "bench ladder": ("vtok.bench.ladder:compare_ladders", "two ways to many rates from one model (bits, resizing)", [
         MODEL, EVAL, FRAMES, JSON]),
     "bench budget": ("vtok.bench.budget:run_budget", "loss budget: TAEF2, stem/head, no binarisation, tokens", [
@@ -243,6 +258,9 @@ def main(argv=None) -> int:
     try:
         _call(COMMANDS[a.name][0], a)
         return 0
+    except DamagedInput as e:
+        print(f"vtok: warning: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("vtok: interrupted", file=sys.stderr)
         return 130

@@ -5,7 +5,8 @@
 * encode / decode frames per second of ``compress_file`` / ``decompress_file`` (reading and writing files included);
 * peak memory (peak RSS of a fresh process during the command, after its imports) of compress and decompress for a
   short and a long synthetic clip, which shows whether memory grows with the clip's length, and for one clip at
-  360p, 720p, 1080p and 2160p, with the frames per second of each (whether it grows with the frame's area).
+  360p, 720p, 1080p and 2160p, with the frames per second of each (whether it grows with the frame's area), and of
+  compress at 1080p for each encoder preset asked for (``--presets``; a searching preset holds a GOP's frames).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def rate_on_clips(model=None, prior=None, data=None, frames: int = 33, size=(640
     return {"rows": rows, "summary": summary}
 
 
-def _child_peak(flow: str, src, out, model=None) -> float:
+def _child_peak(flow: str, src, out, model=None, preset: str = "") -> float:
     """Run ``codec.files.<flow>(src, out)`` in a fresh process; the peak resident memory of its work in MiB.
 
     The model is loaded first; then the kernel's peak-RSS mark is reset (``/proc/self/clear_refs``), so what is read
@@ -63,10 +64,11 @@ def _child_peak(flow: str, src, out, model=None) -> float:
     code = ("import sys, json; from vtok.codec import files, coding;"
             "c = coding.load_codec(sys.argv[4] or None);"
             "open('/proc/self/clear_refs', 'w').write('5');"
-            "s = getattr(files, sys.argv[1])(sys.argv[2], sys.argv[3], quiet=True, codec=c, log=lambda *a: None);"
+            "kw = {'preset': sys.argv[5]} if sys.argv[5] else {};"
+            "s = getattr(files, sys.argv[1])(sys.argv[2], sys.argv[3], quiet=True, codec=c, log=lambda *a: None, **kw);"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1];"
             "print('PEAK', hwm, s['fps'])")
-    r = subprocess.run([sys.executable, "-c", code, flow, str(src), str(out), str(model or "")],
+    r = subprocess.run([sys.executable, "-c", code, flow, str(src), str(out), str(model or ""), preset],
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise ToolError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "benchmark child failed")
@@ -110,9 +112,28 @@ def memory_by_size(model=None, sizes=SIZES, frames: int = 17, fps: int = 24, log
     return out
 
 
+def memory_by_preset(model=None, presets=("medium",), size=(1920, 1080), frames: int = 17, fps: int = 24,
+                     log=print) -> list[dict]:
+    """Peak memory and frames per second of compress of one synthetic clip for each encoder preset."""
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "syn.y4m"
+        with VideoWriter(src, size[0], size[1], fps) as w:
+            for i in range(0, frames, 8):
+                w.write(synthetic_clip(min(8, frames - i), size[1], size[0], seed=i))
+        for preset in presets:
+            peak, enc_fps = _child_peak("compress_file", src, Path(d) / "m.vtok", model, preset)
+            out.append({"preset": preset, "width": size[0], "height": size[1], "frames": frames,
+                        "compress_peak_mib": peak, "compress_fps": enc_fps})
+            log(json.dumps(out[-1]))
+    return out
+
+
 def run_codec_bench(model=None, prior=None, data=None, frames: int = 33, skip_memory: bool = False,
-                    skip_rate: bool = False, sizes=SIZES, json_path=None, log=print) -> dict:
+                    skip_rate: bool = False, sizes=SIZES, presets=None, json_path=None, log=print) -> dict:
     res = {"rate": rate_on_clips(model, prior, data, frames, log=log)} if not skip_rate else {}
+    if presets:
+        res["memory_by_preset"] = memory_by_preset(model, presets, log=log)
     if not skip_memory:
         res["memory"] = memory_by_length(model, log=log)
         res["memory_by_size"] = memory_by_size(model, sizes, log=log)

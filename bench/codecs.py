@@ -15,12 +15,14 @@ from vtok.bench.anchors import ANCHORS, build_anchor
 from vtok.bitstream.errors import ToolError
 from vtok.codec.coding import DEFAULT_GOP, load_codec
 from vtok.codec.ladder import rate_ladder
+from vtok.codec.search import DEFAULT_PRESET, PRESETS, Search
 
 
 @dataclass
 class VtokSettings:
     """model: a path or bundled name (None: the default); rates: rate-ladder points (None: all); gop; fps; hold: the
-    encoder's temporal hold (None: the model's own; ``Codec.hold``)."""
+    encoder's temporal hold (None: the model's own; ``Codec.hold``); preset, tune: the encoder's search
+    (``codec/search.py``; None: medium, perceptual)."""
 
     model: str | None = None
     rates: list | None = None
@@ -28,6 +30,8 @@ class VtokSettings:
     fps: float = 30.0
     device: str = "cpu"
     hold: float | None = None
+    preset: str | None = None
+    tune: str | None = None
 
 
 @dataclass
@@ -45,8 +49,9 @@ class AnchorSettings:
 class VtokBenchCodec:
     """vtok through its in-memory codec (the model loaded once); ``check_files`` runs one real file round trip.
 
-    ``name``: ``"vtok"``, or ``"vtok:MODEL"`` for a named model (a bundled name or a path), so that several vtok models
-    are peers in one bench and one can be the BD-rate anchor of the others.
+    ``name``: ``"vtok"``, or ``"vtok:MODEL"`` for a named model (a bundled name or a path), either with ``@PRESET``
+    for an encoder preset (``vtok:default@veryslow``), so that several vtok models and presets are peers in one bench
+    and one can be the BD-rate anchor of the others.
     """
 
     def __init__(self, s: VtokSettings, name: str = "vtok"):
@@ -56,6 +61,8 @@ class VtokBenchCodec:
             raise ValueError(f"{name}: the model {s.model} decodes only (its weights hold no encoder): it cannot "
                              f"be benched")
         self.hold = self.codec.hold(s.hold)
+        self.search = Search.of(s.preset, s.tune)
+        self.preset, self.tune = s.preset or DEFAULT_PRESET, self.search.tune
         self.ladder = rate_ladder(self.codec.tokenizer)
         self.rates = list(range(len(self.ladder))) if s.rates is None else list(s.rates)
         bad = [r for r in self.rates if not 0 <= r < len(self.ladder)]
@@ -67,17 +74,20 @@ class VtokBenchCodec:
 
     def description(self) -> dict:
         return {"model": str(self.s.model or "bundled default"), "gop": self.s.gop, "hold": self.hold,
-                "rate_ladder": [vars(p) for p in self.ladder]}
+                "preset": self.preset, "tune": self.tune, "rate_ladder": [vars(p) for p in self.ladder]}
 
     def points(self) -> list[tuple]:
         return [(r, {"codec": self.name, "rate": r, "bits_per_token": self.ladder[r].bits,
-                     "scale": self.ladder[r].scale, "gop": self.s.gop, "hold": self.hold}) for r in self.rates]
+                     "scale": self.ladder[r].scale, "gop": self.s.gop, "hold": self.hold,
+                     **({"preset": self.preset, "tune": self.tune} if self.search.steps else {})})
+                for r in self.rates]
 
     def run(self, clip: np.ndarray, point) -> tuple[np.ndarray, int, dict]:
         import time
 
         t0 = time.perf_counter()
-        data = self.codec.compress(clip, fps=self.s.fps, rate=point, gop=self.s.gop, hold=self.hold)
+        data = self.codec.compress(clip, fps=self.s.fps, rate=point, gop=self.s.gop, hold=self.hold,
+                                   search=self.search)
         t1 = time.perf_counter()
         dec = self.codec.decompress(data)
         t2 = time.perf_counter()
@@ -99,7 +109,7 @@ class VtokBenchCodec:
             with VideoWriter(src, clip.shape[2], clip.shape[1], self.s.fps) as w:
                 w.write(clip)
             compress_file(src, Path(d) / "c.vtok", rate=rate, gop=self.s.gop, quiet=True, codec=self.codec,
-                          log=lambda *a: None, hold=self.hold)
+                          log=lambda *a: None, hold=self.hold, preset=self.preset, tune=self.tune)
             decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", quiet=True, codec=self.codec, log=lambda *a: None)
             dec, nbytes, _ = self.run(clip, rate)
             if (Path(d) / "c.vtok").stat().st_size != nbytes or not np.array_equal(read_video(Path(d) / "d.mkv"), dec):
@@ -136,14 +146,23 @@ CODECS = {"vtok": lambda vtok, anchors: VtokBenchCodec(vtok),
 
 
 def is_codec(name: str) -> bool:
-    """A name ``build_codec`` knows: a registered codec, or ``vtok:MODEL``."""
-    return name in CODECS or (name.startswith("vtok:") and len(name) > 5)
+    """A name ``build_codec`` knows: a registered codec, or ``vtok:MODEL``, either with ``@PRESET``."""
+    base, at, preset = name.partition("@")
+    if at and (not base.startswith("vtok") or preset not in PRESETS):
+        return False
+    return base in CODECS or (base.startswith("vtok:") and len(base) > 5)
 
 
 def build_codec(name: str, vtok: VtokSettings, anchors: AnchorSettings):
-    """The bench codec registered under ``name``; ``vtok:MODEL`` is vtok with that model."""
-    if name.startswith("vtok:") and len(name) > 5:
-        return VtokBenchCodec(replace(vtok, model=name[5:]), name)
+    """The bench codec registered under ``name``; ``vtok:MODEL`` is vtok with that model, ``…@PRESET`` with that
+    encoder preset."""
+    base, at, preset = name.partition("@")
+    if at:
+        vtok = replace(vtok, preset=preset)
+    if base.startswith("vtok:") and len(base) > 5:
+        return VtokBenchCodec(replace(vtok, model=base[5:]), name)
+    if at:
+        return VtokBenchCodec(vtok, name)
     try:
         return CODECS[name](vtok, anchors)
     except KeyError:

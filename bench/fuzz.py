@@ -1,7 +1,9 @@
 """In-process fuzzing of ``.vtok`` parsing and decoding, driven by Hypothesis (property-based testing).
 
 The target takes any bytes and runs what a stranger's file reaches: the header and unit parser, ``vtok info``'s
-reader, the audio units, and ``Codec.decompress`` with a tiny bundled test model (``tests/data/fuzz/``). Inputs are
+reader, the audio units, and ``Codec.decompress`` with a tiny bundled test model (``tests/data/fuzz/``), both strict
+and tolerant of damage (``CodedFile(strict=False)``: every intact GOP decoded, lost ones concealed, and the frames out
+must be the header's count, up to ``MAX_FRAMES`` of them). Inputs are
 seed files (``tests/data/fuzz/*.vtok``: video only, several GOPs, with audio, a bit prefix, a reduced coded size)
 mutated by Hypothesis — byte flips, overwrites of 32-bit fields with edge values, insertions, deletions, truncation —
 and, for most cases, resealed (``bitstream.container.reseal``) so that the mutation gets past the checksums to the
@@ -29,12 +31,17 @@ from vtok.codec.coding import CodedFile, load_codec
 
 SEEDS = Path(__file__).resolve().parent.parent / "tests" / "data" / "fuzz"
 MAX_PIXELS = 256 * 256  # the decode limit inside the target: seeds are at most 64×48
+MAX_FRAMES = 200  # frames the tolerant decode is asked for: a mutated header may claim 2³¹ of them
 EDGE_VALUES = (0, 1, 2, 3, 4, 5, 9, 16, 17, 255, 256, 16383, 16384, 16385, 65535, 65536, 0x7FFFFFFF, 0xFFFFFFFE,
                0xFFFFFFFF)
 
 
 class CaseTimeout(Exception):
     """A case ran past the per-case time limit (not a VtokError: it counts as a failure)."""
+
+
+class FrameCountMismatch(Exception):
+    """The tolerant decoder gave another number of frames than the header's (a failure)."""
 
 
 @dataclass
@@ -97,6 +104,14 @@ def run_case(data: bytes, codec, seconds: float = 10.0) -> str:
     try:
         try:
             stream_info(io.BytesIO(data), len(data))
+        except VtokError:
+            pass
+        try:
+            coded = codec.check(CodedFile(io.BytesIO(data), strict=False), MAX_PIXELS)
+            want = min(coded.frames, MAX_FRAMES)
+            got = sum(len(v) for v, _ in codec.decompress_from(coded, 0, want, on_damage=lambda *a: None))
+            if got != want:
+                raise FrameCountMismatch(f"the tolerant decoder gave {got} frames, not {want}")
         except VtokError:
             pass
         try:

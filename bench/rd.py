@@ -58,12 +58,13 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
               out_dir="bench-out", jobs: int = 1, config: str = "low-delay", preset: str = "medium",
               intra_period: int | None = None, model=None, anchor: str = "x265", cache_dir=None, lpips: bool = True,
               progress: bool = True, anchor_ladder=(), gop: int = DEFAULT_GOP, reuse=None, rename=None,
-              device: str = "cpu", hold: float | None = None, log=print) -> dict:
+              device: str = "cpu", hold: float | None = None, tune: str | None = None, log=print) -> dict:
     """Run the benchmark, write ``results.json``, ``results.csv``, ``rd.png`` and ``bdrate.json`` into ``out_dir``.
 
     ``codecs``: registered names and ``vtok:MODEL`` peers (e.g. ``vtok:default,vtok:runs/dec/ema.safetensors``; ``anchor`` may be one of
     them). vtok's points are the rates of its rate ladder (``vtok_rates``; None: all of them) coded in GOPs of ``gop``
-    frames, with the encoder's temporal ``hold`` (None: each model's own); the anchors' are ``qps`` at
+    frames, with the encoder's temporal ``hold`` (None: each model's own) and, for a ``…@PRESET`` peer that searches,
+    ``tune``; the anchors' are ``qps`` at
     full size, and the BD anchor's also ``anchor_ladder``: ``(qp, scale)`` pairs coded at a reduced size (streaming-ladder
     rungs).
     """
@@ -90,7 +91,7 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
     digests = {name: hashlib.sha256(clip.tobytes()).hexdigest() for name, clip in clips}
     tasks = []  # (clip name, frames, codec, point, settings, version, runner)
     vtok_settings = VtokSettings(model, None if vtok_rates is None else list(vtok_rates), gop, device=device,
-                                 hold=hold)
+                                 hold=hold, tune=tune)
     built = {}
     for c in codecs:
         rungs = list(anchor_ladder) if c == anchor else []  # the reduced-size rungs: the BD anchor's curve only
@@ -248,6 +249,16 @@ def at_bpp(doc: dict, target: float = 0.04) -> list[dict]:
     return out
 
 
+def encode_speed(doc: dict) -> dict:
+    """Per codec whose points record their encoding time, frames encoded per second over all its points."""
+    frames, seconds = {}, {}
+    for p in doc["points"]:
+        if p.get("encode_s"):
+            frames[p["codec"]] = frames.get(p["codec"], 0) + p["frames"]
+            seconds[p["codec"]] = seconds.get(p["codec"], 0.0) + p["encode_s"]
+    return {c: frames[c] / seconds[c] for c in frames}
+
+
 def format_summary(doc: dict, bd: list[dict]) -> str:
     lines = ["codec      point        bpp    PSNR  MS-SSIM   LPIPS"]
     for codec in doc["codecs"]:
@@ -256,6 +267,8 @@ def format_summary(doc: dict, bd: list[dict]) -> str:
             ms = cv["ms_ssim"].get(key, (None, float("nan")))[1]
             lp = cv["lpips"].get(key, (None, float("nan")))[1]
             lines.append(f"{codec:8s} {key:>7s} {p[0]:10.4f} {p[1]:7.2f} {ms:8.4f} {lp:7.4f}")
+    for codec, fps in encode_speed(doc).items():
+        lines.append(f"encode speed {codec}: {fps:.2f} fps (frames / encoding seconds, all points and clips)")
     lines.append("at 0.04 bpp (interpolated on log-bpp; outside a curve: its nearest point, with that point's bpp):")
     for r in at_bpp(doc):
         lines.append(f"  {r['codec']:8s} bpp {r.get('bpp', float('nan')):.4f}  PSNR {r.get('psnr', float('nan')):.2f}  "

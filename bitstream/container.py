@@ -10,9 +10,12 @@ the spec's order, hence its length). Bytes only: no pixels, no models.
 >>> w = ContainerWriter(buf, h)
 >>> w.write_unit(0, 0, 17, b"payload!")
 >>> w.close()
+>>> from vtok.bitstream.reader import ContainerReader
 >>> r = ContainerReader(io.BytesIO(buf.getvalue()))
 >>> r.header == h, [(u.gop_index, r.read_payload(u)) for u in r.units()]
 (True, [(0, b'payload!')])
+
+Reading, strict or tolerant of damage, is ``bitstream/reader.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from vtok.bitstream.errors import VtokError
 
@@ -265,67 +268,6 @@ class ContainerWriter:
             self.f.seek(end)
         elif self.header.frames != self.frames:
             raise BitstreamError(f"header says {self.header.frames} frames but {self.frames} were written")
-
-
-class ContainerReader:
-    """Reads a ``.vtok`` stream: ``header`` on construction, then ``units()`` and ``read_payload(unit)``."""
-
-    def __init__(self, f: BinaryIO):
-        self.f = f
-        self.header = Header.unpack(f)
-        self.first_unit = f.tell()
-        self.audio_units: list[Unit] = []  # filled while ``units()`` walks the file
-
-    def units(self) -> Iterator[Unit]:
-        """Every GOP unit in order (headers only; payloads are skipped). Checks the END unit's counts and CRC.
-
-        Audio units met on the way are collected in ``audio_units`` (the stream descriptions first).
-        """
-        count = frames = 0
-        off = self.first_unit
-        version = self.header.version
-        end = _END_V3 if version >= 3 else _END
-        self.audio_units = []
-        while True:
-            self.f.seek(off)
-            head = _read(self.f, _UNIT.size, f"unit header at byte {off}")
-            kind, gi, first, n, size = _UNIT.unpack(head)
-            if kind == UnitType.END:
-                body = _read(self.f, end.size if size == end.size else min(size, 64), "end unit")
-                (crc,) = _CRC.unpack(_read(self.f, _CRC.size, "end unit checksum"))
-                if size != end.size or zlib.crc32(body, zlib.crc32(head)) != crc:
-                    raise CorruptData("end unit checksum mismatch: the file is damaged")
-                units, total, *audio = end.unpack(body)
-                if units != count or total != frames or total != self.header.frames or \
-                        audio not in ([], [len(self.audio_units)]):
-                    raise CorruptData("end unit counts do not match the units read: the file is damaged")
-                return
-            if version >= 3 and kind in (UnitType.AUDIO_STREAMS, UnitType.AUDIO) and size <= MAX_PAYLOAD:
-                first_audio = kind == UnitType.AUDIO_STREAMS
-                if first_audio != (not self.audio_units) or (first_audio and count) or \
-                        (not first_audio and gi != count - 1):
-                    raise CorruptData(f"audio unit out of place at byte {off}: the file is damaged")
-                self.audio_units.append(Unit(UnitType(kind), gi, first, n, size, off + _UNIT.size, head))
-                off += _UNIT.size + size + _CRC.size
-                continue
-            if kind != UnitType.GOP or size > MAX_PAYLOAD:
-                raise CorruptData(f"unknown unit at byte {off}: the file is damaged")
-            if gi != count or first != frames or not 1 <= n <= self.header.gop:
-                raise CorruptData(f"unit {count} has an unexpected index or frame range: the file is damaged")
-            unit = Unit(UnitType(kind), gi, first, n, size, off + _UNIT.size, head)
-            off = unit.offset + size + _CRC.size
-            count += 1
-            frames += n
-            yield unit
-
-    def read_payload(self, unit: Unit) -> bytes:
-        what = f"unit {unit.gop_index}" if unit.kind == UnitType.GOP else f"audio unit after GOP {unit.gop_index}"
-        self.f.seek(unit.offset)
-        payload = _read(self.f, unit.payload_size, f"payload of {what}")
-        (crc,) = _CRC.unpack(_read(self.f, _CRC.size, f"checksum of {what}"))
-        if zlib.crc32(payload, zlib.crc32(unit.head)) != crc:
-            raise CorruptData(f"checksum mismatch in {what}: the file is damaged")
-        return payload
 
 
 def reseal(data: bytes) -> bytes:

@@ -12,3 +12,10 @@ class VtokError(Exception):
 
 class ToolError(VtokError, RuntimeError):
     """An external tool (an encoder of the benchmark, a child process) failed."""
+
+
+class DamagedInput(VtokError):
+    """The input was damaged: what was intact was read and the output written (lost frames concealed), but not all
+    of it. The command line exits with ``exit_code`` (3), apart from 1, "nothing usable"."""
+
+    exit_code = 3

@@ -30,13 +30,14 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from vtok.bitstream.audio import pack_packets, pack_streams, packet_seconds, unpack_packets, unpack_streams
+from vtok.bitstream.audio import pack_packets, pack_streams
 from vtok.bitstream.errors import VtokError
-from vtok.bitstream.rangecoder import RangeCoderError
-from vtok.bitstream.container import UNKNOWN_FRAMES, ContainerReader, ContainerWriter, Header
+from vtok.bitstream.container import UNKNOWN_FRAMES, ContainerWriter, Header
+from vtok.codec.coded import CodedFile, Slot
 from vtok.codec.entropy import PERFECT, decode_tokens, encode_tokens
 from vtok.codec.ladder import coded_size, rate_ladder
-from vtok.codec.prior import IntegerPrior
+from vtok.codec.prior import IntegerPrior, TokenPrior
+from vtok.codec.search import Search, distortion_of, gop_frames, search_latent
 from vtok.codec.models.tokenizer import (BUNDLED_MODELS, EARLIER_IDS, VideoTokenizer, build_tokenizer, load_tokenizer,
                                          model_path, token_shape)
 from vtok.codec.media.info import Colour, VideoError
@@ -114,12 +115,14 @@ class Codec:
     def compress_to(self, f: BinaryIO, gops: Iterable[np.ndarray], width: int, height: int, fps: Fraction,
                     rate: int | None = None, bits: int | None = None, gop: int = DEFAULT_GOP,
                     colour: Colour | None = None, audio=None, audio_end: float | None = None,
-                    progress=None, workers: int = 1, ray: str | None = None, hold: float | None = None) -> dict:
+                    progress=None, workers: int = 1, ray: str | None = None, hold: float | None = None,
+                    search: Search | None = None) -> dict:
         """Code ``gops`` (uint8 ``(n, height, width, 3)`` arrays of ``gop`` frames, the last may be shorter; or each
         GOP an iterable of such arrays, its pieces, which the encoder then takes as they come) into ``f``;
         ``audio``: a ``media.audio.AudioSource`` to carry along (packets after ``audio_end`` seconds are left out);
         ``workers`` > 1 codes GOPs in that many processes, ``ray`` on a Ray cluster (the same bytes);
-        ``hold``: the encoder's temporal hold (``Codec.hold``; None: the model's own).
+        ``hold``: the encoder's temporal hold (``Codec.hold``; None: the model's own); ``search``: the encoder's
+        search (``Search.of(preset, tune)``; None: the one-pass encoder).
         Returns frames, bytes (all, video, audio), cross-entropy bits and raw token bits."""
         if gop < 1 or (gop - 1) % 4:
             raise ValueError(f"GOP length must be 1 + 4k frames (1, 5, 9, 13, 17, ...), got {gop}")
@@ -154,7 +157,7 @@ class Codec:
                 pieces = size_checked([clip] if isinstance(clip, np.ndarray) else clip)
                 if workers > 1 or ray is not None:  # whole GOPs go to the workers
                     pieces = np.concatenate(list(pieces))
-                yield pieces, (cw, ch), bits, hold
+                yield pieces, (cw, ch), bits, hold, search or Search()
 
         for gi, (n_frames, payload, ce, n_bits) in enumerate(self._map(Codec.encode_gop, checked(gops), workers, ray)):
             writer.write_unit(gi, frames, n_frames, payload)
@@ -178,9 +181,11 @@ class Codec:
                 "audio_bytes": writer.audio_bytes,
                 "cross_entropy_bits": ce_total, "raw_token_bits": raw}
 
-    def encode_gop(self, clip, coded: tuple[int, int], bits: int, hold: float = 0.0) -> tuple[int, bytes, float, int]:
+    def encode_gop(self, clip, coded: tuple[int, int], bits: int, hold: float = 0.0,
+                   search: Search = Search()) -> tuple[int, bytes, float, int]:
         """One GOP's frames (a uint8 array, or an iterable of them, its pieces, taken as they come) → (frames, unit
-        payload, cross-entropy bits, raw token bits), at the ``coded`` size."""
+        payload, cross-entropy bits, raw token bits), at the ``coded`` size; ``search``: the encoder's search
+        (``codec/search.py``; a searching preset holds the GOP's frames, the one-pass encoder a piece of them)."""
         count = 0
 
         def sized(pieces):
@@ -189,9 +194,34 @@ class Codec:
                 count += len(piece)
                 yield piece if coded == (piece.shape[2], piece.shape[1]) else resize_frames(piece, coded)
 
-        tokens = self.tokenizer.encode_pieces(sized([clip] if isinstance(clip, np.ndarray) else clip), bits, hold)
+        pieces = sized([clip] if isinstance(clip, np.ndarray) else clip)
+        if search.steps:
+            tokens = self._searched_tokens(list(pieces), bits, hold, search)
+        else:
+            tokens = self.tokenizer.encode_pieces(pieces, bits, hold)
         payload, ce = encode_tokens(self.prior, tokens, bits)
         return count, payload, ce, tokens.size * bits
+
+    def _searched_tokens(self, pieces: list, bits: int, hold: float, search: Search) -> np.ndarray:
+        """``encode_pieces``' tokens after the search: the encoder's latent, its signs as the hold chose them,
+        searched through the frozen decoder and float prior (``search_latent``)."""
+        import torch
+
+        tok = self.tokenizer
+        if not tok.quantizer.holds:
+            raise ValueError(f"a searching preset needs sign-bit tokens (lfq), not {tok.cfg.quantizer!r}")
+        with torch.inference_mode():
+            z = torch.cat(list(tok.latents(pieces)), 2)
+            idx = tok.quantizer.held_indices(z, None, hold)[0] if hold else tok.quantizer(z).indices
+            start = tok.quantizer.indices_to_codes(idx) * z.abs().clamp_min(1e-3)
+        z = search_latent(tok, self.float_prior, distortion_of(search.tune), start, gop_frames(pieces), bits, search)
+        idx = tok.quantizer.codes_to_indices(torch.where(z > 0, 1.0, -1.0))[0]
+        return (idx & ((1 << bits) - 1) if bits < tok.bits else idx).cpu().numpy()
+
+    @functools.cached_property
+    def float_prior(self):
+        """The float form of the integer prior (``TokenPrior.from_integer``), for the encoder's search."""
+        return TokenPrior.from_integer(self.prior).eval()
 
     def decode_gop(self, payload: bytes, frames: int, header: Header) -> np.ndarray:
         """One GOP unit's payload → its uint8 frames at the file's size, in one array."""
@@ -246,103 +276,88 @@ class Codec:
             raise ModelMismatch(f"the file has {h.model_bits}-bit tokens but the model makes {self.tokenizer.bits}")
         return coded
 
-    def decompress_from(self, coded: "CodedFile", start: int = 0, frames: int | None = None,
-                        audio: bool = True, workers: int = 1,
-                        ray: str | None = None) -> Iterator[tuple[np.ndarray, list]]:
+    def decompress_from(self, coded: CodedFile, start: int = 0, frames: int | None = None, audio: bool = True,
+                        workers: int = 1, ray: str | None = None, on_damage=None) -> Iterator[tuple[np.ndarray, list]]:
         """Decode frames ``start .. start + frames``: yields (uint8 frames, audio packets) in order, a GOP's audio
         (the packets of its span, timestamps shifted so the range starts at 0) with its last frames. Only the GOPs
         that hold the range are decoded; here (not in ``workers`` processes or on Ray) each GOP comes in the
-        decoder's pieces, so memory holds one piece of frames, not a GOP's."""
-        h = coded.header
-        end = h.frames if frames is None else min(h.frames, start + frames)
+        decoder's pieces, so memory holds one piece of frames, not a GOP's.
+
+        A GOP lost from a damaged file (``CodedFile(strict=False)``), or one whose payload does not decode, is
+        concealed: its frames repeat the last frame decoded before it (mid-grey before any), so the frame count and
+        the audio stay in step; ``on_damage(first, end, reason)`` is told of each GOP concealed because it did not
+        decode (the lost ones are ``coded.problems()``)."""
+        if not coded.frames:
+            raise VideoError("the file holds no intact frames")
+        end = coded.frames if frames is None else min(coded.frames, start + frames)
         if start < 0 or (frames is not None and frames < 1):
-            raise ValueError("--start must be >= 0 and --frames >= 1")
-        if start >= h.frames:
-            raise ValueError(f"--start {start} is past the last frame ({h.frames} frames)")
+            raise ValueError("start must be >= 0 and frames >= 1")
+        if start >= coded.frames:
+            raise ValueError(f"start {start} is past the last frame ({coded.frames} frames)")
+        h = coded.header
         rate = Fraction(h.fps_num, h.fps_den)
         t_lo = start / rate if start > 0 else -float("inf")
-        t_hi = end / rate if end < h.frames else float("inf")
-        units = [u for u in coded.units if u.first_frame + u.frames > start and u.first_frame < end]
-
-        first = True
-        jobs = ((coded.reader.read_payload(u), u.frames, h) for u in units)
-        if workers <= 1 and ray is None:
-            results = (self.decode_gop_pieces(*job) for job in jobs)
-        else:
-            results = ([video] for video in self._map(Codec.decode_gop, jobs, workers, ray))
-        for u in units:
-            lo, hi = max(start, u.first_frame) - u.first_frame, min(end, u.first_frame + u.frames) - u.first_frame
+        t_hi = end / rate if end < coded.frames else float("inf")
+        results = self._decoded(coded, (s for s in coded.slots(start, end) if s.unit is not None), workers, ray)
+        last = np.full((h.height, h.width, 3), 128, np.uint8)  # what a concealed frame shows
+        for s in coded.slots(start, end):
+            lo, hi = max(start, s.first_frame) - s.first_frame, min(end, s.first_frame + s.frames) - s.first_frame
+            pieces = _pieces_of(next(results), s, coded, on_damage) if s.unit is not None else iter(())
             held, at = None, 0  # the last piece is held back to go out with the GOP's audio
-            try:
-                for video in next(results):
-                    piece = video[max(lo - at, 0):max(hi - at, 0)]
-                    at += len(video)
-                    if len(piece):
-                        if held is not None:
-                            yield held, []
-                        held = piece
-                    if at >= hi:
-                        break
-            except RangeCoderError as e:
-                raise type(e)(f"GOP unit {u.gop_index}: {e}") from None
+            for video in _concealed(pieces, hi, lambda: last):
+                piece = video[max(lo - at, 0):max(hi - at, 0)]
+                at += len(video)
+                if len(piece):
+                    if held is not None:
+                        yield held, []
+                    held = piece
+                    last = piece[-1]
+                if at >= hi:
+                    break
             packets = []
             if audio and coded.streams:
                 # A cut keeps the packets a player needs for its first sample: the one that holds it and those of
                 # the codec's pre-roll before it (they may sit in the previous GOP's audio unit).
-                candidates = coded.audio_packets(u.gop_index)
-                if first and u.gop_index > 0 and t_lo > -float("inf"):
-                    candidates = coded.audio_packets(u.gop_index - 1) + candidates
+                candidates = coded.audio_packets(s.gop_index)
+                if s.first_frame <= start and s.gop_index > 0 and t_lo > -float("inf"):
+                    candidates = coded.audio_packets(s.gop_index - 1) + candidates
                 packets = [p for p in candidates
                            if coded.seconds(p) + coded.preroll(p) > t_lo and coded.seconds(p) < t_hi]
-            first = False
             yield (held if held is not None else np.zeros((0, h.height, h.width, 3), np.uint8)), packets
 
+    def _decoded(self, coded: CodedFile, slots: Iterable[Slot], workers: int, ray: str | None) -> Iterator:
+        """Per slot with a unit, in order: its frames as an iterator of pieces, or the error that stopped its
+        decoding (a strict file raises it)."""
+        jobs = ((coded.reader.read_payload(s.unit), s.unit.frames, coded.header) for s in slots)
+        if workers <= 1 and ray is None:
+            return (self.decode_gop_pieces(*job) for job in jobs)
+        method = Codec.decode_gop if coded.strict else Codec.decode_gop_or_error
+        return (r if isinstance(r, VtokError) else iter([r]) for r in self._map(method, jobs, workers, ray))
+
+    def decode_gop_or_error(self, payload: bytes, frames: int, header: Header) -> np.ndarray | VtokError:
+        """``decode_gop``, or the typed error that stopped it (so that a worker's damaged GOP is concealed, not
+        the end of the run)."""
+        try:
+            return self.decode_gop(payload, frames, header)
+        except VtokError as e:
+            return e
+
     def compress(self, frames: np.ndarray, fps=30, rate: int | None = None, bits: int | None = None,
-                 gop: int = DEFAULT_GOP, hold: float | None = None) -> bytes:
-        """uint8 ``(T, H, W, 3)`` → the bytes of a ``.vtok`` file (``hold``: as ``compress_to``)."""
+                 gop: int = DEFAULT_GOP, hold: float | None = None, search: Search | None = None) -> bytes:
+        """uint8 ``(T, H, W, 3)`` → the bytes of a ``.vtok`` file (``hold``, ``search``: as ``compress_to``)."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
             raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.shape} {frames.dtype}")
         buf = io.BytesIO()
         rate_q = fps if isinstance(fps, Fraction) else Fraction(str(fps)).limit_denominator(1001)
         self.compress_to(buf, (frames[i:i + gop] for i in range(0, len(frames), gop)), frames.shape[2],
-                         frames.shape[1], rate_q, rate, bits, gop, hold=hold)
+                         frames.shape[1], rate_q, rate, bits, gop, hold=hold, search=search)
         return buf.getvalue()
 
     def decompress(self, data: bytes, start: int = 0, frames: int | None = None) -> np.ndarray:
         """The bytes of a ``.vtok`` file → uint8 ``(T, H, W, 3)`` (frames ``start .. start + frames``)."""
         coded = self.open(io.BytesIO(data))
         return np.concatenate([v for v, _ in self.decompress_from(coded, start, frames, audio=False)])
-
-
-class CodedFile:
-    """An open ``.vtok`` stream: its header, GOP units and audio (stream descriptions and packets per GOP)."""
-
-    def __init__(self, f: BinaryIO):
-        self.reader = ContainerReader(f)
-        self.header = self.reader.header
-        self.units = list(self.reader.units())
-        self.streams, self.description = [], b""
-        if self.reader.audio_units:
-            self.streams, self.description = unpack_streams(self.reader.read_payload(self.reader.audio_units[0]))
-
-    def audio_packets(self, gop_index: int) -> list:
-        out = []
-        for au in self.reader.audio_units[1:]:
-            if au.gop_index == gop_index:
-                out += unpack_packets(self.reader.read_payload(au), len(self.streams))
-        return out
-
-    def seconds(self, p) -> float:
-        return packet_seconds(p, self.streams)
-
-    def preroll(self, p) -> float:
-        """Seconds before a cut whose packets must come along so that the first kept sample decodes as it did:
-        the packet's own length (it may start before the cut; AAC also needs one frame before it for its overlap),
-        and for Opus the 80 ms pre-roll of RFC 7845 on top."""
-        st = self.streams[p.stream]
-        length = p.duration * st.time_base[0] / st.time_base[1]
-        return 2 * length + (0.08 if st.codec == "opus" else 0.0)
 
 
 def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
@@ -359,6 +374,37 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     if ip.cfg.bits != tok.bits:
         raise ValueError(f"prior {prior} codes {ip.cfg.bits}-bit tokens but the tokenizer makes {tok.bits}-bit tokens")
     return Codec(tok, ip)
+
+
+def _pieces_of(decoded, slot: Slot, coded: CodedFile, on_damage) -> Iterator[np.ndarray]:
+    """A slot's decoded pieces; a strict file raises an error that stops them, naming the GOP unit; otherwise the
+    error goes to ``on_damage`` and the pieces end where it struck (the rest is concealed)."""
+    at = 0
+    try:
+        if isinstance(decoded, VtokError):
+            raise decoded
+        for video in decoded:
+            at += len(video)
+            yield video
+    except VtokError as e:
+        if coded.strict:
+            raise type(e)(f"GOP unit {slot.gop_index}: {e}") from None
+        if on_damage is not None:
+            on_damage(slot.first_frame + at, slot.first_frame + slot.frames,
+                      f"GOP unit {slot.gop_index} does not decode: {e}")
+
+
+def _concealed(pieces: Iterator[np.ndarray], frames: int, last) -> Iterator[np.ndarray]:
+    """``pieces``, then, if they hold fewer than ``frames`` frames, the rest as repeats of ``last()`` (read-only
+    views, eight frames at a time)."""
+    n = 0
+    for video in pieces:
+        n += len(video)
+        yield video
+    while n < frames:
+        k = min(8, frames - n)
+        yield np.broadcast_to(last(), (k,) + last().shape)
+        n += k
 
 
 def _file_size(video: np.ndarray, h: Header) -> np.ndarray:

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vtok.bitstream.errors import VtokError
-from vtok.codec.coding import DEFAULT_GOP, DEFAULT_MAX_PIXELS, CodedFile, bundled_codec, check_frame_area, load_codec
-from vtok.codec.media.info import Colour
-from vtok.codec.media.write import VideoWriter, check_output
+from vtok.bitstream.errors import DamagedInput, VtokError
+from vtok.codec.coded import CodedFile
+from vtok.codec.search import Search, distortion_of
+from vtok.codec.coding import DEFAULT_GOP, DEFAULT_MAX_PIXELS, bundled_codec, check_frame_area, load_codec
+from vtok.codec.media.info import Colour, VideoError
+from vtok.codec.media.write import VideoWriter, check_output, clear_partial, partial_path
 from vtok.codec.media.read import iter_frames, probe, spool_stdin
 from vtok.codec.media.audio import read_audio
 
@@ -82,7 +84,7 @@ class _Gops:
 def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits: int | None = None,
                   size=None, fps=None, max_frames: int | None = None, quiet: bool = False, rate: int | None = None,
                   audio: bool = True, codec=None, workers: int = 1, ray: str | None = None, device: str = "cpu",
-                  log=print, hold: float | None = None) -> dict:
+                  log=print, hold: float | None = None, preset: str | None = None, tune: str | None = None) -> dict:
     """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps).
 
     ``rate`` picks a point of the model's rate ladder (0 = smallest file); ``bits`` sets the bits per token directly
@@ -90,7 +92,8 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     (``audio=False`` drops them); bpp counts the video's bytes only. ``codec``: an already loaded ``Codec``;
     ``workers``: GOPs coded in that many processes, or Ray actors with ``ray`` (``codec.parallel``; the same bytes);
     ``device``: where the tokenizer runs (``cpu``, ``cuda``, ``auto``; the prior's integers are the same anywhere);
-    ``hold``: the encoder's temporal hold (``Codec.hold``; None: the model's own).
+    ``hold``: the encoder's temporal hold (``Codec.hold``; None: the model's own); ``preset``/``tune``: the
+    encoder's search (``codec/search.py``; default medium, the one-pass encoder, and perceptual).
     """
     if str(src) == "-" or str(out) == "-":  # pipes: spool through files, then the flow below
         with tempfile.TemporaryDirectory(prefix="vtok-") as d:
@@ -98,7 +101,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             src2 = spool_stdin(d, raw=size is not None) if str(src) == "-" else src
             out2 = Path(d) / "out.vtok" if str(out) == "-" else out
             summary = compress_file(src2, out2, model, prior, gop, bits, size, fps, max_frames, quiet, rate, audio,
-                                    codec, workers, ray, device, log, hold)
+                                    codec, workers, ray, device, log, hold, preset, tune)
             if str(out) == "-":
                 with open(out2, "rb") as f:
                     shutil.copyfileobj(f, sys.stdout.buffer)
@@ -108,7 +111,9 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     check_output(out)
     codec = codec or load_codec(model, prior, device)
     codec.settings(rate, bits)  # bad settings fail before any work
-    hold = codec.hold(hold)
+    hold, search = codec.hold(hold), Search.of(preset, tune)
+    if search.steps:
+        distortion_of(search.tune)  # a missing LPIPS backbone fails before any work
     info = probe(src, size, fps)
     if info.bit_depth > 8:
         log(f"note: {src} is {info.bit_depth}-bit video; vtok codes 8-bit RGB, so it was converted to 8 bits")
@@ -116,7 +121,8 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
         log(f"note: {src} has a variable frame rate; coded at a constant {info.fps} fps (its frame timestamps are "
             f"not kept)")
     sound = read_audio(src) if audio else None
-    tmp = out.with_name(f".{out.name}.part")
+    tmp = partial_path(out)
+    clear_partial(out, log)
     t0 = time.perf_counter()
     bar = _Progress(max_frames or info.frames, quiet, "compress")
     try:
@@ -124,7 +130,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
             frames = iter_frames(src, max_frames=max_frames, size=size, fps=fps)
             s = codec.compress_to(f, _Gops(frames, gop), info.width, info.height, info.fps, rate, bits, gop,
                                   info.colour, sound, max_frames / info.fps if max_frames else None, bar.update,
-                                  workers, ray, hold)
+                                  workers, ray, hold, search)
         tmp.replace(out)
     finally:
         bar.close()
@@ -142,46 +148,83 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
 
 def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: int | None = None,
                     quiet: bool = False, audio: bool = True, codec=None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    workers: int = 1, ray: str | None = None, device: str = "cpu", log=print) -> dict:
+                    workers: int = 1, ray: str | None = None, device: str = "cpu", log=print, strict: bool = False,
+                    warn=None) -> dict:
     """Decode ``.vtok`` to a video file; ``start``/``frames`` pick a range and only its GOPs are decoded.
 
     The file's audio goes into ``.mkv`` / ``.mp4`` outputs, cut to the same time span (``audio=False``: left out). A
     file made by an earlier bundled default model is decoded with that model when no model is named.
+
+    A damaged or truncated file decodes every intact GOP; a lost one is concealed (``Codec.decompress_from``), each
+    damaged range is told to ``warn`` once the output is complete (one line; default: stderr), and ``DamagedInput``
+    is raised. ``strict``: refuse a damaged file before writing anything. Nothing decodable: an error, no output.
     """
     check_output(out)
+    clear_partial(out, log)
+    warn = warn or (lambda text: print(f"vtok: warning: {text}", file=sys.stderr))
     with (io.BytesIO(sys.stdin.buffer.read()) if str(src) == "-" else open(src, "rb")) as f:
-        coded = CodedFile(f)
+        coded = CodedFile(f, strict)
         h = coded.header
         check_frame_area(h, max_pixels)
         codec = codec or load_codec(model, prior, device)
         if not codec.codes(h.model_id) and model is None and prior is None:
             codec = bundled_codec(h.model_id, device) or codec
         codec.check(coded, max_pixels)
-        streams = coded.streams if audio else []
-        keeps_audio = str(out) != "-" and Path(out).suffix.lower() in (".mkv", ".mp4", ".mov")
-        t0 = time.perf_counter()
-        written = 0
-        end = h.frames if frames is None else min(h.frames, start + frames)
-        bar = _Progress(max(0, end - start), quiet, "decompress")
-        rate = Fraction(h.fps_num, h.fps_den)
-        with VideoWriter(out, h.width, h.height, rate, Colour(h.matrix, h.full_range, h.primaries, h.transfer),
-                         (streams, coded.description) if streams and keeps_audio else None) as w:
-            if streams and not w.holds_audio:
-                log(f"note: {'standard output' if str(out) == '-' else out} holds no audio: the file's {len(streams)} audio stream(s) are not written "
-                    f"(decode to .mkv or .mp4 to keep them)")
-            for codec_name in w.transcoded:
-                log(f"note: {Path(out).suffix} cannot hold {codec_name} audio: transcoded to AAC")
-            tbs = [st.time_base for st in streams]
-            for video, packets in codec.decompress_from(coded, start, frames, audio=bool(streams), workers=workers,
-                                                          ray=ray):
-                w.write(video)
-                w.write_audio(packets, tbs, shift=float(start / rate))
-                written += len(video)
-                bar.update(written)
-        bar.close()
+        end = coded.frames if frames is None else min(coded.frames, start + frames)
+        lost = [p for p in coded.problems() if p.first is None or (p.first < end and p.end > start)]
+        if not any(u.first_frame < end and u.first_frame + u.frames > start for u in coded.units):
+            raise (coded.damage[0].error() if coded.damage else VideoError(f"{src}: no frames to decode"))
+        failed, summary = _decode_into(coded, codec, src, out, (start, frames, end), audio, quiet, workers, ray, log)
+        lost += failed
+    for p in lost:  # told once the output is complete (nothing usable: the one error line alone)
+        warn(p.line())
+    if lost:
+        frames_lost = sum(min(p.end, end) - max(p.first, start) for p in lost if p.first is not None)
+        raise DamagedInput(f"{src} is damaged: {out} was written with {frames_lost} of {end - start} frames concealed"
+                           f"{' and audio lost' if any(p.first is None for p in lost) and coded.streams else ''} "
+                           f"(--strict refuses such files)")
+    return summary
+
+
+def _decode_into(coded, codec, src, out, span, audio, quiet, workers, ray, log) -> tuple[list, dict]:
+    """``decompress_file``'s decoding of frames ``span = (start, frames, end)`` into the writer; returns the
+    ``Problem``s of GOPs that did not decode and the summary."""
+    from vtok.codec.coded import Problem
+
+    start, frames, end = span
+    h = coded.header
+    streams = coded.streams if audio else []
+    keeps_audio = str(out) != "-" and Path(out).suffix.lower() in (".mkv", ".mp4", ".mov")
+    failed = []
+
+    def on_damage(first, stop, reason):
+        failed.append(Problem(first, stop, reason))
+
+    t0 = time.perf_counter()
+    written = 0
+    bar = _Progress(max(0, end - start), quiet, "decompress")
+    rate = Fraction(h.fps_num, h.fps_den)
+    with VideoWriter(out, h.width, h.height, rate, Colour(h.matrix, h.full_range, h.primaries, h.transfer),
+                     (streams, coded.description) if streams and keeps_audio else None) as w:
+        if streams and not w.holds_audio:
+            log(f"note: {'standard output' if str(out) == '-' else out} holds no audio: the file's {len(streams)} "
+                f"audio stream(s) are not written (decode to .mkv or .mp4 to keep them)")
+        for codec_name in w.transcoded:
+            log(f"note: {Path(out).suffix} cannot hold {codec_name} audio: transcoded to AAC")
+        tbs = [st.time_base for st in streams]
+        for video, packets in codec.decompress_from(coded, start, frames, audio=bool(streams), workers=workers,
+                                                      ray=ray, on_damage=on_damage):
+            w.write(video)
+            w.write_audio(packets, tbs, shift=float(start / rate))
+            written += len(video)
+            bar.update(written)
+        if failed and sum(p.end - p.first for p in failed) + sum(
+                p.end - p.first for p in coded.problems() if p.first is not None) >= end - start:
+            raise VideoError(f"no GOP of the file decodes: nothing written ({failed[0].reason})")
+    bar.close()
     dt = time.perf_counter() - t0
     log(f"{src} -> {out}: {written} frames {h.width}x{h.height}, {written / dt:.1f} fps")
-    return {"frames": written, "width": h.width, "height": h.height, "fps": written / dt}
+    return failed, {"frames": written, "width": h.width, "height": h.height, "fps": written / dt}
 
 
 class BatchFailed(VtokError, RuntimeError):
@@ -212,10 +255,11 @@ def run_batch(pairs, code_one, skip_existing: bool = False, complete=Path.exists
               log=print) -> dict:
     """Run ``code_one(src, dst)`` for every pair with a progress bar over the files; an input that fails is reported
     in one line and the others go on; with ``skip_existing`` an output that exists and is ``complete`` is skipped.
-    Raises ``BatchFailed`` after the summary if any input failed."""
+    Raises ``BatchFailed`` after the summary if any input failed, else ``DamagedInput`` if any was damaged (its
+    output written with concealed frames)."""
     from tqdm import tqdm
 
-    done, skipped, failed = [], [], []
+    done, skipped, failed, damaged = [], [], [], []
     bar = tqdm(pairs, unit="file", disable=quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
     for src, dst in bar:
         if skip_existing and dst.exists() and complete(dst):
@@ -224,25 +268,29 @@ def run_batch(pairs, code_one, skip_existing: bool = False, complete=Path.exists
         try:
             code_one(src, dst)
             done.append(str(src))
+        except DamagedInput as e:
+            damaged.append(str(src))
+            print(f"vtok: warning: {e}", file=sys.stderr)
         except (VtokError, OSError, ValueError, RuntimeError) as e:
             failed.append(str(src))
             print(f"vtok: error: {src}: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}",
                   file=sys.stderr)
-    log(f"{len(done)} done, {len(skipped)} skipped (complete output already there), {len(failed)} failed, "
-        f"of {len(pairs)} inputs")
+    log(f"{len(done)} done, {len(skipped)} skipped (complete output already there), {len(damaged)} damaged "
+        f"(written with concealed frames), {len(failed)} failed, of {len(pairs)} inputs")
     if failed:
         raise BatchFailed(f"{len(failed)} of {len(pairs)} inputs failed: {', '.join(failed)}")
-    return {"done": done, "skipped": skipped, "failed": failed}
+    if damaged:
+        raise DamagedInput(f"{len(damaged)} of {len(pairs)} inputs were damaged: {', '.join(damaged)}")
+    return {"done": done, "skipped": skipped, "failed": failed, "damaged": damaged}
 
 
 def vtok_complete(path) -> bool:
-    """A ``.vtok`` file that parses to its end unit (a run stopped half-way leaves none: outputs are renamed into
-    place when complete)."""
+    """A ``.vtok`` file that is whole: every unit intact up to an end unit whose counts agree (a run stopped
+    half-way leaves none: outputs are renamed into place when complete)."""
     from vtok.bitstream.info import file_info
 
     try:
-        file_info(path)
-        return True
+        return file_info(path)["complete"]
     except (VtokError, OSError):
         return False
 

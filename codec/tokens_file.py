@@ -17,7 +17,7 @@ import numpy as np
 from vtok.bitstream.errors import VtokError
 
 from vtok.codec.models.tokenizer import EARLIER_IDS, load_tokenizer
-from vtok.codec.media.write import check_output, write_video
+from vtok.codec.media.write import check_output, partial_path, write_video
 from vtok.codec.media.read import probe, read_video
 
 
@@ -39,7 +39,7 @@ def tokenize_file(src, out, model=None, bits: int | None = None, max_frames: int
     groups = -(-bits // group)
     sub = np.stack([(tokens >> (group * g)) & ((1 << group) - 1) for g in range(groups)], axis=-1)
     dtype = np.int32 if bits <= 31 else np.int64
-    tmp = out.with_name(f".{out.name}.part")
+    tmp = partial_path(out)
     with open(tmp, "wb") as f:
         np.savez(f, tokens=tokens.astype(dtype), sub_tokens=sub.astype(dtype),
                  size=np.array(video.shape[:3], np.int64),

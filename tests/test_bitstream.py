@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from vtok.bitstream.audio import AudioPacket, AudioStream, pack_packets, pack_streams, unpack_packets, unpack_streams
-from vtok.bitstream.container import (UNSPECIFIED, BadMagic, BitstreamError, ContainerReader, ContainerWriter,
-    CorruptData, Header, HeaderOutOfRange, Truncated, UnitType, UnsupportedVersion, pack_gop_payload,
+from vtok.bitstream.container import (UNSPECIFIED, BadMagic, BitstreamError, ContainerWriter, CorruptData, Header, HeaderOutOfRange, Truncated, UnitType, UnsupportedVersion, pack_gop_payload,
     unpack_gop_payload)
 from vtok.bitstream.rangecoder import BitDecoder, BitEncoder
+from vtok.bitstream.reader import ContainerReader
 
 
 def _header(**kw):

@@ -192,13 +192,15 @@ def test_cli_bad_inputs(models, tmp_path):
     assert r.returncode == 0
     data = (tmp_path / "ok.vtok").read_bytes()
     (tmp_path / "trunc.vtok").write_bytes(data[:-7])
-    _one_line_error(vtok("decompress", tmp_path / "trunc.vtok", "-o", tmp_path / "t.mkv", "--model", m),
-                    tmp_path / "t.mkv")
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 4
     (tmp_path / "flip.vtok").write_bytes(bytes(flipped))
-    _one_line_error(vtok("decompress", tmp_path / "flip.vtok", "-o", tmp_path / "f.mkv", "--model", m),
-                    tmp_path / "f.mkv")
+    for name in ("trunc", "flip"):  # --strict refuses damage; by default what is intact is decoded (exit status 3)
+        _one_line_error(vtok("decompress", tmp_path / f"{name}.vtok", "-o", tmp_path / "t.mkv", "--model", m,
+                             "--strict"), tmp_path / "t.mkv")
+        r = vtok("decompress", tmp_path / f"{name}.vtok", "-o", tmp_path / f"{name}.mkv", "--model", m)
+        assert r.returncode == 3 and (tmp_path / f"{name}.mkv").is_file() and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith("vtok: warning:") and "(--strict refuses such files)" in r.stderr
     (tmp_path / "magic.vtok").write_bytes(b"RIFF" + data[4:])
     _one_line_error(vtok("decompress", tmp_path / "magic.vtok", "-o", tmp_path / "g.mkv", "--model", m),
                     tmp_path / "g.mkv")
@@ -206,7 +208,8 @@ def test_cli_bad_inputs(models, tmp_path):
     _one_line_error(r, tmp_path / "o.mkv")
     assert vtok_info(tmp_path / "ok.vtok")["model_id"] in r.stderr
     _one_line_error(vtok("decompress", tmp_path / "ok.vtok", "-o", tmp_path / "nodir" / "o.mkv", "--model", m))
-    _one_line_error(vtok("info", tmp_path / "trunc.vtok"))
+    r = vtok("info", tmp_path / "trunc.vtok")
+    assert r.returncode == 3 and "damaged: bytes" in r.stdout and r.stderr.startswith("vtok: warning:")
 
 
 def test_float32_path_equals_float64_path():

@@ -222,7 +222,7 @@ def test_audio_only_and_empty_inputs_fail_cleanly(media):
 
 
 def test_damaged_audio_unit_is_reported(media):
-    from vtok.bitstream.container import ContainerReader
+    from vtok.bitstream.reader import ContainerReader
 
     src = media / "aac_out.mp4.vtok"
     with open(src, "rb") as f:
@@ -233,11 +233,41 @@ def test_damaged_audio_unit_is_reported(media):
     data[off + 5] ^= 0x10
     bad = media / "bad_audio.vtok"
     bad.write_bytes(bytes(data))
+    r = vtok("decompress", bad, "-o", media / "bad.mkv", "--model", media / "tiny.safetensors", "--strict")
+    assert r.returncode == 1 and "checksum mismatch in the audio unit after GOP" in r.stderr
+    assert "Traceback" not in r.stderr and not (media / "bad.mkv").exists()
+    # without --strict: every frame and the other audio units decode, the lost packets are named (exit status 3)
     r = vtok("decompress", bad, "-o", media / "bad.mkv", "--model", media / "tiny.safetensors")
-    assert r.returncode != 0 and "checksum mismatch in audio unit" in r.stderr and "Traceback" not in r.stderr
-    assert not (media / "bad.mkv").exists()
+    assert r.returncode == 3 and "checksum mismatch in the audio unit after GOP" in r.stderr, r.stderr
+    assert "0 of 50 frames concealed and audio lost" in r.stderr and (media / "bad.mkv").is_file()
 
 
 def test_info_reads_frame_rate_as_fraction(media):
     info = json.loads(vtok("info", media / "aac_out.mp4.vtok", "--json").stdout)
     assert Fraction(info["fps"]) == 25 and info["format_version"] == 3
+
+
+@pytest.mark.parametrize("container", ["mkv", "mp4"])
+def test_opus_made_from_aac_keeps_every_sample(media, container):
+    """Opus made by FFmpeg from an AAC-in-mp4 source starts at −7 ms (``ffmpeg -i a.mp4 -f lavfi -i sine -map 0:v
+    -map 0:a -map 1:a -c:v copy -c:a libopus -shortest b.mkv``): every packet, the one before the first frame too,
+    comes back, and the decoded samples of both tracks equal the input's, in Matroska and in its mp4 twin."""
+    ff = _ffmpeg()
+    src = media / f"opus_from_aac.{container}"
+    subprocess.run([ff, "-hide_banner", "-loglevel", "error", "-y", "-i", str(media / "aac.mp4"), "-f", "lavfi", "-i",
+                    "sine=frequency=550:sample_rate=48000", "-map", "0:v", "-map", "0:a", "-map", "1:a", "-c:v",
+                    "copy", "-c:a", "libopus", "-shortest", str(src)], check=True, timeout=120)
+    assert _first_packet(src)[0] < 0
+    _round_trip(media, src.name, f"opus_from_aac_out.{container}")
+    for i in (0, 1):
+        a, b = _pcm(src, i), _pcm(media / f"opus_from_aac_out.{container}", i)
+        assert a.shape == b.shape and np.array_equal(a, b), i
+
+
+def test_opus_into_mov_is_transcoded_not_refused(media):
+    """FFmpeg's mov muxer lists Opus but writes it only in .mp4: a .mov output gets AAC instead of an error."""
+    vtok("compress", media / "opus2.mkv", "-o", media / "opus2_out.mkv.vtok", "--model", media / "tiny.safetensors")
+    r = vtok("decompress", media / "opus2_out.mkv.vtok", "-o", media / "opus2.mov", "--model",
+             media / "tiny.safetensors")
+    assert r.returncode == 0 and "transcoded to AAC" in r.stdout, r.stderr
+    assert _audio_count(media / "opus2.mov") == 2

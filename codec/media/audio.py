@@ -12,6 +12,8 @@ from fractions import Fraction
 from vtok.bitstream.audio import NO_TS, AudioPacket, AudioStream, packet_seconds
 from vtok.codec.media.info import VideoError
 
+# Codecs FFmpeg's mov muxer lists as supported but writes only in its .mp4 mode ("opus only supported in MP4").
+_MP4_ONLY = {"opus", "flac"}
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
@@ -94,6 +96,8 @@ class AudioMuxer:
         self._tracks: list = []
         self.transcoded: list[str] = []
         supported = container.supported_codecs
+        if container.format.name == "mov":
+            supported = supported - _MP4_ONLY
         for info, template in zip(streams, self._desc.streams.audio):
             if info.codec in supported:
                 self._tracks.append((container.add_stream_from_template(template), None))

@@ -16,6 +16,27 @@ import numpy as np
 from vtok.codec.media.audio import AudioMuxer
 from vtok.codec.media.info import Colour, VideoError
 
+def partial_path(path) -> Path:
+    """The hidden name an output is written under until it is complete: ``.NAME.part`` + its suffix."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.part{path.suffix}")
+
+
+def clear_partial(path, log=print) -> None:
+    """Before writing ``path``: remove the partial output a killed run left under its hidden name, and name the
+    other partial outputs left in the same folder (a run into that folder was killed before it could clean up)."""
+    if str(path) == "-":
+        return
+    own = partial_path(path)
+    if own.is_file():
+        own.unlink()
+        log(f"note: removed {own}, a partial output left by an interrupted run")
+    others = sorted(p.name for p in Path(path).parent.glob(".*.part*") if p != own and ".part" in p.name)
+    if others:
+        log(f"note: {Path(path).parent} holds partial outputs of interrupted runs (not complete files; delete "
+            f"them): {', '.join(others)}")
+
+
 def check_output(path) -> None:
     """Raise if the folder an output file goes into does not exist (before any work is done); ``-`` is stdout."""
     if str(path) == "-":
@@ -59,7 +80,7 @@ class VideoWriter:
         self.suffix = self.path.suffix.lower()
         if self.suffix not in ("", ".y4m", ".mp4", ".mkv", ".mov"):
             raise VideoError(f"{self.path}: unsupported output type {self.suffix!r} (use .mkv, .mp4, .y4m or a folder)")
-        self.tmp = self.path.with_name(f".{self.path.name}.part{self.suffix}")
+        self.tmp = partial_path(self.path)
         self.count = 0
         self.colour = colour or Colour()
         self._container = self._stream = self._file = self._muxer = None

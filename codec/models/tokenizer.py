@@ -299,20 +299,28 @@ class VideoTokenizer(nn.Module):
         """``encode`` of a clip given as pieces: uint8 arrays ``(n, H, W, 3)`` of one frame size, in order (any
         iterable, e.g. frames as they are read). A streaming body takes them chunk by chunk, so the clip's frames are
         never held together; another body gets them joined. The tokens are ``encode``'s of the joined clip."""
+        bits, hold = self._check_bits(bits), self.check_hold(hold)
+        with torch.inference_mode():
+            idx = self._indices(self.latents(pieces), hold)
+        if bits < self.bits:
+            idx = idx & ((1 << bits) - 1)
+        return idx.cpu().numpy()
+
+    def latents(self, pieces):
+        """The encoder's continuous latent of a clip given as pieces (as ``encode_pieces`` takes them), before the
+        quantizer: chunks ``(1, D, t', H', W')`` in order (one chunk for a body that does not stream)."""
         pieces = iter(pieces)
         first = next(pieces, None)
         if first is None:
             raise ValueError("expected frames (T, H, W, 3), got none")
         first = _as_bytes(first).cpu().numpy()
-        n = self.stream_chunk(*first.shape[1:3])
+        n, encoder = self.stream_chunk(*first.shape[1:3]), self._encoder()
         if n is None:
-            return self.encode(np.concatenate([first, *map(np.asarray, pieces)]), bits, hold)
-        bits, encoder, hold = self._check_bits(bits), self._encoder(), self.check_hold(hold)
-        with torch.inference_mode():
-            idx = self._indices(self._stream_latents(encoder, self._checked_pieces(first, pieces), n), hold)
-        if bits < self.bits:
-            idx = idx & ((1 << bits) - 1)
-        return idx.cpu().numpy()
+            video = np.concatenate([first, *map(np.asarray, pieces)])
+            yield encoder(pad_video(_as_frames(video).to(self._device())).contiguous(
+                memory_format=torch.channels_last_3d))
+            return
+        yield from self._stream_latents(encoder, self._checked_pieces(first, pieces), n)
 
     def _indices(self, latents, hold: float) -> torch.Tensor:
         """Token indices ``(T', H', W')`` of the encoder's latent chunks, in order; the temporal hold's state (the

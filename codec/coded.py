@@ -1,0 +1,111 @@
+"""An open ``.vtok`` stream as the codec sees it: header, GOP units, audio, and — for a damaged file — which frames
+were lost and why.
+
+``CodedFile(f)`` refuses a damaged file at its first damage (``strict``, the Python API's default); ``CodedFile(f,
+strict=False)`` keeps every intact unit (``ContainerReader.scan``) and lays the file out as ``slots``: one per GOP
+of the header's frame count, each with its unit or None where the unit was lost. ``problems`` turns the damage into
+one sentence a run of lost GOPs (naming their frames), plus one for damage that lost no frames (audio, the end unit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from vtok.bitstream.audio import packet_seconds, unpack_packets, unpack_streams
+from vtok.bitstream.container import UNKNOWN_FRAMES, Unit, UnitType
+from vtok.bitstream.reader import ContainerReader
+
+
+@dataclass
+class Slot:
+    """One GOP of a file: ``frames`` frames from ``first_frame``; ``unit`` None where it was lost."""
+
+    gop_index: int
+    first_frame: int
+    frames: int
+    unit: Unit | None
+
+
+@dataclass
+class Problem:
+    """Damage a person is told about: frames ``first .. end - 1`` lost (both None: no frames were lost) and why."""
+
+    first: int | None
+    end: int | None
+    reason: str
+
+    def line(self) -> str:
+        if self.first is None:
+            return self.reason
+        span = f"frame {self.first}" if self.end - self.first == 1 else f"frames {self.first}-{self.end - 1}"
+        return f"{span} lost ({self.reason})"
+
+
+class CodedFile:
+    """An open ``.vtok`` stream: its header, GOP units and audio (stream descriptions and packets per GOP).
+
+    ``strict``: raise at the first damage (``Truncated``/``CorruptData``, naming the unit and its byte offset);
+    otherwise keep what is intact (``damage``, ``slots``, ``problems``)."""
+
+    def __init__(self, f: BinaryIO, strict: bool = True):
+        self.reader = ContainerReader(f)
+        self.header = self.reader.header
+        self.strict = strict
+        if strict:
+            self.units, self.damage = list(self.reader.units()), []
+        else:
+            found = self.reader.scan()
+            self.units, self.damage = found.units, found.damage
+        self.streams, self.description = [], b""
+        audio = self.reader.audio_units
+        if audio and audio[0].kind == UnitType.AUDIO_STREAMS:
+            self.streams, self.description = unpack_streams(self.reader.read_payload(audio[0]))
+
+    @property
+    def frames(self) -> int:
+        """The header's frame count (for a file whose header never got it, the frames of its intact units)."""
+        if self.header.frames != UNKNOWN_FRAMES:
+            return self.header.frames
+        return self.units[-1].first_frame + self.units[-1].frames if self.units else 0
+
+    def slots(self, start: int = 0, end: int | None = None) -> Iterator[Slot]:
+        """The GOPs that hold frames ``start .. end - 1`` (default: all) in order, with their unit, or None where
+        it was lost (an iterator: a damaged header may claim billions of frames)."""
+        by_index = {u.gop_index: u for u in self.units}
+        g, total = self.header.gop, self.frames
+        end = total if end is None else min(end, total)
+        return (Slot(i, i * g, min(g, total - i * g), by_index.get(i)) for i in range(start // g, -(-end // g)))
+
+    def problems(self) -> list[Problem]:
+        """One ``Problem`` per run of lost GOPs (its frames, and what damage lies where they stood), then one per
+        damaged stretch that lost no frames (audio packets, the end unit)."""
+        g, total = self.header.gop, self.frames
+        left, out = list(self.damage), []
+        bounds = [(-1, 0)] + [(u.gop_index, u.offset) for u in self.units] + [(-(-total // g), float("inf"))]
+        for (a, lo), (b, hi) in zip(bounds, bounds[1:]):
+            if b - a <= 1:
+                continue
+            here = [d for d in left if lo <= d.start < hi]
+            left = [d for d in left if d not in here]
+            why = "; ".join(d.reason for d in here) or "missing"
+            out.append(Problem((a + 1) * g, min(b * g, total), why))
+        return out + [Problem(None, None, d.reason) for d in left]
+
+    def audio_packets(self, gop_index: int) -> list:
+        out = []
+        for au in self.reader.audio_units[1:]:
+            if au.gop_index == gop_index:
+                out += unpack_packets(self.reader.read_payload(au), len(self.streams))
+        return out
+
+    def seconds(self, p) -> float:
+        return packet_seconds(p, self.streams)
+
+    def preroll(self, p) -> float:
+        """Seconds before a cut whose packets must come along so that the first kept sample decodes as it did:
+        the packet's own length (it may start before the cut; AAC also needs one frame before it for its overlap),
+        and for Opus the 80 ms pre-roll of RFC 7845 on top."""
+        st = self.streams[p.stream]
+        length = p.duration * st.time_base[0] / st.time_base[1]
+        return 2 * length + (0.08 if st.codec == "opus" else 0.0)
