@@ -15,6 +15,17 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
 
+def pytest_configure(config):
+    """Stop at once when ``vtok`` resolves to another checkout (an editable install made elsewhere): the tests would
+    run that code, not this one's."""
+    import vtok
+
+    found = Path(vtok.__file__).resolve().parent
+    if found != REPO:
+        pytest.exit(f"`import vtok` gives {found}, not this checkout ({REPO}): reinstall with "
+                    f"`pip install -e .` here (make test does)", returncode=4)
+
+
 def tiny_config(**kw) -> TokenizerConfig:
     base = dict(stem_ch=8, ch=16, bits=10, group_bits=5, stem_blocks=1, blocks=1)
     base.update(kw)
