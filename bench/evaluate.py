@@ -12,7 +12,7 @@ import numpy as np
 
 from vtok.bench.datasets import eval_clips
 from vtok.bench.metrics import LPIPSMetric, clip_metrics
-from vtok.codec.models.tokenizer import load_tokenizer
+from vtok.codec.models.zoo import load_tokenizer
 
 
 def evaluate_tokenizer(model=None, data=None, frames: int = 33, size=(640, 360), bits: int | None = None,

@@ -185,7 +185,8 @@ def make_seeds(folder=SEEDS) -> list[Path]:
     from vtok.codec.files import compress_file
     from vtok.codec.prior import PriorConfig, TokenPrior
     from vtok.codec.models.config import TokenizerConfig
-    from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
+    from vtok.codec.models.tokenizer import VideoTokenizer
+    from vtok.codec.models.zoo import save_tokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

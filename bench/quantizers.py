@@ -22,7 +22,7 @@ from vtok.bench.metrics import LPIPSMetric, clip_metrics
 from vtok.bench.codecs import VtokBenchCodec, VtokSettings
 from vtok.codec.paths import TRAIN_DATA
 from vtok.codec.models.config import TokenizerConfig
-from vtok.codec.models.tokenizer import load_tokenizer
+from vtok.codec.models.zoo import load_tokenizer, prior_path
 from vtok.codec.training.train import TrainConfig, train
 from vtok.codec.training.train_prior import train_prior
 
@@ -89,7 +89,7 @@ def _train_one(name: str, cfg: QuantizerAblation, log):
 
 
 def _prior_one(name: str, model: Path, cfg: QuantizerAblation, log) -> Path:
-    out = model.with_name(model.stem + "-prior.safetensors")
+    out = prior_path(model)
     if not out.exists():
         log(f"{name}: training its token prior ({cfg.prior_steps} steps)")
         train_prior(model, out, cfg.train_data, cfg.cache_dir,

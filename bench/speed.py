@@ -14,7 +14,7 @@ import time
 import torch
 
 from vtok.bench.datasets import synthetic_clip
-from vtok.codec.models.tokenizer import load_tokenizer
+from vtok.codec.models.zoo import load_tokenizer
 
 
 def measure_speed(model=None, frames: int = 33, width: int = 640, height: int = 360, repeats: int = 3,

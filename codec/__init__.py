@@ -11,6 +11,7 @@ Public API: ``load_tokenizer(path=None)`` → ``VideoTokenizer`` with ``encode(v
 """
 
 from vtok.codec.models.config import TokenizerConfig
-from vtok.codec.models.tokenizer import VideoTokenizer, load_tokenizer, save_tokenizer
+from vtok.codec.models.tokenizer import VideoTokenizer
+from vtok.codec.models.zoo import load_tokenizer, save_tokenizer
 
 __all__ = ["TokenizerConfig", "VideoTokenizer", "load_tokenizer", "save_tokenizer"]

@@ -38,8 +38,9 @@ from vtok.codec.entropy import PERFECT, decode_tokens, encode_tokens
 from vtok.codec.ladder import coded_size, rate_ladder
 from vtok.codec.prior import IntegerPrior, TokenPrior
 from vtok.codec.search import Search, distortion_of, gop_frames, search_latent
-from vtok.codec.models.tokenizer import (BUNDLED_MODELS, EARLIER_IDS, VideoTokenizer, build_tokenizer, load_tokenizer,
-                                         model_path, token_shape)
+from vtok.codec.models.tokenizer import VideoTokenizer, token_shape
+from vtok.codec.models.zoo import (BUNDLED_MODELS, EARLIER_IDS, build_tokenizer, earlier_priors, load_tokenizer,
+                                  model_path, prior_path)
 from vtok.codec.media.info import Colour, VideoError
 from vtok.codec.media.read import resize_frames
 from vtok.codec.parallel import run_jobs
@@ -233,7 +234,7 @@ class Codec:
         so that a whole GOP of frames is never held at once."""
         tokens, size = self._gop_tokens(payload, frames, header)
         for video in self.tokenizer.decode_pieces(tokens, header.bits_per_token, size):
-            yield _file_size(video.numpy(), header)
+            yield _file_size(video, header)
 
     def _gop_tokens(self, payload: bytes, frames: int, h: Header) -> tuple[np.ndarray, tuple[int, int, int]]:
         """One GOP unit's payload → (its tokens, the size ``(frames, H, W)`` they are coded at)."""
@@ -249,7 +250,7 @@ class Codec:
                 yield method(self, *job)
             return
         state = (self.tokenizer.cfg, {k: v.cpu() for k, v in self.tokenizer.state_dict().items()},
-                 getattr(self.tokenizer, "meta", {}), self.prior.on("cpu"), str(self.tokenizer._device()))
+                 self.tokenizer.meta, self.prior.on("cpu"), str(self.tokenizer._device()))
         yield from run_jobs(Codec.from_state, state, method.__name__, jobs, workers, ray)
 
     @staticmethod
@@ -366,8 +367,7 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     tok = load_tokenizer(model, device=device)
     device = tok._device()
     if prior is None:
-        base = model_path(model)
-        prior = base.with_name(base.stem + "-prior.safetensors")
+        prior = prior_path(model)
     if not Path(prior).is_file():
         raise FileNotFoundError(f"no token prior at {prior} (pass --prior)")
     ip = IntegerPrior.load(prior).to(device)
@@ -412,13 +412,6 @@ def _file_size(video: np.ndarray, h: Header) -> np.ndarray:
     if (h.coded_width, h.coded_height) == (h.width, h.height):
         return video
     return resize_frames(video, (h.width, h.height))
-
-
-def earlier_priors(model) -> list[Path]:
-    """The earlier priors kept beside a model's weights, ``<model>-prior-<family id>.safetensors``: a prior
-    re-fitted for the same tokens makes a new token family, and these still decode the files of the old ones."""
-    base = model_path(model)
-    return sorted(base.parent.glob(base.stem + "-prior-*.safetensors"))
 
 
 def bundled_codec(model_id: str, device: str = "cpu") -> Codec | None:

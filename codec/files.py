@@ -27,6 +27,7 @@ from vtok.codec.media.info import Colour, VideoError
 from vtok.codec.media.write import VideoWriter, check_output, clear_partial, partial_path
 from vtok.codec.media.read import iter_frames, probe, spool_stdin
 from vtok.codec.media.audio import read_audio
+from vtok.codec.models.layers import FRAME_PIXELS
 
 
 class _Progress:
@@ -50,7 +51,7 @@ class _Progress:
 
 
 # Frames read into one piece before the encoder takes them (``_Gops``): eight 1080p frames, two at 2160p.
-PIECE_PIXELS = 8 * 1920 * 1080
+PIECE_PIXELS = 8 * FRAME_PIXELS
 
 
 class _Gops:

@@ -32,7 +32,7 @@ def rate_ladder(tok) -> list[RatePoint]:
     bits. A model trained without nested dropout has its full token and the three scales. ``tok``: a
     ``VideoTokenizer``.
     """
-    own = getattr(tok, "meta", {}).get("rate_ladder")
+    own = tok.meta.get("rate_ladder")
     if own:
         points = [RatePoint(float(s), int(b)) for s, b in json.loads(own)]
         if any(not 0 < p.scale <= 1 or not 1 <= p.bits <= tok.bits for p in points):

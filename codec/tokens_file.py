@@ -16,7 +16,7 @@ import numpy as np
 
 from vtok.bitstream.errors import VtokError
 
-from vtok.codec.models.tokenizer import EARLIER_IDS, load_tokenizer
+from vtok.codec.models.zoo import EARLIER_IDS, load_tokenizer
 from vtok.codec.media.write import check_output, partial_path, write_video
 from vtok.codec.media.read import probe, read_video
 
@@ -35,7 +35,7 @@ def tokenize_file(src, out, model=None, bits: int | None = None, max_frames: int
     video = read_video(src, max_frames=max_frames, resize=resize, size=size, fps=fps)
     tokens = tok.encode(video, bits=bits)
     bits = bits or tok.bits
-    group = getattr(tok.quantizer, "group_bits", bits)
+    group = tok.group_bits
     groups = -(-bits // group)
     sub = np.stack([(tokens >> (group * g)) & ((1 << group) - 1) for g in range(groups)], axis=-1)
     dtype = np.int32 if bits <= 31 else np.int64

@@ -17,7 +17,8 @@ from vtok.bench.bdrate import bd, bd_table
 from vtok.bench.metrics import psnr_frames
 from vtok.bench.rd import run_bench
 from vtok.codec.prior import PriorConfig, TokenPrior
-from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
+from vtok.codec.models.tokenizer import VideoTokenizer
+from vtok.codec.models.zoo import save_tokenizer
 from vtok.codec.media.write import write_video
 from tests.conftest import smooth_clip, tiny_config
 
@@ -152,7 +153,7 @@ def test_reuse_adds_stored_codecs_under_new_names(bench_files, tmp_path):
 def test_decode_only_models_are_left_out_of_the_picture_and_refused_as_codecs(bench_files, tmp_path):
     """Reused points of a model whose weights decode only (an earlier family kept for its files) stay in the results
     and the picture comparison leaves the model out; asked to code with it, the bench refuses before any clip."""
-    from vtok.codec.models.tokenizer import load_tokenizer
+    from vtok.codec.models.zoo import load_tokenizer
 
     lean = tmp_path / "lean.safetensors"
     save_tokenizer(load_tokenizer(bench_files / "tiny.safetensors"), lean, decode_only=True)

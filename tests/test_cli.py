@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from vtok.codec.tokens_file import load_token_file
-from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
+from vtok.codec.models.tokenizer import VideoTokenizer
+from vtok.codec.models.zoo import save_tokenizer
 from vtok.codec.media.read import read_video
 from vtok.codec.media.write import write_video
 from tests.conftest import smooth_clip, tiny_config
@@ -55,7 +56,7 @@ def test_tokenize_detokenize_round_trip(files):
     back = read_video(d / "back.mkv")
     assert back.shape == (6, 24, 40, 3)
     # FFV1 is lossless, so the file holds exactly what the tokenizer decoded.
-    from vtok.codec.models.tokenizer import load_tokenizer
+    from vtok.codec.models.zoo import load_tokenizer
     tok = load_tokenizer(d / "tiny.safetensors")
     np.testing.assert_array_equal(back, tok.decode(data["tokens"].astype(np.int64), size=(6, 24, 40)))
 

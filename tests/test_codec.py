@@ -17,7 +17,8 @@ from vtok.codec.coding import load_codec
 from vtok.codec.entropy import decode_tokens, encode_tokens
 from vtok.codec.files import compress_file, decompress_file
 from vtok.codec.prior import IntegerPrior, PriorConfig, TokenPrior, context
-from vtok.codec.models.tokenizer import VideoTokenizer, load_tokenizer, save_tokenizer
+from vtok.codec.models.tokenizer import VideoTokenizer
+from vtok.codec.models.zoo import load_tokenizer, save_tokenizer
 from vtok.codec.media.read import read_video
 from vtok.codec.media.write import write_video
 from tests.conftest import REPO, random_clip, smooth_clip, tiny_config

@@ -10,7 +10,7 @@ from vtok.bitstream.info import file_info as vtok_info
 from vtok.codec.coding import ModelMismatch, load_codec
 from vtok.codec.files import compress_file, decompress_file
 from vtok.codec.ladder import RatePoint, rate_ladder
-from vtok.codec.models.tokenizer import BUNDLED_MODELS, DEFAULT_WEIGHTS, WEIGHTS_DIR, load_tokenizer, model_path
+from vtok.codec.models.zoo import BUNDLED_MODELS, DEFAULT_WEIGHTS, WEIGHTS_DIR, load_tokenizer, model_path
 from vtok.codec.media.write import VideoWriter
 from vtok.codec.media.read import read_video
 from tests.conftest import REPO, SHARED
@@ -33,7 +33,7 @@ def _sample_clip() -> np.ndarray:
 def test_bundled_files_are_small_safetensors():
     """One model and its prior per token family (and the earlier priors that still decode the model's older files),
     ≤ 20 MB a model, ≤ 25 MB of weights in all, nothing else bundled."""
-    from vtok.codec.coding import earlier_priors
+    from vtok.codec.models.zoo import earlier_priors
 
     shipped = []
     for name, file in BUNDLED_MODELS.items():
@@ -162,7 +162,8 @@ def test_a_file_of_the_defaults_earlier_prior_decodes_with_it(tmp_path):
     """The default's tokens coded with its prior before the re-fit (family 090e53a39cdc335d): found by itself through
     the prior kept beside the default's weights, and decoded as the tokenizer with that prior decodes it; the
     default with its current prior refuses it in one line."""
-    from vtok.codec.coding import Codec, earlier_priors
+    from vtok.codec.coding import Codec
+    from vtok.codec.models.zoo import earlier_priors
     from vtok.codec.prior import IntegerPrior
 
     src = FAMILIES / "default-rd-090e53a39cdc335d.vtok"

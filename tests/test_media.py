@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from vtok.codec.prior import PriorConfig, TokenPrior
-from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
+from vtok.codec.models.tokenizer import VideoTokenizer
+from vtok.codec.models.zoo import save_tokenizer
 from tests.conftest import tiny_config
 
 

@@ -14,7 +14,8 @@ from vtok.codec.files import compress_file, decompress_file
 from vtok.codec.media.read import read_video
 from vtok.codec.media.write import write_video
 from vtok.codec.parallel import WorkerError, run_jobs
-from vtok.codec.models.tokenizer import VideoTokenizer, save_tokenizer
+from vtok.codec.models.tokenizer import VideoTokenizer
+from vtok.codec.models.zoo import save_tokenizer
 from vtok.codec.prior import PriorConfig, TokenPrior
 from tests.conftest import smooth_clip, tiny_config
 

@@ -207,7 +207,7 @@ def test_two_training_steps(name, video_dir, tmp_path):
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
     if name == "fq" and HAVE_LPIPS:
         assert "align" in rows[0] and "disentangle" in rows[0]
-    from vtok.codec.models.tokenizer import load_tokenizer
+    from vtok.codec.models.zoo import load_tokenizer
     tok = load_tokenizer(out)
     assert tok.cfg.quantizer == name and tok.bits == 6
     video = smooth_clip(5, 16, 24)

@@ -3,7 +3,6 @@ decoder and prior, while the format, the decoder and the token family stay what 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

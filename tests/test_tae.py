@@ -188,7 +188,7 @@ def test_streaming_matches_the_whole_clip(monkeypatch):
     rng = np.random.default_rng(0)
     clip = np.clip(rng.normal(128, 40, (1, 100, 60, 3)) + np.arange(15)[:, None, None, None] * 6, 0, 255)
     clip = clip.astype(np.uint8)
-    monkeypatch.setattr(tokenizer_module, "STREAM_PIXELS", 10 ** 12)  # one chunk: the whole clip
+    monkeypatch.setattr(tokenizer_module, "FRAME_PIXELS", 10 ** 12)  # one chunk: the whole clip
     whole = tok.encode(clip)
     whole_held = tok.encode(clip, hold=0.05)  # the temporal hold's state is carried from chunk to chunk too
     assert (whole_held != whole).any()
@@ -196,7 +196,7 @@ def test_streaming_matches_the_whole_clip(monkeypatch):
     assert whole.shape == (5, 13, 8) and whole_pictures.shape == clip.shape
     frame = 104 * 64  # the padded frame
     for chunk, strips in ((1, False), (3, False), (1, True)):
-        monkeypatch.setattr(tokenizer_module, "STREAM_PIXELS", chunk * frame)
+        monkeypatch.setattr(tokenizer_module, "FRAME_PIXELS", chunk * frame)
         assert tok.stream_chunk(104, 64) == chunk
         if strips:  # every stage in strips of rows: the stem 24 rows, the 1/4 stage and the head 6
             monkeypatch.setattr(layers_module, "FRAME_PIXELS", 24 * 64)
@@ -230,11 +230,11 @@ def test_a_streaming_decoder_hands_a_gop_out_in_pieces(monkeypatch):
     rng = np.random.default_rng(1)
     clip = rng.integers(0, 256, (21, 48, 64, 3), dtype=np.uint8)
     data = codec.compress(clip, fps=25)  # one GOP of 21 frames
-    monkeypatch.setattr(tokenizer_module, "STREAM_PIXELS", 10 ** 12)
+    monkeypatch.setattr(tokenizer_module, "FRAME_PIXELS", 10 ** 12)
     whole = codec.decompress(data)
     tokens = tok.encode(clip)
     assert len(list(tok.decode_pieces(tokens, size=clip.shape[:3]))) == 1
-    monkeypatch.setattr(tokenizer_module, "STREAM_PIXELS", 8 * 48 * 64)  # two latent frames a chunk
+    monkeypatch.setattr(tokenizer_module, "FRAME_PIXELS", 8 * 48 * 64)  # two latent frames a chunk
     pieces = list(tok.decode_pieces(tokens, size=clip.shape[:3]))
     assert len(pieces) > 2 and max(len(p) for p in pieces) <= 8 and sum(len(p) for p in pieces) == len(clip)
     np.testing.assert_array_equal(np.concatenate(pieces), tok.decode(tokens, size=clip.shape[:3]))

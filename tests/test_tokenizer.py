@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from vtok.codec.models.layers import CausalConv3d, upsample_latent
-from vtok.codec.models.tokenizer import (VideoTokenizer, _as_frames, load_tokenizer, pad_video, save_tokenizer,
-                                         token_shape)
+from vtok.codec.models.tokenizer import VideoTokenizer, _as_frames, pad_video, token_shape
+from vtok.codec.models.zoo import load_tokenizer, save_tokenizer
 from tests.conftest import random_clip, tiny_config
 
 
@@ -69,11 +69,13 @@ def test_odd_sizes_round_trip_in_shape(tiny_tokenizer, t, h, w):
     assert out.shape == (t, h, w, 3) and out.dtype == np.uint8
 
 
-def test_tensor_in_tensor_out(tiny_tokenizer):
-    video = torch.from_numpy(random_clip(5, 16, 16))
-    tokens = tiny_tokenizer.encode(video)
-    assert isinstance(tokens, torch.Tensor)
-    assert isinstance(tiny_tokenizer.decode(tokens), torch.Tensor)
+def test_numpy_at_the_edges_whatever_comes_in(tiny_tokenizer):
+    video = random_clip(5, 16, 16)
+    tokens = tiny_tokenizer.encode(torch.from_numpy(video))
+    assert isinstance(tokens, np.ndarray) and np.array_equal(tokens, tiny_tokenizer.encode(video))
+    frames = tiny_tokenizer.decode(torch.from_numpy(tokens))
+    assert isinstance(frames, np.ndarray) and np.array_equal(frames, tiny_tokenizer.decode(tokens))
+    assert all(isinstance(p, np.ndarray) for p in tiny_tokenizer.decode_pieces(tokens))
 
 
 def test_bad_inputs_raise_clear_errors(tiny_tokenizer):

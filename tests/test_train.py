@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from vtok.codec.training.data import ClipSampler, build_cache, source_capped_weights
-from vtok.codec.models.tokenizer import VideoTokenizer, load_tokenizer
+from vtok.codec.models.tokenizer import VideoTokenizer
+from vtok.codec.models.zoo import load_tokenizer
 from vtok.codec.training.train import TrainConfig, inflate_from_image, lr_at, train
 from vtok.codec.media.write import write_video
 from tests.conftest import SHARED, smooth_clip, tiny_config
@@ -172,7 +173,7 @@ def test_decoder_only_training_keeps_the_tokens(video_dir, tmp_path):
     from safetensors.torch import load_file
 
     from vtok.codec.models.config import TokenizerConfig
-    from vtok.codec.models.tokenizer import save_tokenizer
+    from vtok.codec.models.zoo import save_tokenizer
 
     torch.manual_seed(0)
     save_tokenizer(VideoTokenizer(TokenizerConfig(arch="tae", bits=12, group_bits=6)), tmp_path / "start.safetensors")
@@ -237,7 +238,7 @@ def test_train_prior_holds_out_resumes_and_starts_from_a_prior(video_dir, tmp_pa
     """``vtok train-prior``: tokens cut into GOPs of ``gop`` frames, a held-out share measured at the start and at
     every save, a run that resumes where its state stopped, a warm start from a frozen prior that (at lr 0)
     freezes back to the same integers, and one regrouped to smaller bit groups."""
-    from vtok.codec.models.tokenizer import save_tokenizer
+    from vtok.codec.models.zoo import save_tokenizer
     from vtok.codec.prior import IntegerPrior
     from vtok.codec.training.train_prior import train_prior
 
@@ -269,7 +270,7 @@ def test_train_prior_holds_out_resumes_and_starts_from_a_prior(video_dir, tmp_pa
 def test_train_prior_fits_the_tokens_the_models_hold_makes(video_dir, tmp_path):
     """``vtok train-prior`` tokenizes with the model's own temporal hold (weights metadata ``hold``) unless told
     otherwise, so that the prior is fitted to the tokens the codec codes; held and plain tokens are kept apart."""
-    from vtok.codec.models.tokenizer import load_tokenizer, save_tokenizer
+    from vtok.codec.models.zoo import load_tokenizer, save_tokenizer
     from vtok.codec.training.train_prior import load_token_gops, train_prior
 
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""The video tokenizer: a causal encoder, a quantizer, and a decoder; its config, bundled models, saving and loading.
+"""The video tokenizer: a causal encoder, a quantizer, and a decoder (bundled models, saving and loading: ``zoo.py``).
 
 After MAGVIT-v2 (arXiv 2310.05737): ``1 + 4k`` frames map to ``1 + k`` latent frames at 1/8 of the resolution, so
 the first frame is tokenized on its own and an image is a one-frame video. Two bodies share this interface:
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,42 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtok.codec.models.config import TokenizerConfig, default_group_bits
-from vtok.codec.models.layers import Stream, from_bytes, to_bytes
+from vtok.codec.models.layers import FRAME_PIXELS, Stream, from_bytes, to_bytes
 from vtok.codec.models.quantizers import QUANTIZERS, build_quantizer
 
 SPATIAL_STRIDE = 8
 TEMPORAL_STRIDE = 4
-# Pixels of one chunk of frames when a body runs as a stream (``VideoTokenizer.stream_chunk``): one 1080p frame.
-STREAM_PIXELS = 1920 * 1088
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-# The bundled models, one per token family, by the name ``--model NAME`` takes; each file has its token prior beside
-# it (``*-prior``). A better decoder for a family's bits replaces the family's file (docs/MODELS.md, "Weights").
-BUNDLED_MODELS = {"default": "vtok-default.safetensors", "tae36": "vtok-tae36.safetensors",
-                  "magvit18": "vtok-magvit18.safetensors"}
-DEFAULT_WEIGHTS = WEIGHTS_DIR / BUNDLED_MODELS["default"]
-# Ids written before ids named token families (they hashed the decoder too) → the family id of the same bits: files
-# of the ``tae36`` family (the default until rate training) made by its earlier decoders (``tae36-v2`` to ``-v4`` and
-# the first default, all one encoder and prior) and of ``magvit18``; codec ids (the ``.vtok`` header) and tokenizer
-# ids (token files) alike.
-EARLIER_IDS = {
-    "32ad88e7196fb016": "6f9eaa5da13976bb", "ed8d8daff681531e": "6f9eaa5da13976bb",  # codec ids: tae36
-    "ca3c687d825e9720": "6f9eaa5da13976bb", "183fa2cceda96023": "6f9eaa5da13976bb",
-    "b01505523f629820": "f6d2e67887517958",  # codec id: magvit18
-    "141c0de8e6ffaabf": "ae209bf883dac097", "2e5e00d28b4eb2e3": "ae209bf883dac097",  # tokenizer ids: tae36
-    "943e98dc39fff720": "ae209bf883dac097", "3ba023b169bd20f9": "ae209bf883dac097",
-    "e443f91a05a98692": "8611e4ddf134c964",  # tokenizer id: magvit18
-}
 # Config fields that shape the decoder only: changing them keeps the token family.
 DECODER_FIELDS = ("dec_blocks",)
-
-
-def model_path(model=None) -> Path:
-    """The weights file of ``model``: a bundled model's name (``None``: ``"default"``) or a path."""
-    if model is None:
-        return DEFAULT_WEIGHTS
-    if str(model) in BUNDLED_MODELS:
-        return WEIGHTS_DIR / BUNDLED_MODELS[str(model)]
-    return Path(model)
 
 
 def _as_bytes(video) -> torch.Tensor:
@@ -147,6 +116,7 @@ class VideoTokenizer(nn.Module):
         else:
             raise ValueError(f"unknown tokenizer architecture {cfg.arch!r} (magvit, tae)")
         self.stored_family = None  # a decode-only model's family id, as its file states it (``drop_encoder``)
+        self.meta: dict = {}  # the weights file's metadata (``zoo.build_tokenizer``): e.g. its rate ladder and hold
 
     def drop_encoder(self, family_id: str) -> None:
         """Make this a decode-only model of token family ``family_id``: it decodes the family's tokens and files,
@@ -168,6 +138,11 @@ class VideoTokenizer(nn.Module):
     @property
     def bits(self) -> int:
         return self.quantizer.bits_per_token
+
+    @property
+    def group_bits(self) -> int:
+        """Bits per sub-token: the quantizer's group (LFQ), else the whole token."""
+        return getattr(self.quantizer, "group_bits", self.bits)
 
     def _hash(self, config: str, decoder: bool | None) -> str:
         """16 hex digits of ``config`` and the weights: all (``decoder`` None), the decoder's, or all but them."""
@@ -248,18 +223,18 @@ class VideoTokenizer(nn.Module):
 
     def stream_chunk(self, h: int, w: int) -> int | None:
         """Frames per chunk when the body runs as a stream (``arch="tae"``; None: the whole clip at once): as many
-        as keep a chunk near ``STREAM_PIXELS`` pixels (at least one), so memory stays that of one chunk at any clip
+        as keep a chunk near ``FRAME_PIXELS`` pixels (at least one), so memory stays that of one chunk at any clip
         length, and small frames still run in few, large chunks. Inside a chunk the body bounds its work by the same
         measure (``layers.in_strips``: a larger frame runs in strips of rows)."""
         if self.cfg.arch != "tae":
             return None
-        return max(1, STREAM_PIXELS // (h * w))
+        return max(1, FRAME_PIXELS // (h * w))
 
     def own_hold(self, hold: float | None = None) -> float:
         """``hold`` checked (``check_hold``), or for None the model's own (weights metadata ``hold``, measured for
         it; 0 — no hold — for a model without one)."""
         if hold is None:
-            hold = float(getattr(self, "meta", {}).get("hold", 0.0))
+            hold = float(self.meta.get("hold", 0.0))
         return self.check_hold(hold)
 
     def check_hold(self, hold: float) -> float:
@@ -274,7 +249,7 @@ class VideoTokenizer(nn.Module):
     def encode(self, video, bits: int | None = None, hold: float = 0.0):
         """uint8 ``(T, H, W, 3)`` → int64 tokens ``(T', H', W')`` holding the first ``bits`` bits of each token.
 
-        Returns numpy for numpy input, a tensor for tensor input. A streaming body (``stream_chunk``) runs chunk by
+        Takes numpy or a tensor, returns numpy (tensors stay inside the model). A streaming body (``stream_chunk``) runs chunk by
         chunk with its causal state carried along; it computes what it computes on the whole clip (to float
         rounding: a sign that sits at zero may rarely flip). ``hold`` > 0: a bit whose latent value is within
         ``±hold`` of zero keeps its previous latent frame's value (``held_indices``; sign-bit quantizers only), the
@@ -293,7 +268,7 @@ class VideoTokenizer(nn.Module):
             idx = self._indices(self._stream_latents(encoder, [_as_bytes(video).cpu().numpy()], n), hold)
         if bits < self.bits:
             idx = idx & ((1 << bits) - 1)
-        return idx.cpu() if isinstance(video, torch.Tensor) else idx.cpu().numpy()
+        return idx.cpu().numpy()
 
     def encode_pieces(self, pieces, bits: int | None = None, hold: float = 0.0) -> np.ndarray:
         """``encode`` of a clip given as pieces: uint8 arrays ``(n, H, W, 3)`` of one frame size, in order (any
@@ -386,25 +361,24 @@ class VideoTokenizer(nn.Module):
     def decode(self, tokens, bits: int | None = None, size: tuple[int, int, int] | None = None):
         """int ``(T', H', W')`` tokens → uint8 video ``(T, H, W, 3)``; ``size`` = ``(T, H, W)`` crops the padding.
 
-        The frames of ``decode_pieces``, gathered into one array (numpy for numpy input, a tensor for tensor input).
+        The frames of ``decode_pieces``, gathered into one array.
         """
         out, done = None, 0
         n = len(tokens)
         for x in self.decode_pieces(tokens, bits, size):
             if out is None:
                 limit = 1 + TEMPORAL_STRIDE * max(n - 1, 0)
-                out = torch.empty((min(limit, size[0]) if size else limit, *x.shape[1:]), dtype=torch.uint8)
+                out = np.empty((min(limit, size[0]) if size else limit, *x.shape[1:]), np.uint8)
             out[done:done + len(x)] = x
             done += len(x)
         if out is None:  # no latent frames: an empty video of the size asked for
             h, w = (SPATIAL_STRIDE * d for d in np.shape(tokens)[1:])
-            out = torch.empty((0, min(size[1], h) if size else h, min(size[2], w) if size else w, 3), dtype=torch.uint8)
-        out = out[:done]
-        return out if isinstance(tokens, torch.Tensor) else out.numpy()
+            out = np.empty((0, min(size[1], h) if size else h, min(size[2], w) if size else w, 3), np.uint8)
+        return out[:done]
 
     @torch.inference_mode()
     def decode_pieces(self, tokens, bits: int | None = None, size: tuple[int, int, int] | None = None):
-        """``decode``'s frames as they come: uint8 tensors ``(n, H, W, 3)``, in order, cropped by ``size``.
+        """``decode``'s frames as they come: uint8 arrays ``(n, H, W, 3)``, in order, cropped by ``size``.
 
         A streaming body decodes chunks of latent frames (``stream_chunk``'s pixels, four frames per latent frame)
         and turns each piece of frames it yields into uint8 at once, so float frames never pile up and a caller that
@@ -431,9 +405,9 @@ class VideoTokenizer(nn.Module):
                 codes = codes * self.bit_mask(torch.tensor([bits], device=codes.device), codes)
             codes = codes.contiguous(memory_format=torch.channels_last_3d)
             if stream is None:
-                pieces = [to_uint8(self.decoder(codes)[0, :, :, :hh, :ww], numpy=False)]
+                pieces = [to_uint8(self.decoder(codes)[0, :, :, :hh, :ww])]
             else:  # uint8 pieces (n, 3, H, W)
-                pieces = (x[:, :, :hh, :ww].permute(0, 2, 3, 1).cpu() for x in self.decoder.pieces(codes, stream))
+                pieces = (x[:, :, :hh, :ww].permute(0, 2, 3, 1).cpu().numpy() for x in self.decoder.pieces(codes, stream))
             for x in pieces:
                 x = x[:left] if left < len(x) else x
                 if len(x):
@@ -446,76 +420,6 @@ class VideoTokenizer(nn.Module):
         return next(self.parameters()).device
 
 
-def to_uint8(x: torch.Tensor, numpy: bool = True):
-    """``(3, T, H, W)`` float in [-1, 1] → uint8 ``(T, H, W, 3)``."""
-    v = to_bytes(x).permute(1, 2, 3, 0).contiguous().cpu()
-    return v.numpy() if numpy else v
-
-
-def save_tokenizer(model: VideoTokenizer, path, half: bool = True, extra: dict | None = None,
-                   decode_only: bool = False) -> None:
-    """Write weights (fp16 by default) and the config to a safetensors file. ``decode_only``: without the encoder,
-    the family id stated in the metadata instead (a decode-only model, ``VideoTokenizer.drop_encoder``)."""
-    from safetensors.torch import save_file
-
-    sd = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().contiguous()
-          for k, v in model.state_dict().items() if not (decode_only and k.startswith("encoder."))}
-    meta = {"format": "vtok-tokenizer", "config": model.cfg.to_json()}
-    if decode_only or model.decode_only:
-        meta["decode_only_family"] = model.family_id
-    meta.update({k: str(v) for k, v in (extra or {}).items()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(sd, str(tmp), metadata=meta)
-    tmp.replace(path)
-
-
-def resolve_device(device: str | torch.device = "cpu") -> torch.device:
-    """``cpu``, ``cuda`` (``cuda:N``) or ``auto`` (CUDA when there is a device, else the CPU) as a torch device; a
-    CUDA device that is not there is a one-line ``ValueError``."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.split(":")[0] not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r} (cpu, cuda or auto)")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name}: no CUDA device is available here (use --device cpu or auto)")
-    return torch.device(name)
-
-
-def load_tokenizer(path=None, device: str | torch.device = "cpu") -> VideoTokenizer:
-    """Load a tokenizer from a safetensors file or a bundled model's name (``None``: the default), strictly, in
-    eval mode, on ``device`` (``resolve_device``); a decode-only file loads without an encoder."""
-    device = resolve_device(device)
-    from safetensors import safe_open
-
-    path = model_path(path)
-    if not path.is_file():
-        names = ", ".join(BUNDLED_MODELS)
-        raise FileNotFoundError(f"no tokenizer weights at {path} (bundled models: {names})")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            sd = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types for bad headers
-        raise ValueError(f"{path} is not a safetensors tokenizer file ({e})") from None
-    if meta.get("format") != "vtok-tokenizer" or "config" not in meta:
-        raise ValueError(f"{path} is not a vtok tokenizer file (no vtok config in its metadata)")
-    model = build_tokenizer(TokenizerConfig.from_json(meta["config"]), sd, meta)
-    return model.to(device).eval()
-
-
-def build_tokenizer(cfg: TokenizerConfig, weights: dict, meta: dict) -> VideoTokenizer:
-    """A tokenizer of ``cfg`` holding ``weights`` (strictly: every tensor, no other), with the weights file's
-    metadata ``meta``; a decode-only file (metadata ``decode_only_family``: a 16-hex-digit family id) has no encoder."""
-    model = VideoTokenizer(cfg)
-    family = meta.get("decode_only_family")
-    if family is not None:
-        if not re.fullmatch(r"[0-9a-f]{16}", family):
-            raise ValueError(f"the weights name a token family {family[:40]!r}, which is not 16 hex digits")
-        model.drop_encoder(family)
-    ref = model.state_dict()
-    model.load_state_dict({k: v.to(ref[k].dtype) if k in ref else v for k, v in weights.items()}, strict=True)
-    model.meta = meta
-    return model
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """``(3, T, H, W)`` float in [-1, 1] → uint8 ``(T, H, W, 3)`` numpy."""
+    return to_bytes(x).permute(1, 2, 3, 0).contiguous().cpu().numpy()

@@ -32,7 +32,8 @@ from vtok.codec.paths import TRAIN_DATA
 from vtok.codec.prior import IntegerPrior, PriorConfig, TokenPrior
 from vtok.codec.training.losses import LeCAM, PatchDiscriminator, TokenizerLoss, frames_of, hinge_d_loss
 from vtok.codec.models.config import TokenizerConfig
-from vtok.codec.models.tokenizer import VideoTokenizer, load_tokenizer, save_tokenizer
+from vtok.codec.models.tokenizer import VideoTokenizer
+from vtok.codec.models.zoo import load_tokenizer, prior_path, save_tokenizer
 from vtok.codec.training.optim_state import flat_optimizer_state, load_optimizer_state
 
 
@@ -132,14 +133,14 @@ def start_prior(model: VideoTokenizer, tcfg: TrainConfig) -> TokenPrior:
     beside ``init``; a fresh one (4 layers × 96 channels) when there is neither."""
     path = tcfg.prior_init
     if not path and tcfg.init:
-        beside = Path(tcfg.init).with_name(Path(tcfg.init).stem + "-prior.safetensors")
+        beside = prior_path(tcfg.init)
         path = str(beside) if beside.is_file() else ""
     if path:
         prior = TokenPrior.from_integer(IntegerPrior.load(path))
         if prior.cfg.bits != model.bits:
             raise ValueError(f"prior {path} codes {prior.cfg.bits}-bit tokens, the tokenizer makes {model.bits}")
         return prior
-    group = getattr(model.quantizer, "group_bits", model.bits)
+    group = model.group_bits
     return TokenPrior(PriorConfig(bits=model.bits, group_bits=group, channels=96, layers=4))
 
 
@@ -309,7 +310,7 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
     # is not raised again (its early 3x is for codes that are not yet spread).
     warm = bool(tcfg.init) and not tcfg.inflate
     # the init model's own rate ladder (its measured points) goes with the exported weights
-    extra = {"rate_ladder": model.meta["rate_ladder"]} if "rate_ladder" in getattr(model, "meta", {}) else {}
+    extra = {"rate_ladder": model.meta["rate_ladder"]} if "rate_ladder" in model.meta else {}
     if rank == 0:
         (run / "train_config.json").write_text(json.dumps(dataclasses.asdict(tcfg), indent=1))
 

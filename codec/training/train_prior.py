@@ -22,7 +22,7 @@ from vtok.codec.training.data import build_cache
 from vtok.codec.paths import TRAIN_DATA
 from vtok.codec.coding import DEFAULT_GOP
 from vtok.codec.prior import IntegerPrior, PriorConfig, TokenPrior
-from vtok.codec.models.tokenizer import load_tokenizer
+from vtok.codec.models.zoo import load_tokenizer
 
 
 def tokenize_cache(tok, cache_dir, gop: int = 17, max_clips: int = 0, log=print,
@@ -127,7 +127,7 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
     if not gops:
         raise ValueError(f"no training clips in {cache}")
     log(f"{len(gops)} GOPs of tokens for training, {len(valid)} held out")
-    group = group_bits or getattr(tok.quantizer, "group_bits", tok.bits)
+    group = group_bits or tok.group_bits
     if not 1 <= group <= tok.bits:
         raise ValueError(f"--group-bits must be in 1..{tok.bits}, got {group}")
     if not (tok.quantizer.nested and tok.cfg.nested_dropout > 0):
