@@ -9,14 +9,19 @@ listed the damage), one ``vtok: warning: ...`` line per damaged range and one at
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import json
 import os
+import re
 import sys
 
+from vtok.bench import budget, codec_bench, demo, evaluate, fuzz, gop, ladder, plot, quantizers, rd, report, speed
+from vtok.codec import files, tokens_file
+from vtok.codec.training import distill, train, train_prior
 from vtok.bitstream.errors import DamagedInput, VtokError
 from vtok.codec.paths import TRAIN_DATA
+from vtok.codec.coding import DEFAULT_GOP
+from vtok.codec.models.config import TokenizerConfig
 from vtok.codec.search import PRESETS, TUNES
 
 
@@ -67,19 +72,20 @@ NO_AUDIO = A("--no-audio", dest="audio", action="store_false", help="leave the a
 SKIP = A("--skip-existing", action="store_true", help="several inputs: skip outputs already complete")
 FRAMES = A("--frames", type=int, default=33, help="frames per clip")
 HOLD = A("--hold", type=float, help="encoder's temporal hold: a token bit whose latent value is within +-HOLD of zero "
-         "keeps its previous latent frame's value (fewer bits; 0: off; default: the model's own, 0.2 for the default)")
+         "keeps its previous latent frame's value (fewer bits; 0: off; default: the model's own, vtok info shows it)")
 
+_T, _M = train.TrainConfig(), TokenizerConfig()  # the training defaults the train subcommand shows and passes
 I, F = (lambda *f, **kw: A(*f, type=int, **kw)), (lambda *f, **kw: A(*f, type=float, **kw))  # int, float options
 
 COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is a subcommand of "bench"
-    "compress": ("vtok.codec.files:compress_inputs", "video file -> .vtok bitstream", [
+    "compress": (files.compress_inputs, "video file -> .vtok bitstream", [
         A("input", nargs="+", help="anything PyAV opens, a .y4m, or raw .yuv with --size and --fps; - reads stdin; "
           "several files or folders: one .vtok each into the folder -o"),
         A("-o", "--output", required=True, help=".vtok file; - writes it to stdout; a folder for several"), SKIP,
-        I("--gop", help="frames per independently decodable unit, 1+4k (default 65: fewer bits; shorter seeks faster)"),
+        I("--gop", help=f"frames per independently decodable unit, 1+4k (default {DEFAULT_GOP}: fewer bits; shorter "
+          "seeks faster)"),
         I("--rate", help="a point of the model's rate ladder: 0 = smallest file, larger = more bits and a better "
-          "picture (default model: 0..7 = 1/4 size with 14 and 36 bits per token, then the full size with 5, 8, 10, "
-          "14, 22, 36 bits)"), I("--bits", help="code only the first N bits of every token (coarser, smaller)"),
+          "picture; each model's own ladder (docs/RATE.md; the bench lists it)"), I("--bits", help="code only the first N bits of every token (coarser, smaller)"),
         I("--frames", dest="max_frames", help="compress only the first N frames"), HOLD,
         A("--preset", choices=list(PRESETS), help="encoding time for fewer bits and better pictures: fast and "
           "medium (the default) are the one-pass encoder; slow and veryslow search each GOP's bits through the "
@@ -87,7 +93,7 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         A("--tune", choices=list(TUNES), help="what the search minimises: perceptual (default, L1 + LPIPS) or "
           "psnr (squared error)"), SIZE, FPS, NO_AUDIO,
         WORKERS, RAY, DEVICE, MODEL, PRIOR, QUIET, VERBOSE]),
-    "decompress": ("vtok.codec.files:decompress_inputs", ".vtok -> video (.y4m, .mkv lossless, .mp4 H.264, PNGs)", [
+    "decompress": (files.decompress_inputs, ".vtok -> video (.y4m, .mkv lossless, .mp4 H.264, PNGs)", [
         A("input", nargs="+", help=".vtok file; - reads stdin; several files or folders: one video each into -o"),
         A("-o", "--output", required=True, help="output video; - writes Y4M to stdout; a folder for several"),
         SKIP, A("--format", default="mkv", choices=["mkv", "mp4", "y4m"], help="several inputs: output type"), MODEL,
@@ -96,51 +102,52 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         A("--strict", action="store_true", help="refuse a damaged or truncated file (default: decode what is "
           "intact, conceal lost frames by repeating the last good one, exit status 3)"),
         WORKERS, RAY, DEVICE, NO_AUDIO, QUIET, VERBOSE]),
-    "info": ("vtok.bench.report:print_info", "header, GOPs, sizes and rates of a .vtok file", [
+    "info": (report.print_info, "header, GOPs, sizes and rates of a .vtok file", [
         A("path", metavar="input"), A("--json", dest="as_json", action="store_true")]),
-    "tokenize": ("vtok.codec.tokens_file:tokenize_file", "video file -> token indices (.npz) for language models", [
+    "tokenize": (tokens_file.tokenize_file, "video file -> token indices (.npz) for language models", [
         A("src", metavar="input"), A("-o", "--output", dest="out", required=True), MODEL,
         I("--bits", help="keep the first N bits of every token (rate ladder)"),
         I("--frames", dest="max_frames", help="tokenize only the first N frames"),
         A("--resize", type=WxH, help="resize frames to WxH first (bicubic)"), SIZE, FPS, DEVICE]),
-    "detokenize": ("vtok.codec.tokens_file:detokenize_file", "token indices (.npz) -> video", [
+    "detokenize": (tokens_file.detokenize_file, "token indices (.npz) -> video", [
         A("src", metavar="input"), A("-o", "--output", dest="out", required=True), MODEL, DEVICE]),
-    "train": ("vtok.codec.training.train:run_training", "train a tokenizer (resumable; torchrun to run several)", [
-        TRAIN, A("--run-dir", default="runs/tokenizer", help="run folder: checkpoints, metrics.jsonl, ema.safetensors"),
+    "train": (train.run_training, "train a tokenizer (resumable; torchrun to run several)", [
+        TRAIN, A("--run-dir", default=_T.run_dir, help="run folder: checkpoints, metrics.jsonl, ema.safetensors"),
         CACHE, A("--resume", action="store_true", help="continue from <run>/state.safetensors"),
         A("--init", default="", help="start from these tokenizer weights"),
         A("--inflate", action="store_true", help="--init is image-trained: inflate it to video"),
         I("--dec-blocks", default=-1, help="--arch tae: extra residual blocks at the start of the decoder (with "
           "--init: added to the init model, starting as the identity)"),
         A("--freeze-encoder", action="store_true", help="train the decoder only (the token family stays)"),
-        A("--arch", default="magvit", choices=["magvit", "tae"], help="magvit (from scratch) or tae (starts from "
+        A("--arch", default=_M.arch, choices=["magvit", "tae"], help="magvit (from scratch) or tae (starts from "
           "TAEF2's weights; see docs/MODELS.md)"),
         A("--stem-head", default="", help="--arch tae: the stem and head made by 'vtok distill'"),
         A("--taef2", default="", help="--arch tae: TAEF2's weights folder (default ../shared/weights/taef2)"),
-        A("--quantizer", default="lfq", help="lfq (default), vq, fq (FQGAN), gsq or regvq; see docs/QUANTIZERS.md"),
+        A("--quantizer", default=_M.quantizer, help="lfq (default), vq, fq (FQGAN), gsq or regvq; see docs/QUANTIZERS.md"),
         A("--quantizer-arg", action="append", default=[],
           metavar="KEY=VALUE", help="a quantizer argument (VALUE read as JSON, else as a string), e.g. "
           "metric=cosine, branches=3; repeatable"),
-        I("--bits", default=18), I("--stem-ch", default=32), I("--ch", default=128), I("--steps", default=20000),
+        I("--bits", default=_M.bits), I("--stem-ch", default=_M.stem_ch), I("--ch", default=_M.ch),
+        I("--steps", default=_T.steps),
         I("--group-bits", default=0, help="LFQ sub-token size (0: the largest divisor of --bits up to 12)"),
         F("--nested-dropout", help="share of samples trained on a bit prefix (default: 0.5 for lfq, 0 for the others, "
-          "whose index bits are not ordered)"), I("--batch", default=4), I("--crop", default=128),
-        I("--frames", default=9, help="frames per clip, 1+4k (1 = image pre-training)"), I("--warmup", default=500),
-        F("--lr", default=4e-4), F("--lpips-weight", default=0.1), F("--prior-lr", default=5e-4),
-        F("--ema", default=0.999, help="decay of the weights' moving average that is exported (ema.safetensors)"),
-        I("--threads", default=0), I("--seed", default=0),
-        F("--adv-weight", default=0.0, help="adversarial loss weight (0: off)"),
-        I("--adv-start", default=5000, help="step at which the adversarial loss starts"),
-        F("--rate-weight", default=0.0, help="train D + λ·R: R = the token prior's bits per pixel, the prior trained "
+          "whose index bits are not ordered)"), I("--batch", default=_T.batch), I("--crop", default=_T.crop),
+        I("--frames", default=_T.frames, help="frames per clip, 1+4k (1 = image pre-training)"), I("--warmup", default=_T.warmup),
+        F("--lr", default=_T.lr), F("--lpips-weight", default=_T.lpips_weight), F("--prior-lr", default=_T.prior_lr),
+        F("--ema", default=_T.ema, help="decay of the weights' moving average that is exported (ema.safetensors)"),
+        I("--threads", default=_T.threads), I("--seed", default=_T.seed),
+        F("--adv-weight", default=_T.adv_weight, help="adversarial loss weight (0: off)"),
+        I("--adv-start", default=_T.adv_start, help="step at which the adversarial loss starts"),
+        F("--rate-weight", default=_T.rate_weight, help="train D + λ·R: R = the token prior's bits per pixel, the prior trained "
           "along (0: no rate term)"),
         A("--prior-init", default="", help="with --rate-weight: the prior to start from (default: beside --init)"),
-        F("--save-every", dest="save_every_s", default=300.0, help="seconds between checkpoints"),
+        F("--save-every", dest="save_every_s", default=_T.save_every_s, help="seconds between checkpoints"),
         A("--quiet", action="store_true")]),
-    "distill": ("vtok.codec.training.distill:distill", "--arch tae, stage 1: distil the stem and head from TAEF2", [
+    "distill": (distill.distill, "--arch tae, stage 1: distil the stem and head from TAEF2", [
         TRAIN, A("--run-dir", default="runs/tae", help="run folder (writes stem-head.safetensors)"), CACHE,
         A("--taef2", help="TAEF2's weights folder (default ../shared/weights/taef2)"),
         I("--steps", default=1500), I("--batch", default=16), I("--crop", default=96), F("--lr", default=1e-3)]),
-    "train-prior": ("vtok.codec.training.train_prior:train_prior", "train the token prior on a tokenizer's tokens", [
+    "train-prior": (train_prior.train_prior, "train the token prior on a tokenizer's tokens", [
         MODEL, A("-o", "--output", dest="out", default="runs/prior/prior.safetensors"), TRAIN, CACHE,
         A("--run-dir", default="runs/prior"), I("--steps", default=3000), I("--batch", default=16),
         I("--crop", default=32, help="crop of the token grid"), F("--lr", default=2e-3), I("--channels", default=48),
@@ -153,9 +160,9 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         I("--group-bits", default=0, help="bits per coding step of a token (0: the quantizer's groups); an "
           "--init-prior of other groups is regrouped"),
         I("--held-out", default=0, help="keep every N-th GOP out of training and log its rate at each save"), HOLD]),
-    "eval": ("vtok.bench.evaluate:run_evaluation", "reconstruction quality of a tokenizer on evaluation clips", [
+    "eval": (evaluate.run_evaluation, "reconstruction quality of a tokenizer on evaluation clips", [
         MODEL, EVAL, FRAMES, A("--size", type=WxH, default=(640, 360)), I("--bits"), DEVICE, JSON]),
-    "bench": ("vtok.bench.rd:run_bench", "rate-distortion benchmark against x265 and VVC (or: bench speed | ...)", [
+    "bench": (rd.run_bench, "rate-distortion benchmark against x265 and VVC (or: bench speed | ...)", [
         EVAL, A("--mcl-jcv", help="folder with the MCL-JCV sequences (videoSRC*_1920x1080_*.yuv)"),
         A("--codecs", type=_list(str), default="vtok,x265,vvc", help="codecs to compare; vtok:MODEL adds a vtok "
           "model as a peer (e.g. vtok:default,vtok:runs/dec/ema.safetensors), @PRESET an encoder preset "
@@ -178,25 +185,25 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         I("--jobs", default=1, help="anchor encodes in parallel"), A("--out", dest="out_dir", default="bench-out"),
         A("--no-lpips", dest="lpips", action="store_false"), A("--quiet", dest="progress", action="store_false"),
         DEVICE]),
-    "bench speed": ("vtok.bench.speed:run_speed", "tokenizer encode/decode frames per second", [
+    "bench speed": (speed.run_speed, "tokenizer encode/decode frames per second", [
         A("--model", help="one model or several, comma-separated"), FRAMES, A("--size", default="640x360"),
         I("--repeats", default=3)]),
-    "bench codec": ("vtok.bench.codec_bench:run_codec_bench", "bpp, prior saving, coder overhead, fps, memory", [
+    "bench codec": (codec_bench.run_codec_bench, "bpp, prior saving, coder overhead, fps, memory", [
         MODEL, PRIOR, EVAL, FRAMES, A("--skip-memory", action="store_true"),
         A("--skip-rate", action="store_true", help="skip the rate on the evaluation clips"),
         A("--presets", type=_list(str), help="also the peak memory of compress at 1080p with each encoder preset, "
           "e.g. medium,slow"), JSON]),
-    "bench ladder": ("vtok.bench.ladder:compare_ladders", "two ways to many rates from one model (bits, resizing)", [
+    "bench ladder": (ladder.compare_ladders, "two ways to many rates from one model (bits, resizing)", [
         MODEL, EVAL, FRAMES, JSON]),
-    "bench budget": ("vtok.bench.budget:run_budget", "loss budget: TAEF2, stem/head, no binarisation, tokens", [
-        MODEL, EVAL, I("--frames", default=9, help="frames per clip of the quality rows"), JSON]),
-    "bench fuzz": ("vtok.bench.fuzz:run_fuzz", "fuzz the .vtok readers and decoder with mutants of the seed files", [
+    "bench budget": (budget.run_budget, "loss budget: TAEF2, stem/head, no binarisation, tokens", [
+        MODEL, EVAL, I("--frames", default=_T.frames, help="frames per clip of the quality rows"), JSON]),
+    "bench fuzz": (fuzz.run_fuzz, "fuzz the .vtok readers and decoder with mutants of the seed files", [
         I("--cases", default=10000), F("--seconds", default=10.0, help="time limit of one case"),
         A("--out", help="write failing inputs to this folder")]),
-    "bench gop": ("vtok.bench.gop:run_gop_bench", "rate and quality against GOP length (real .vtok files)", [
+    "bench gop": (gop.run_gop_bench, "rate and quality against GOP length (real .vtok files)", [
         MODEL, EVAL, I("--frames", default=65), A("--rates", type=_list(int), help="rate points (default: all bits)"),
         A("--gops", type=_list(int), default="17,33,65", help="GOP lengths (0: the whole clip)"), JSON]),
-    "bench quantizers": ("vtok.bench.quantizers:run_ablation_of", "ablation: the quantizers trained alike", [
+    "bench quantizers": (quantizers.run_ablation_of, "ablation: the quantizers trained alike", [
         A("--names", type=_list(str), default="lfq,vq,fq,gsq,gsq-restart,regvq",
           help="ablation entries to compare (quantizers; gsq-restart: GSQ with dead-code restart)"),
         I("--bits", default=12, help="bits per token of every quantizer"), A("--train-data", nargs="+",
@@ -207,9 +214,9 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         A("--data", dest="eval_data", nargs="+", help="evaluation clips (default: ../shared/datasets/eval)"),
         I("--frames", dest="frames_eval", default=17, help="evaluation frames per clip"),
         A("--out", default="runs/quantizers", help="run folder (resumable)")]),
-    "plot": ("vtok.bench.plot:plot_rd", "rate-distortion plot of a results.json", [
+    "plot": (plot.plot_rd, "rate-distortion plot of a results.json", [
         A("doc_or_path", metavar="results"), A("-o", "--output", dest="out", default="rd.png")]),
-    "demo": ("vtok.bench.demo:run_demo", "tokenize and reconstruct a sample clip with the bundled model", [
+    "demo": (demo.run_demo, "tokenize and reconstruct a sample clip with the bundled model", [
         MODEL, A("--out", dest="out_dir", default="out")]),
 }
 
@@ -234,17 +241,23 @@ def _values(a: argparse.Namespace) -> dict:
                                        for flags, kw in COMMANDS[a.name][2])}
 
 
+def as_flags(text: str) -> str:
+    """A message of the codec, which names parameters as ``name`` or ``name=VALUE`` in backquotes, in the command
+    line's words: ``--name`` / ``--name VALUE`` (underscores as dashes)."""
+    return re.sub(r"`([a-z_]+)(?:=([^`]*))?`",
+                  lambda m: "--" + m[1].replace("_", "-") + (f" {m[2]}" if m[2] else ""), text)
+
+
 def _log(a: argparse.Namespace):
     """Where a command's lines go: nowhere with --quiet, stderr when the output is standard output (``-o -``)."""
     quiet, to_stderr = getattr(a, "quiet", False), getattr(a, "output", None) == "-"
-    return (lambda *args: None) if quiet else (lambda *args: print(*args, file=sys.stderr)) if to_stderr else print
+    out = sys.stderr if to_stderr else sys.stdout
+    return (lambda *args: None) if quiet else (lambda *args: print(*map(as_flags, map(str, args)), file=out))
 
 
-def _call(target: str, a: argparse.Namespace):
-    """Call ``module:function`` with the values its parameters name (all of them if it takes ``**kw``; None: left
-    to its default); ``--verbose`` is the CLI's own: the summary the function returns, printed as JSON."""
-    module, _, name = target.partition(":")
-    fn = getattr(importlib.import_module(module), name)
+def _call(fn, a: argparse.Namespace):
+    """Call ``fn`` with the values its parameters name (all of them if it takes ``**kw``; None: left to its
+    default); ``--verbose`` is the CLI's own: the summary the function returns, printed as JSON."""
     params = inspect.signature(fn).parameters
     takes_all, values = any(p.kind == p.VAR_KEYWORD for p in params.values()), {**_values(a), "log": _log(a)}
     result = fn(**{k: v for k, v in values.items() if (takes_all or k in params) and v is not None and k != "verbose"})
@@ -259,7 +272,7 @@ def main(argv=None) -> int:
         _call(COMMANDS[a.name][0], a)
         return 0
     except DamagedInput as e:
-        print(f"vtok: warning: {e}", file=sys.stderr)
+        print(f"vtok: warning: {as_flags(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("vtok: interrupted", file=sys.stderr)
@@ -268,7 +281,7 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as e:  # VtokError: ours; OSError, ValueError, RuntimeError: libraries' and the OS's; else a bug
-        text = str(e).splitlines()[0] if str(e) else ""
+        text = as_flags(str(e).splitlines()[0]) if str(e) else ""
         ours = isinstance(e, (VtokError, OSError, ValueError, RuntimeError))
         print(f"vtok: error: {text or e.__class__.__name__}" if ours else f"vtok: error: internal error "
               f"({e.__class__.__name__}: {text}); rerun with VTOK_DEBUG=1 for details", file=sys.stderr)

@@ -67,7 +67,7 @@ def check_frame_area(header: Header, max_pixels: int = DEFAULT_MAX_PIXELS) -> No
     area = header.width * header.height
     if area > max_pixels:
         raise FrameTooLarge(f"the file's frames are {header.width}x{header.height} ({area} pixels), above the limit of "
-                            f"{max_pixels} pixels: pass --max-pixels {area} to decode it if you trust the file")
+                            f"{max_pixels} pixels: pass `max_pixels={area}` to decode it if you trust the file")
 
 
 @dataclass
@@ -97,15 +97,15 @@ class Codec:
         """(scale, bits per token) of a ``--rate`` point or of ``bits`` at full size (neither: all bits)."""
         tok = self.tokenizer
         if rate is not None and bits is not None:
-            raise ValueError("give --rate or --bits, not both")
+            raise ValueError("give `rate` or `bits`, not both")
         if rate is not None:
             ladder = rate_ladder(tok)
             if not 0 <= rate < len(ladder):
-                raise ValueError(f"rate must be in 0..{len(ladder) - 1} for this model, got {rate}")
+                raise ValueError(f"`rate` must be in 0..{len(ladder) - 1} for this model, got {rate}")
             return ladder[rate].scale, ladder[rate].bits
         bits = bits or tok.bits
         if not 1 <= bits <= tok.bits:
-            raise ValueError(f"bits must be in 1..{tok.bits}, got {bits}")
+            raise ValueError(f"`bits` must be in 1..{tok.bits}, got {bits}")
         return 1.0, bits
 
     def hold(self, hold: float | None = None) -> float:
@@ -272,7 +272,7 @@ class Codec:
             bundled = ", ".join(BUNDLED_MODELS)
             raise ModelMismatch(f"the file was made by token family {h.model_id}, which the loaded model "
                                 f"({self.family_id}) does not code and no bundled model ({bundled}) codes: pass "
-                                f"--model PATH (and --prior PATH) with weights of family {h.model_id}")
+                                f"`model=PATH` (and `prior=PATH`) with weights of family {h.model_id}")
         if h.model_bits != self.tokenizer.bits:
             raise ModelMismatch(f"the file has {h.model_bits}-bit tokens but the model makes {self.tokenizer.bits}")
         return coded
@@ -292,9 +292,9 @@ class Codec:
             raise VideoError("the file holds no intact frames")
         end = coded.frames if frames is None else min(coded.frames, start + frames)
         if start < 0 or (frames is not None and frames < 1):
-            raise ValueError("start must be >= 0 and frames >= 1")
+            raise ValueError("`start` must be >= 0 and `frames` >= 1")
         if start >= coded.frames:
-            raise ValueError(f"start {start} is past the last frame ({coded.frames} frames)")
+            raise ValueError(f"`start={start}` is past the last frame ({coded.frames} frames)")
         h = coded.header
         rate = Fraction(h.fps_num, h.fps_den)
         t_lo = start / rate if start > 0 else -float("inf")
@@ -369,7 +369,7 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     if prior is None:
         prior = prior_path(model)
     if not Path(prior).is_file():
-        raise FileNotFoundError(f"no token prior at {prior} (pass --prior)")
+        raise FileNotFoundError(f"no token prior at {prior} (pass `prior=PATH`)")
     ip = IntegerPrior.load(prior).to(device)
     if ip.cfg.bits != tok.bits:
         raise ValueError(f"prior {prior} codes {ip.cfg.bits}-bit tokens but the tokenizer makes {tok.bits}-bit tokens")

@@ -183,7 +183,7 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
         frames_lost = sum(min(p.end, end) - max(p.first, start) for p in lost if p.first is not None)
         raise DamagedInput(f"{src} is damaged: {out} was written with {frames_lost} of {end - start} frames concealed"
                            f"{' and audio lost' if any(p.first is None for p in lost) and coded.streams else ''} "
-                           f"(--strict refuses such files)")
+                           f"(`strict` refuses such files)")
     return summary
 
 

@@ -90,7 +90,7 @@ def connect_ray(address: str):
     try:
         import ray
     except ImportError:
-        raise WorkerError("--ray needs Ray: pip install 'vtok[ray]'") from None
+        raise WorkerError("`ray` needs Ray: pip install 'vtok[ray]'") from None
     if not ray.is_initialized():
         try:
             ray.init(address=None if address == "local" else address, include_dashboard=False,

@@ -72,8 +72,8 @@ class Distortion(torch.nn.Module):
             from vtok.codec.models.perceptual import build_lpips, lpips_backbone_path
 
             if lpips_backbone_path() is None:
-                raise FileNotFoundError("--tune perceptual searches with LPIPS, whose AlexNet backbone is not here: "
-                                        "set VTOK_LPIPS_BACKBONE to its safetensors file, or use --tune psnr")
+                raise FileNotFoundError("`tune=perceptual` searches with LPIPS, whose AlexNet backbone is not here: "
+                                        "set VTOK_LPIPS_BACKBONE to its safetensors file, or use `tune=psnr`")
             self.lpips = build_lpips()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -75,7 +75,7 @@ def detokenize_file(src, out, model=None, device: str = "cpu", log=print) -> dic
     want = str(data["model_id"])
     if EARLIER_IDS.get(want, want) != tok.family_id:
         raise TokenFileError(f"{src} holds tokens of family {want}, but the loaded model's family is "
-                             f"{tok.family_id}: pass --model PATH with weights of family {want}")
+                             f"{tok.family_id}: pass `model=PATH` with weights of family {want}")
     t, h, w = (int(v) for v in data["size"])
     video = tok.decode(data["tokens"].astype(np.int64), bits=int(data["bits"]), size=(t, h, w))
     num, den = (int(v) for v in data["fps"])

@@ -186,6 +186,6 @@ def test_the_two_decoders_of_one_family_wrote_the_same_bits():
 
 def test_a_file_of_a_family_no_longer_bundled_names_its_id(tmp_path):
     src = FAMILIES / "tae36-v1-1ddd0405885226c9.vtok"
-    with pytest.raises(ModelMismatch, match="1ddd0405885226c9.*--model PATH"):
+    with pytest.raises(ModelMismatch, match="1ddd0405885226c9.*`model=PATH`"):
         decompress_file(src, tmp_path / "out.y4m", quiet=True, log=lambda *a: None)
     assert not (tmp_path / "out.y4m").exists()

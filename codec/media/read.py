@@ -49,7 +49,7 @@ def yuv_geometry(path, size: tuple[int, int] | None = None, fps=None) -> tuple[i
         pass
     if size is None:
         if m is None:
-            raise VideoError(f"{path}: raw .yuv needs its size (--size WxH) or a name like clip_1920x1080_30.yuv")
+            raise VideoError(f"{path}: raw .yuv needs its size (`size=WxH`) or a name like clip_1920x1080_30.yuv")
         size = (int(m.group(1)), int(m.group(2)))
     if fps is None:
         fps = m.group(3) if m is not None and m.group(3) else 30

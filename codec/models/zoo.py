@@ -84,7 +84,7 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
     if name.split(":")[0] not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {name!r} (cpu, cuda or auto)")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name}: no CUDA device is available here (use --device cpu or auto)")
+        raise ValueError(f"device {name}: no CUDA device is available here (use `device=cpu` or `device=auto`)")
     return torch.device(name)
 
 

@@ -245,7 +245,7 @@ def reweigh_quantizer(model: VideoTokenizer, args: dict) -> None:
     in its config; any other argument would change what the weights mean, so it is refused."""
     for key, value in args.items():
         if not key.endswith("_weight") or not hasattr(model.quantizer, key):
-            raise ValueError(f"--quantizer-arg {key}: with --init only the quantizer's loss weights can change "
+            raise ValueError(f"`quantizer_arg` {key}: with `init` only the quantizer's loss weights can change "
                              f"({', '.join(k for k in vars(model.quantizer) if k.endswith('_weight')) or 'none'})")
         setattr(model.quantizer, key, float(value))
         model.cfg.quantizer_args = {**model.cfg.quantizer_args, key: float(value)}
@@ -264,7 +264,7 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
     if tcfg.init:
         model = load_tokenizer(tcfg.init).train()
         if model.decode_only:
-            raise ValueError(f"--init {tcfg.init}: these weights decode only (no encoder); start from a full model")
+            raise ValueError(f"`init={tcfg.init}`: these weights decode only (no encoder); start from a full model")
         if tcfg.inflate:
             inflate_from_image(model)
         if tcfg.dec_blocks >= 0:

@@ -129,7 +129,7 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
     log(f"{len(gops)} GOPs of tokens for training, {len(valid)} held out")
     group = group_bits or tok.group_bits
     if not 1 <= group <= tok.bits:
-        raise ValueError(f"--group-bits must be in 1..{tok.bits}, got {group}")
+        raise ValueError(f"`group_bits` must be in 1..{tok.bits}, got {group}")
     if not (tok.quantizer.nested and tok.cfg.nested_dropout > 0):
         nested = 0.0  # the tokenizer decodes whole tokens only: no bit prefixes to code
     if init_prior:
