@@ -20,7 +20,7 @@ tokenizer alone (frames ⇄ integer tokens).
 import importlib
 
 # Where each public name lives; imported on first use, so that ``vtok.cli`` (and ``vtok --help``) stay quick.
-_PUBLIC = {"Codec": "vtok.codec.coding", "load_codec": "vtok.codec.coding", "compress_file": "vtok.codec.files",
+_PUBLIC = {"Codec": "vtok.codec.coding", "load_codec": "vtok.codec.loading", "compress_file": "vtok.codec.files",
            "decompress_file": "vtok.codec.files", "VideoTokenizer": "vtok.codec.models.tokenizer",
            "load_tokenizer": "vtok.codec.models.zoo"}
 __all__ = sorted(_PUBLIC)

@@ -24,11 +24,12 @@ import torch
 
 from vtok.bench.datasets import eval_clips
 from vtok.bench.metrics import LPIPSMetric, clip_metrics
-from vtok.codec.coding import load_codec
+from vtok.codec.loading import load_codec
 from vtok.codec.entropy import token_costs
 from vtok.codec.models.layers import fold, unfold
 from vtok.codec.models.taef2 import load_taef2
-from vtok.codec.models.tokenizer import _as_frames, pad_video, to_uint8
+from vtok.codec.models.shapes import pad_video
+from vtok.codec.models.streaming import as_frames as _as_frames, to_uint8
 
 
 def _per_frame(x: torch.Tensor, fn, batch: int = 3) -> torch.Tensor:

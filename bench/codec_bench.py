@@ -20,7 +20,7 @@ from pathlib import Path
 from vtok.bench.datasets import eval_clips, synthetic_clip
 from vtok.bitstream.info import file_info as vtok_info
 from vtok.bitstream.errors import ToolError
-from vtok.codec.coding import load_codec
+from vtok.codec.loading import load_codec
 from vtok.codec.files import compress_file, decompress_file
 from vtok.codec.media.write import VideoWriter
 
@@ -61,8 +61,8 @@ def _child_peak(flow: str, src, out, model=None, preset: str = "") -> float:
     The model is loaded first; then the kernel's peak-RSS mark is reset (``/proc/self/clear_refs``), so what is read
     back (``VmHWM``) is the peak during the flow itself, not the import of torch or the loading of weights.
     """
-    code = ("import sys, json; from vtok.codec import files, coding;"
-            "c = coding.load_codec(sys.argv[4] or None);"
+    code = ("import sys, json; from vtok.codec import files, loading;"
+            "c = loading.load_codec(sys.argv[4] or None);"
             "open('/proc/self/clear_refs', 'w').write('5');"
             "kw = {'preset': sys.argv[5]} if sys.argv[5] else {};"
             "s = getattr(files, sys.argv[1])(sys.argv[2], sys.argv[3], quiet=True, codec=c, log=lambda *a: None, **kw);"

@@ -13,7 +13,8 @@ import numpy as np
 
 from vtok.bench.anchors import ANCHORS, build_anchor
 from vtok.bitstream.errors import ToolError
-from vtok.codec.coding import DEFAULT_GOP, load_codec
+from vtok.codec.coding import DEFAULT_GOP
+from vtok.codec.loading import load_codec
 from vtok.codec.ladder import rate_ladder
 from vtok.codec.search import DEFAULT_PRESET, PRESETS, Search
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vtok.bench.datasets import default_eval_dir, synthetic_clip
 from vtok.bench.metrics import LPIPSMetric, clip_metrics
-from vtok.codec.coding import load_codec
+from vtok.codec.loading import load_codec
 from vtok.codec.media.read import list_videos
 from vtok.codec.files import compress_file, decompress_file
 from vtok.codec.media.write import VideoWriter

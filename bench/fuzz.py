@@ -27,7 +27,8 @@ from pathlib import Path
 from vtok.bitstream.container import reseal
 from vtok.bitstream.errors import VtokError
 from vtok.bitstream.info import stream_info
-from vtok.codec.coding import CodedFile, load_codec
+from vtok.codec.coded import CodedFile
+from vtok.codec.loading import load_codec
 
 SEEDS = Path(__file__).resolve().parent.parent / "tests" / "data" / "fuzz"
 MAX_PIXELS = 256 * 256  # the decode limit inside the target: seeds are at most 64×48

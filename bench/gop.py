@@ -13,7 +13,7 @@ import numpy as np
 
 from vtok.bench.datasets import eval_clips
 from vtok.bench.metrics import LPIPSMetric, clip_metrics
-from vtok.codec.coding import load_codec
+from vtok.codec.loading import load_codec
 
 
 def run_gop_bench(model=None, data=None, frames: int = 65, size=(640, 360), gops=(17, 33, 65), rates=None,

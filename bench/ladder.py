@@ -19,7 +19,7 @@ import numpy as np
 from vtok.bench.bdrate import bd
 from vtok.bench.datasets import eval_clips
 from vtok.bench.metrics import LPIPSMetric, clip_metrics
-from vtok.codec.coding import load_codec
+from vtok.codec.loading import load_codec
 from vtok.codec.ladder import coded_size
 from vtok.codec.media.read import resize_frames
 

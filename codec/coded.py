@@ -5,6 +5,7 @@ were lost and why.
 strict=False)`` keeps every intact unit (``ContainerReader.scan``) and lays the file out as ``slots``: one per GOP
 of the header's frame count, each with its unit or None where the unit was lost. ``problems`` turns the damage into
 one sentence a run of lost GOPs (naming their frames), plus one for damage that lost no frames (audio, the end unit).
+``pieces_of`` and ``concealed`` are how a decoder fills the lost GOPs (``Codec.decompress_from``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
+import numpy as np
+
 from vtok.bitstream.audio import packet_seconds, unpack_packets, unpack_streams
-from vtok.bitstream.container import UNKNOWN_FRAMES, Unit, UnitType
+from vtok.bitstream.errors import VtokError
+from vtok.bitstream.container import UNKNOWN_FRAMES, Header, Unit, UnitType
 from vtok.bitstream.reader import ContainerReader
+
+
+# Decoded frame area refused unless the caller lifts it (like Pillow's MAX_IMAGE_PIXELS): 36 Mi pixels holds 8K
+# (7680×4320 and 8192×4320) with room to spare; a header may claim up to 16384×16384.
+DEFAULT_MAX_PIXELS = 36 * 1024 * 1024
+
+
+class FrameTooLarge(VtokError, ValueError):
+    """A ``.vtok`` file's frames are larger than the decoder is allowed to allocate."""
+
+
+def check_frame_area(header: Header, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse, before any allocation, a file whose frames (or coded frames) exceed ``max_pixels``."""
+    area = header.width * header.height
+    if area > max_pixels:
+        raise FrameTooLarge(f"the file's frames are {header.width}x{header.height} ({area} pixels), above the limit of "
+                            f"{max_pixels} pixels: pass `max_pixels={area}` to decode it if you trust the file")
 
 
 @dataclass
@@ -109,3 +130,34 @@ class CodedFile:
         st = self.streams[p.stream]
         length = p.duration * st.time_base[0] / st.time_base[1]
         return 2 * length + (0.08 if st.codec == "opus" else 0.0)
+
+
+def pieces_of(decoded, slot: Slot, coded: CodedFile, on_damage) -> Iterator[np.ndarray]:
+    """A slot's decoded pieces; a strict file raises an error that stops them, naming the GOP unit; otherwise the
+    error goes to ``on_damage`` and the pieces end where it struck (the rest is concealed)."""
+    at = 0
+    try:
+        if isinstance(decoded, VtokError):
+            raise decoded
+        for video in decoded:
+            at += len(video)
+            yield video
+    except VtokError as e:
+        if coded.strict:
+            raise type(e)(f"GOP unit {slot.gop_index}: {e}") from None
+        if on_damage is not None:
+            on_damage(slot.first_frame + at, slot.first_frame + slot.frames,
+                      f"GOP unit {slot.gop_index} does not decode: {e}")
+
+
+def concealed(pieces: Iterator[np.ndarray], frames: int, last) -> Iterator[np.ndarray]:
+    """``pieces``, then, if they hold fewer than ``frames`` frames, the rest as repeats of ``last()`` (read-only
+    views, eight frames at a time)."""
+    n = 0
+    for video in pieces:
+        n += len(video)
+        yield video
+    while n < frames:
+        k = min(8, frames - n)
+        yield np.broadcast_to(last(), (k,) + last().shape)
+        n += k

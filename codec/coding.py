@@ -25,7 +25,6 @@ import hashlib
 import io
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
@@ -33,14 +32,14 @@ import numpy as np
 from vtok.bitstream.audio import pack_packets, pack_streams
 from vtok.bitstream.errors import VtokError
 from vtok.bitstream.container import UNKNOWN_FRAMES, ContainerWriter, Header
-from vtok.codec.coded import CodedFile, Slot
+from vtok.codec.coded import DEFAULT_MAX_PIXELS, CodedFile, Slot, check_frame_area, concealed, pieces_of
 from vtok.codec.entropy import PERFECT, decode_tokens, encode_tokens
 from vtok.codec.ladder import coded_size, rate_ladder
 from vtok.codec.prior import IntegerPrior, TokenPrior
-from vtok.codec.search import Search, distortion_of, gop_frames, search_latent
-from vtok.codec.models.tokenizer import VideoTokenizer, token_shape
-from vtok.codec.models.zoo import (BUNDLED_MODELS, EARLIER_IDS, build_tokenizer, earlier_priors, load_tokenizer,
-                                  model_path, prior_path)
+from vtok.codec.search import Search, searched_tokens
+from vtok.codec.models.shapes import token_shape
+from vtok.codec.models.tokenizer import VideoTokenizer
+from vtok.codec.models.zoo import BUNDLED_MODELS, EARLIER_IDS, build_tokenizer
 from vtok.codec.media.info import Colour, VideoError
 from vtok.codec.media.read import resize_frames
 from vtok.codec.parallel import run_jobs
@@ -49,25 +48,8 @@ from vtok.codec.parallel import run_jobs
 # model with an intra latent frame; against GOPs of 17 frames, 65 codes the same pictures in 22–26 % fewer bits on
 # the eval clips (docs/MODELS.md, "GOP length"), and seeking decodes up to 64 frames before the one asked for.
 DEFAULT_GOP = 65
-# Decoded frame area refused unless the caller lifts it (like Pillow's MAX_IMAGE_PIXELS): 36 Mi pixels holds 8K
-# (7680×4320 and 8192×4320) with room to spare; a header may claim up to 16384×16384.
-DEFAULT_MAX_PIXELS = 36 * 1024 * 1024
-
-
 class ModelMismatch(VtokError, ValueError):
     """A ``.vtok`` file was made by other weights than the ones loaded."""
-
-
-class FrameTooLarge(VtokError, ValueError):
-    """A ``.vtok`` file's frames are larger than the decoder is allowed to allocate."""
-
-
-def check_frame_area(header: Header, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-    """Refuse, before any allocation, a file whose frames (or coded frames) exceed ``max_pixels``."""
-    area = header.width * header.height
-    if area > max_pixels:
-        raise FrameTooLarge(f"the file's frames are {header.width}x{header.height} ({area} pixels), above the limit of "
-                            f"{max_pixels} pixels: pass `max_pixels={area}` to decode it if you trust the file")
 
 
 @dataclass
@@ -129,14 +111,7 @@ class Codec:
             raise ValueError(f"GOP length must be 1 + 4k frames (1, 5, 9, 13, 17, ...), got {gop}")
         scale, bits = self.settings(rate, bits)
         hold = self.hold(hold)
-        cw, ch = coded_size(width, height, scale)
-        c = colour or Colour()
-        header = Header(width=width, height=height, frames=UNKNOWN_FRAMES, fps_num=fps.numerator,
-                        fps_den=fps.denominator, bits_per_token=bits, model_bits=self.tokenizer.bits, gop=gop,
-                        prob_bits=self.prior.cfg.prob_bits, perfect=PERFECT, model_id=self.family_id,
-                        rate=rate if rate is not None else 255, coded_width=cw, coded_height=ch, matrix=c.matrix,
-                        full_range=c.full_range, primaries=c.primaries, transfer=c.transfer)
-        header.validate()
+        header = self._header(width, height, fps, rate, bits, coded_size(width, height, scale), gop, colour)
         start = f.tell()
         writer = ContainerWriter(f, header)
         pending = []
@@ -147,20 +122,9 @@ class Codec:
                 pending = [p for p in pending if audio.seconds(p) < audio_end]
         frames, ce_total, raw = 0, 0.0, 0
 
-        def size_checked(pieces):
-            for clip in pieces:
-                if clip.shape[1:3] != (height, width):
-                    raise VideoError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
-                yield clip
-
-        def checked(clips):
-            for clip in clips:
-                pieces = size_checked([clip] if isinstance(clip, np.ndarray) else clip)
-                if workers > 1 or ray is not None:  # whole GOPs go to the workers
-                    pieces = np.concatenate(list(pieces))
-                yield pieces, (cw, ch), bits, hold, search or Search()
-
-        for gi, (n_frames, payload, ce, n_bits) in enumerate(self._map(Codec.encode_gop, checked(gops), workers, ray)):
+        jobs = _gop_jobs(gops, (height, width), (header.coded_width, header.coded_height), bits, hold,
+                         search or Search(), whole=workers > 1 or ray is not None)
+        for gi, (n_frames, payload, ce, n_bits) in enumerate(self._map(Codec.encode_gop, jobs, workers, ray)):
             writer.write_unit(gi, frames, n_frames, payload)
             frames += n_frames
             ce_total += ce
@@ -182,6 +146,18 @@ class Codec:
                 "audio_bytes": writer.audio_bytes,
                 "cross_entropy_bits": ce_total, "raw_token_bits": raw}
 
+    def _header(self, width: int, height: int, fps: Fraction, rate: int | None, bits: int, coded: tuple[int, int],
+                gop: int, colour: Colour | None) -> Header:
+        """The header of a file this codec writes (its frame count patched when the file is closed)."""
+        c = colour or Colour()
+        header = Header(width=width, height=height, frames=UNKNOWN_FRAMES, fps_num=fps.numerator,
+                        fps_den=fps.denominator, bits_per_token=bits, model_bits=self.tokenizer.bits, gop=gop,
+                        prob_bits=self.prior.cfg.prob_bits, perfect=PERFECT, model_id=self.family_id,
+                        rate=rate if rate is not None else 255, coded_width=coded[0], coded_height=coded[1],
+                        matrix=c.matrix, full_range=c.full_range, primaries=c.primaries, transfer=c.transfer)
+        header.validate()
+        return header
+
     def encode_gop(self, clip, coded: tuple[int, int], bits: int, hold: float = 0.0,
                    search: Search = Search()) -> tuple[int, bytes, float, int]:
         """One GOP's frames (a uint8 array, or an iterable of them, its pieces, taken as they come) → (frames, unit
@@ -197,27 +173,11 @@ class Codec:
 
         pieces = sized([clip] if isinstance(clip, np.ndarray) else clip)
         if search.steps:
-            tokens = self._searched_tokens(list(pieces), bits, hold, search)
+            tokens = searched_tokens(self.tokenizer, self.float_prior, list(pieces), bits, hold, search)
         else:
             tokens = self.tokenizer.encode_pieces(pieces, bits, hold)
         payload, ce = encode_tokens(self.prior, tokens, bits)
         return count, payload, ce, tokens.size * bits
-
-    def _searched_tokens(self, pieces: list, bits: int, hold: float, search: Search) -> np.ndarray:
-        """``encode_pieces``' tokens after the search: the encoder's latent, its signs as the hold chose them,
-        searched through the frozen decoder and float prior (``search_latent``)."""
-        import torch
-
-        tok = self.tokenizer
-        if not tok.quantizer.holds:
-            raise ValueError(f"a searching preset needs sign-bit tokens (lfq), not {tok.cfg.quantizer!r}")
-        with torch.inference_mode():
-            z = torch.cat(list(tok.latents(pieces)), 2)
-            idx = tok.quantizer.held_indices(z, None, hold)[0] if hold else tok.quantizer(z).indices
-            start = tok.quantizer.indices_to_codes(idx) * z.abs().clamp_min(1e-3)
-        z = search_latent(tok, self.float_prior, distortion_of(search.tune), start, gop_frames(pieces), bits, search)
-        idx = tok.quantizer.codes_to_indices(torch.where(z > 0, 1.0, -1.0))[0]
-        return (idx & ((1 << bits) - 1) if bits < tok.bits else idx).cpu().numpy()
 
     @functools.cached_property
     def float_prior(self):
@@ -303,9 +263,9 @@ class Codec:
         last = np.full((h.height, h.width, 3), 128, np.uint8)  # what a concealed frame shows
         for s in coded.slots(start, end):
             lo, hi = max(start, s.first_frame) - s.first_frame, min(end, s.first_frame + s.frames) - s.first_frame
-            pieces = _pieces_of(next(results), s, coded, on_damage) if s.unit is not None else iter(())
+            pieces = pieces_of(next(results), s, coded, on_damage) if s.unit is not None else iter(())
             held, at = None, 0  # the last piece is held back to go out with the GOP's audio
-            for video in _concealed(pieces, hi, lambda: last):
+            for video in concealed(pieces, hi, lambda: last):
                 piece = video[max(lo - at, 0):max(hi - at, 0)]
                 at += len(video)
                 if len(piece):
@@ -361,50 +321,19 @@ class Codec:
         return np.concatenate([v for v, _ in self.decompress_from(coded, start, frames, audio=False)])
 
 
-def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
-    """Tokenizer weights (a path or a bundled model's name; default: the bundled default) and prior weights
-    (default: the file beside them, ``*-prior``)."""
-    tok = load_tokenizer(model, device=device)
-    device = tok._device()
-    if prior is None:
-        prior = prior_path(model)
-    if not Path(prior).is_file():
-        raise FileNotFoundError(f"no token prior at {prior} (pass `prior=PATH`)")
-    ip = IntegerPrior.load(prior).to(device)
-    if ip.cfg.bits != tok.bits:
-        raise ValueError(f"prior {prior} codes {ip.cfg.bits}-bit tokens but the tokenizer makes {tok.bits}-bit tokens")
-    return Codec(tok, ip)
+def _gop_jobs(gops, size: tuple[int, int], coded: tuple[int, int], bits: int, hold: float, search: Search,
+              whole: bool):
+    """``Codec.encode_gop``'s jobs for ``gops`` (arrays or iterables of pieces), their frames checked to be ``size``
+    ``(height, width)``; ``whole``: a GOP's pieces joined (for workers)."""
+    def size_checked(pieces):
+        for clip in pieces:
+            if clip.shape[1:3] != size:
+                raise VideoError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
+            yield clip
 
-
-def _pieces_of(decoded, slot: Slot, coded: CodedFile, on_damage) -> Iterator[np.ndarray]:
-    """A slot's decoded pieces; a strict file raises an error that stops them, naming the GOP unit; otherwise the
-    error goes to ``on_damage`` and the pieces end where it struck (the rest is concealed)."""
-    at = 0
-    try:
-        if isinstance(decoded, VtokError):
-            raise decoded
-        for video in decoded:
-            at += len(video)
-            yield video
-    except VtokError as e:
-        if coded.strict:
-            raise type(e)(f"GOP unit {slot.gop_index}: {e}") from None
-        if on_damage is not None:
-            on_damage(slot.first_frame + at, slot.first_frame + slot.frames,
-                      f"GOP unit {slot.gop_index} does not decode: {e}")
-
-
-def _concealed(pieces: Iterator[np.ndarray], frames: int, last) -> Iterator[np.ndarray]:
-    """``pieces``, then, if they hold fewer than ``frames`` frames, the rest as repeats of ``last()`` (read-only
-    views, eight frames at a time)."""
-    n = 0
-    for video in pieces:
-        n += len(video)
-        yield video
-    while n < frames:
-        k = min(8, frames - n)
-        yield np.broadcast_to(last(), (k,) + last().shape)
-        n += k
+    for clip in gops:
+        pieces = size_checked([clip] if isinstance(clip, np.ndarray) else clip)
+        yield (np.concatenate(list(pieces)) if whole else pieces), coded, bits, hold, search
 
 
 def _file_size(video: np.ndarray, h: Header) -> np.ndarray:
@@ -412,18 +341,3 @@ def _file_size(video: np.ndarray, h: Header) -> np.ndarray:
     if (h.coded_width, h.coded_height) == (h.width, h.height):
         return video
     return resize_frames(video, (h.width, h.height))
-
-
-def bundled_codec(model_id: str, device: str = "cpu") -> Codec | None:
-    """The bundled model that codes files whose header names ``model_id`` (with its prior, or one of its
-    ``earlier_priors``), or None."""
-    for name in BUNDLED_MODELS:
-        if not model_path(name).is_file():
-            continue
-        if (codec := load_codec(name, device=device)).codes(model_id):
-            return codec
-        tok = codec.tokenizer
-        for path in earlier_priors(name):
-            if (older := Codec(tok, IntegerPrior.load(path).to(tok._device()))).codes(model_id):
-                return older
-    return None

@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from vtok.bitstream.errors import DamagedInput, VtokError
-from vtok.codec.coded import CodedFile
 from vtok.codec.search import Search, distortion_of
-from vtok.codec.coding import DEFAULT_GOP, DEFAULT_MAX_PIXELS, bundled_codec, check_frame_area, load_codec
+from vtok.codec.coded import DEFAULT_MAX_PIXELS, CodedFile, check_frame_area
+from vtok.codec.coding import DEFAULT_GOP
+from vtok.codec.loading import bundled_codec, load_codec
 from vtok.codec.media.info import Colour, VideoError
 from vtok.codec.media.write import VideoWriter, check_output, clear_partial, partial_path
 from vtok.codec.media.read import iter_frames, probe, spool_stdin
 from vtok.codec.media.audio import read_audio
-from vtok.codec.models.layers import FRAME_PIXELS
+from vtok.codec.models.streaming import FRAME_PIXELS
 
 
 class _Progress:

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vtok.codec.models.shapes import padded_size
+
 # (Adam steps per window, their learning rate) of each preset; fast and medium are the one-pass encoder (medium is
 # the default). Measured in docs/MODELS.md, "Encoder search".
 PRESETS = {"fast": (0, 0.0), "medium": (0, 0.0), "slow": (3, 0.1), "veryslow": (8, 0.05)}
@@ -147,11 +149,23 @@ def _search_window(tok, prior, distortion, z, frames, bits, search, ts, ys, xs) 
         z[:, :bits, t0:t1, y0:y1, x0:x1] = var.detach()
 
 
+def searched_tokens(tok, prior, pieces: list, bits: int, hold: float, search: Search) -> np.ndarray:
+    """``VideoTokenizer.encode_pieces``' tokens after the search: the encoder's latent, its signs as the hold chose
+    them, searched through the frozen decoder and the float prior ``prior`` (``search_latent``)."""
+    if not tok.quantizer.holds:
+        raise ValueError(f"a searching preset needs sign-bit tokens (lfq), not {tok.cfg.quantizer!r}")
+    with torch.inference_mode():
+        z = torch.cat(list(tok.latents(pieces)), 2)
+        idx = tok.quantizer.held_indices(z, None, hold)[0] if hold else tok.quantizer(z).indices
+        start = tok.quantizer.indices_to_codes(idx) * z.abs().clamp_min(1e-3)
+    z = search_latent(tok, prior, distortion_of(search.tune), start, gop_frames(pieces), bits, search)
+    idx = tok.quantizer.codes_to_indices(torch.where(z > 0, 1.0, -1.0))[0]
+    return (idx & ((1 << bits) - 1) if bits < tok.bits else idx).cpu().numpy()
+
+
 def gop_frames(pieces) -> torch.Tensor:
     """The GOP's uint8 pieces → ``(T, 3, H, W)`` float frames in [-1, 1], padded as the encoder pads them (edge
     pixels to multiples of 8, the last frame repeated to ``1 + 4k``)."""
-    from vtok.codec.models.tokenizer import padded_size
-
     video = np.concatenate(list(pieces))
     t, h, w = video.shape[:3]
     tp, hp, wp = padded_size(t, h, w)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from vtok.bitstream.info import file_info as vtok_info
-from vtok.codec.coding import load_codec
+from vtok.codec.loading import load_codec
 from vtok.codec.entropy import decode_tokens, encode_tokens
 from vtok.codec.files import compress_file, decompress_file
 from vtok.codec.prior import IntegerPrior, PriorConfig, TokenPrior, context

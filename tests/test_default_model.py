@@ -7,7 +7,8 @@ import pytest
 
 from vtok.bench.metrics import psnr_frames
 from vtok.bitstream.info import file_info as vtok_info
-from vtok.codec.coding import ModelMismatch, load_codec
+from vtok.codec.coding import ModelMismatch
+from vtok.codec.loading import load_codec
 from vtok.codec.files import compress_file, decompress_file
 from vtok.codec.ladder import RatePoint, rate_ladder
 from vtok.codec.models.zoo import BUNDLED_MODELS, DEFAULT_WEIGHTS, WEIGHTS_DIR, load_tokenizer, model_path

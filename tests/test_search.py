@@ -90,7 +90,7 @@ def test_searched_files_with_workers(codec, tmp_path):
 
 
 def test_a_veryslow_file_decodes_with_the_bundled_model():
-    from vtok.codec.coding import load_codec
+    from vtok.codec.loading import load_codec
 
     clip = smooth_clip(5, 48, 64)
     data = load_codec().compress(clip, fps=25, rate=3, search=Search.of("veryslow", "psnr"))

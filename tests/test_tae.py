@@ -256,7 +256,7 @@ def _cuts(pieces, start, end):
 def test_strips_reach_what_the_whole_frame_gives():
     """``in_strips`` with a halo that covers the function's reach gives the whole frame's result; with too small a
     halo it does not (so the halos of the stem, blocks and head are not vacuous)."""
-    from vtok.codec.models.layers import in_strips
+    from vtok.codec.models.streaming import in_strips
 
     torch.manual_seed(0)
     conv = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3, padding=1))

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from vtok.codec.models.layers import CausalConv3d, upsample_latent
-from vtok.codec.models.tokenizer import VideoTokenizer, _as_frames, pad_video, token_shape
+from vtok.codec.models.shapes import pad_video, token_shape
+from vtok.codec.models.streaming import as_frames as _as_frames
+from vtok.codec.models.tokenizer import VideoTokenizer
 from vtok.codec.models.zoo import load_tokenizer, save_tokenizer
 from tests.conftest import random_clip, tiny_config
 

@@ -196,7 +196,7 @@ def test_rate_term_trains_the_prior_with_the_tokenizer(video_dir, tmp_path):
     frozen integer form of it and codes the exported tokenizer's tokens; a resume continues the same prior."""
     from safetensors.torch import load_file
 
-    from vtok.codec.coding import load_codec
+    from vtok.codec.loading import load_codec
 
     run = tmp_path / "rate"
     out = train(_cfg(run, video_dir, rate_weight=1.0, prior_lr=1e-2), tiny_config(), log=lambda *a: None)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtok.codec.models.streaming import FRAME_PIXELS, Stream, in_strips
+
 
 def _triple(v) -> tuple[int, int, int]:
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
@@ -185,77 +187,6 @@ def previous_frames(x: torch.Tensor, t: int, before: torch.Tensor | None = None)
     v = x.reshape(n // t, t, c, h, w)
     first = v[:, :1] if before is None else before[:, None]
     return torch.cat([first, v[:, :-1]], 1).reshape(n, c, h, w)
-
-
-# Pixels a streaming layer works on at once (``in_strips``), counted at full resolution: one 1080p frame. Larger
-# frames run in strips of rows; smaller ones several at a time.
-FRAME_PIXELS = 1920 * 1088
-
-
-def in_strips(fn, xs: list[torch.Tensor], budget: int, halo: int = 0, up: int = 1, down: int = 1) -> torch.Tensor:
-    """``fn`` over folded frames ``xs`` (tensors ``(N, C, H, W)`` of one shape but channels) in pieces of at most
-    ``budget`` pixels of their resolution: groups of whole frames, or one frame in strips of rows when a frame alone
-    is larger. A strip reads ``halo`` more rows on each side (clipped at the frame's edges, where ``fn``'s own
-    padding then applies as on the whole frame), so a strip's rows are the whole frame's when ``halo`` covers how far
-    ``fn`` reaches vertically. ``fn`` maps ``down`` input rows to ``up`` output rows; strips and ``halo`` are
-    multiples of ``down``. Per-frame functions only (nothing that mixes frames or takes statistics over a frame).
-    """
-    n, _, h, w = xs[0].shape
-    per = budget // (h * w)
-    if per >= n:
-        return fn(*xs)
-    if per >= 1:
-        return torch.cat([fn(*(x[i:i + per] for x in xs)) for i in range(0, n, per)])
-    rows = max(down, budget // w // down * down)
-    out = None
-    for i in range(n):
-        for a in range(0, h, rows):
-            b = min(a + rows, h)
-            a0, b0 = max(0, a - halo), min(h, b + halo)
-            y = fn(*(x[i:i + 1, :, a0:b0] for x in xs))
-            y = y[:, :, (a - a0) * up // down:(b - a0) * up // down]
-            if out is None:
-                out = y.new_empty((n, y.shape[1], h * up // down, y.shape[3]))
-            out[i:i + 1, :, a * up // down:b * up // down] = y
-    return out
-
-
-def from_bytes(u: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels → float in [-1, 1] (elementwise: a strip converts to exactly what the whole frame does)."""
-    return u.float().div_(127.5).sub_(1.0)
-
-
-def to_bytes(x: torch.Tensor) -> torch.Tensor:
-    """Float pixels in about [-1, 1] → uint8 (elementwise, like ``from_bytes``)."""
-    return x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
-
-
-class Stream:
-    """What the causal video layers carry from one chunk of frames to the next, so that a clip run chunk by chunk
-    (``TaeVideoEncoder`` / ``TaeVideoDecoder`` with a ``Stream``) computes what it computes in one piece, in memory
-    that does not grow with the clip's length: each previous-frame tap's last input frame, a temporal pool's frame
-    still waiting for its partner (so chunks may hold any number of frames), and whether the stream has started
-    (the first frame's special case in pooling and growth). What it keeps are copies, never views that would keep a
-    whole chunk's activations alive."""
-
-    def __init__(self):
-        self.last: dict[int, torch.Tensor] = {}
-        self.pending: dict[int, torch.Tensor] = {}
-        self.started: set[int] = set()
-
-    def take(self, layer: nn.Module, x: torch.Tensor, t: int) -> torch.Tensor | None:
-        """The frame before this chunk for ``layer`` (None at the start); keeps this chunk's last frame."""
-        before = self.last.get(id(layer))
-        n, c, h, w = x.shape
-        self.last[id(layer)] = x.reshape(n // t, t, c, h, w)[:, -1].clone()
-        return before
-
-    def first_chunk(self, layer: nn.Module) -> bool:
-        """True once per layer: on the stream's first chunk."""
-        if id(layer) in self.started:
-            return False
-        self.started.add(id(layer))
-        return True
 
 
 class TaeBlock(nn.Module):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtok.codec.models.layers import (AdaptiveGroupNorm, CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space,
-    space_to_depth, time_depth_to_space)
+                                      space_to_depth, time_depth_to_space)
 
 if TYPE_CHECKING:
     from vtok.codec.models.config import TokenizerConfig

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vtok.codec.models.layers import (FRAME_PIXELS, Stream, TaeBlock, TemporalGrow, TemporalPool, conv3, fold,
-                                      from_bytes, in_strips, soft_clamp, to_bytes, unfold)
+from vtok.codec.models.layers import TaeBlock, TemporalGrow, TemporalPool, conv3, fold, soft_clamp, unfold
+from vtok.codec.models.streaming import FRAME_PIXELS, Stream, from_bytes, in_strips, to_bytes
 from vtok.codec.models.taef2 import TAE_CH, TAE_LATENT, read_taef2
 
 

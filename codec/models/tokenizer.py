@@ -20,58 +20,15 @@ import json
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vtok.codec.models.config import TokenizerConfig, default_group_bits
-from vtok.codec.models.layers import FRAME_PIXELS, Stream, from_bytes, to_bytes
+from vtok.codec.models.streaming import FRAME_PIXELS, Stream, as_bytes, as_frames, stream_latents, to_uint8
 from vtok.codec.models.quantizers import QUANTIZERS, build_quantizer
+from vtok.codec.models.shapes import SPATIAL_STRIDE, TEMPORAL_STRIDE, pad_video
 
-SPATIAL_STRIDE = 8
-TEMPORAL_STRIDE = 4
 # Config fields that shape the decoder only: changing them keeps the token family.
 DECODER_FIELDS = ("dec_blocks",)
-
-
-def _as_bytes(video) -> torch.Tensor:
-    """uint8 ``(T, H, W, 3)`` (numpy or torch), checked, as a tensor (no copy where none is needed)."""
-    if not isinstance(video, torch.Tensor):
-        video = np.asarray(video)
-        video = video if video.flags.writeable else video.copy()
-    v = torch.as_tensor(video)
-    if v.ndim != 4 or v.shape[-1] != 3 or v.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 video of shape (T, H, W, 3), got {tuple(v.shape)} {v.dtype}")
-    if v.shape[0] < 1:
-        raise ValueError("video has no frames")
-    return v
-
-
-def _as_frames(video) -> torch.Tensor:
-    """uint8 ``(T, H, W, 3)`` (numpy or torch) → float ``(1, 3, T, H, W)`` in [-1, 1]."""
-    return from_bytes(_as_bytes(video).permute(3, 0, 1, 2).unsqueeze(0))
-
-
-def padded_size(t: int, h: int, w: int) -> tuple[int, int, int]:
-    """Smallest ``(1 + 4k, 8a, 8b)`` that holds ``(t, h, w)``."""
-    tp = 1 + TEMPORAL_STRIDE * -(-(t - 1) // TEMPORAL_STRIDE)
-    return tp, -(-h // SPATIAL_STRIDE) * SPATIAL_STRIDE, -(-w // SPATIAL_STRIDE) * SPATIAL_STRIDE
-
-
-def token_shape(t: int, h: int, w: int) -> tuple[int, int, int]:
-    """Token grid ``(T', H', W')`` of a ``t``-frame ``h``×``w`` video."""
-    tp, hp, wp = padded_size(t, h, w)
-    return 1 + (tp - 1) // TEMPORAL_STRIDE, hp // SPATIAL_STRIDE, wp // SPATIAL_STRIDE
-
-
-def pad_video(x: torch.Tensor) -> torch.Tensor:
-    """Edge-replicate ``(B, C, T, H, W)`` to the padded size (later frames repeat the last one)."""
-    _, _, t, h, w = x.shape
-    tp, hp, wp = padded_size(t, h, w)
-    if (hp, wp) != (h, w):
-        x = F.pad(x, (0, wp - w, 0, hp - h, 0, 0), mode="replicate")
-    if tp != t:
-        x = torch.cat([x, x[:, :, -1:].expand(-1, -1, tp - t, -1, -1)], dim=2)
-    return x
 
 
 class VideoTokenizer(nn.Module):
@@ -249,9 +206,9 @@ class VideoTokenizer(nn.Module):
     def encode(self, video, bits: int | None = None, hold: float = 0.0):
         """uint8 ``(T, H, W, 3)`` → int64 tokens ``(T', H', W')`` holding the first ``bits`` bits of each token.
 
-        Takes numpy or a tensor, returns numpy (tensors stay inside the model). A streaming body (``stream_chunk``) runs chunk by
-        chunk with its causal state carried along; it computes what it computes on the whole clip (to float
-        rounding: a sign that sits at zero may rarely flip). ``hold`` > 0: a bit whose latent value is within
+        Takes numpy or a tensor, returns numpy (tensors stay inside the model). A streaming body (``stream_chunk``)
+        runs chunk by chunk with its causal state carried along; it computes what it computes on the whole clip (to
+        float rounding: a sign that sits at zero may rarely flip). ``hold`` > 0: a bit whose latent value is within
         ``±hold`` of zero keeps its previous latent frame's value (``held_indices``; sign-bit quantizers only), the
         clip's first latent frame being coded as it is — so a GOP coded alone holds from its own start.
         """
@@ -262,10 +219,10 @@ class VideoTokenizer(nn.Module):
         n = self.stream_chunk(*np.shape(video)[1:3]) if t else None
         if n is None:
             # channels-last activations run the CPU convolutions faster (oneDNN's preferred layout)
-            x = pad_video(_as_frames(video).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
+            x = pad_video(as_frames(video).to(self._device())).contiguous(memory_format=torch.channels_last_3d)
             idx = self._indices([encoder(x)], hold)
         else:  # checked; a view of the caller's frames
-            idx = self._indices(self._stream_latents(encoder, [_as_bytes(video).cpu().numpy()], n), hold)
+            idx = self._indices(stream_latents(encoder, [as_bytes(video).cpu().numpy()], n, self._device()), hold)
         if bits < self.bits:
             idx = idx & ((1 << bits) - 1)
         return idx.cpu().numpy()
@@ -288,14 +245,14 @@ class VideoTokenizer(nn.Module):
         first = next(pieces, None)
         if first is None:
             raise ValueError("expected frames (T, H, W, 3), got none")
-        first = _as_bytes(first).cpu().numpy()
+        first = as_bytes(first).cpu().numpy()
         n, encoder = self.stream_chunk(*first.shape[1:3]), self._encoder()
         if n is None:
             video = np.concatenate([first, *map(np.asarray, pieces)])
-            yield encoder(pad_video(_as_frames(video).to(self._device())).contiguous(
+            yield encoder(pad_video(as_frames(video).to(self._device())).contiguous(
                 memory_format=torch.channels_last_3d))
             return
-        yield from self._stream_latents(encoder, self._checked_pieces(first, pieces), n)
+        yield from stream_latents(encoder, self._checked_pieces(first, pieces), n, self._device())
 
     def _indices(self, latents, hold: float) -> torch.Tensor:
         """Token indices ``(T', H', W')`` of the encoder's latent chunks, in order; the temporal hold's state (the
@@ -313,49 +270,11 @@ class VideoTokenizer(nn.Module):
     def _checked_pieces(first: np.ndarray, rest):
         yield first
         for p in rest:
-            p = _as_bytes(p).cpu().numpy()
+            p = as_bytes(p).cpu().numpy()
             if p.shape[1:] != first.shape[1:]:
                 raise ValueError(f"frame size changes mid-clip ({p.shape[2]}x{p.shape[1]}, was "
                                  f"{first.shape[2]}x{first.shape[1]})")
             yield p
-
-    def _stream_latents(self, encoder, pieces, n: int):
-        """The streaming encoder's latent chunks ``(1, D, t', H', W')``, ``t' >= 1``, of uint8 frame pieces, fed
-        as chunks of ``n`` frames; after the last piece the last frame repeats up to ``1 + 4k`` frames (temporal
-        padding), and every chunk's edge pixels repeat up to the model's multiple (spatial)."""
-        buf, t, stream = [], 0, Stream()
-
-        def chunk(frames):
-            _, hp, wp = padded_size(1, *frames.shape[1:3])
-            if (hp, wp) != frames.shape[1:3]:  # spatial padding: edge pixels repeat
-                frames = np.pad(frames, ((0, 0), (0, hp - frames.shape[1]), (0, wp - frames.shape[2]), (0, 0)),
-                                mode="edge")
-            u = torch.from_numpy(np.ascontiguousarray(frames)).to(self._device()).permute(0, 3, 1, 2)
-            return encoder.stream_frames(u, stream)  # bytes in, converted strip by strip
-
-        def full_chunks(final: bool):
-            nonlocal buf
-            have = sum(len(b) for b in buf)
-            while have >= n or (final and have):
-                frames = np.concatenate(buf) if len(buf) > 1 else buf[0]
-                buf = [frames[n:]] if len(frames) > n else []
-                have -= min(n, len(frames))
-                z = chunk(frames[:n])
-                if z.shape[2]:  # a frame waiting for its partner gives no latent frame yet
-                    yield z
-
-        last = None
-        for p in pieces:
-            if len(p):
-                buf.append(p)
-                t += len(p)
-                last = p[-1:]
-                yield from full_chunks(False)
-        if last is not None:
-            pad = padded_size(t, 1, 1)[0] - t  # temporal padding: the last frame repeats
-            if pad:
-                buf.append(np.repeat(last, pad, 0))
-            yield from full_chunks(True)
 
     @torch.inference_mode()
     def decode(self, tokens, bits: int | None = None, size: tuple[int, int, int] | None = None):
@@ -418,8 +337,3 @@ class VideoTokenizer(nn.Module):
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """``(3, T, H, W)`` float in [-1, 1] → uint8 ``(T, H, W, 3)`` numpy."""
-    return to_bytes(x).permute(1, 2, 3, 0).contiguous().cpu().numpy()

@@ -1,0 +1,41 @@
+"""Loading a codec: a tokenizer and its token prior by name or path (``load_codec``), and the bundled codec that
+decodes a file of a given token family (``bundled_codec``: a bundled model with its prior or an earlier one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vtok.codec.coding import Codec
+from vtok.codec.models.zoo import BUNDLED_MODELS, earlier_priors, load_tokenizer, model_path, prior_path
+from vtok.codec.prior import IntegerPrior
+
+
+def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
+    """Tokenizer weights (a path or a bundled model's name; default: the bundled default) and prior weights
+    (default: the file beside them, ``*-prior``)."""
+    tok = load_tokenizer(model, device=device)
+    device = tok._device()
+    if prior is None:
+        prior = prior_path(model)
+    if not Path(prior).is_file():
+        raise FileNotFoundError(f"no token prior at {prior} (pass `prior=PATH`)")
+    ip = IntegerPrior.load(prior).to(device)
+    if ip.cfg.bits != tok.bits:
+        raise ValueError(f"prior {prior} codes {ip.cfg.bits}-bit tokens but the tokenizer makes {tok.bits}-bit tokens")
+    return Codec(tok, ip)
+
+
+def bundled_codec(model_id: str, device: str = "cpu") -> Codec | None:
+    """The bundled model that codes files whose header names ``model_id`` (with its prior, or one of its
+    ``earlier_priors``), or None."""
+    for name in BUNDLED_MODELS:
+        if not model_path(name).is_file():
+            continue
+        if (codec := load_codec(name, device=device)).codes(model_id):
+            return codec
+        tok = codec.tokenizer
+        for path in earlier_priors(name):
+            if (older := Codec(tok, IntegerPrior.load(path).to(tok._device()))).codes(model_id):
+                return older
+    return None
