@@ -30,7 +30,7 @@ from vtok.codec.models.shapes import padded_size
 
 # (Adam steps per window, their learning rate) of each preset; fast and medium are the one-pass encoder (medium is
 # the default). Measured in docs/MODELS.md, "Encoder search".
-PRESETS = {"fast": (0, 0.0), "medium": (0, 0.0), "slow": (3, 0.1), "veryslow": (8, 0.05)}
+PRESETS = {"fast": (0, 0.0), "medium": (0, 0.0), "slow": (3, 0.1), "veryslow": (12, 0.03)}
 DEFAULT_PRESET = "medium"
 TUNES = ("perceptual", "psnr")
 # λ of D + λ·R (R in bits per pixel) for each tune, and the LPIPS weight of the perceptual distortion.
@@ -159,7 +159,9 @@ def searched_tokens(tok, prior, pieces: list, bits: int, hold: float, search: Se
         idx = tok.quantizer.held_indices(z, None, hold)[0] if hold else tok.quantizer(z).indices
         start = tok.quantizer.indices_to_codes(idx) * z.abs().clamp_min(1e-3)
     z = search_latent(tok, prior, distortion_of(search.tune), start, gop_frames(pieces), bits, search)
-    idx = tok.quantizer.codes_to_indices(torch.where(z > 0, 1.0, -1.0))[0]
+    # the hold once more: a bit the search left within ±hold of zero keeps its previous latent frame's value
+    idx = (tok.quantizer.held_indices(z, None, hold)[0] if hold else
+           tok.quantizer.codes_to_indices(torch.where(z > 0, 1.0, -1.0)))[0]
     return (idx & ((1 << bits) - 1) if bits < tok.bits else idx).cpu().numpy()
 
 

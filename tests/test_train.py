@@ -263,7 +263,7 @@ def test_train_prior_holds_out_resumes_and_starts_from_a_prior(video_dir, tmp_pa
     fine = train_prior(tmp_path / "tiny.safetensors", tmp_path / "g.safetensors", steps=1, init_prior=str(out),
                        group_bits=2, **kw)  # regrouped: 2-bit steps from the 5-bit prior
     assert IntegerPrior.load(fine).cfg.group_bits == 2 and IntegerPrior.load(out).cfg.group_bits == 5
-    with pytest.raises(ValueError, match="group-bits"):
+    with pytest.raises(ValueError, match="`group_bits` must be in"):
         train_prior(tmp_path / "tiny.safetensors", tmp_path / "h.safetensors", steps=1, group_bits=11, **kw)
 
 
