@@ -96,8 +96,8 @@ def _ste_sign(z: torch.Tensor) -> torch.Tensor:
 def search_latent(tok, prior, distortion: Distortion, z: torch.Tensor, frames: torch.Tensor, bits: int,
                   search: Search) -> torch.Tensor:
     """The searched latent of one GOP: ``z (1, D, T', h, w)`` the encoder's (its signs are the start), ``frames
-    (T, 3, 8h, 8w)`` the GOP's frames in [-1, 1] at the coded size, padded as the encoder saw them; only the first
-    ``bits`` channels are searched and coded. Returns a new ``z`` whose signs are the bits to code."""
+    (T, 3, 8h, 8w)`` the GOP's uint8 frames at the coded size, padded as the encoder saw them (``gop_frames``);
+    only the first ``bits`` channels are searched and coded. Returns a new ``z`` whose signs are the bits to code."""
     z = z.detach().clone()
     if not search.steps:
         return z
@@ -131,7 +131,7 @@ def _search_window(tok, prior, distortion, z, frames, bits, search, ts, ys, xs) 
     # output frames of latent t: 0 for t = 0, else 4(t-1)+1 .. 4t; those of the window's own latents
     f_lo, f_hi = (1 + 4 * (t0 - 1) if t0 else 0), 1 + 4 * (t1 - 1)
     out_lo = 1 if t0 else 0  # the context latent frame decodes to one frame, as a clip's first
-    target = frames[f_lo:f_hi, :, 8 * y0:8 * y1, 8 * x0:8 * x1]
+    target = frames[f_lo:f_hi, :, 8 * y0:8 * y1, 8 * x0:8 * x1].float().div_(127.5).sub_(1)
     window_pixels = 4 * 64 * (t1 - c0) * (a1 - a0) * (b1 - b0)  # about the pixels the window's tokens code
     pad = torch.zeros((1, z.shape[1] - bits) + ctx.shape[2:], dtype=z.dtype)
     for _ in range(search.steps):
@@ -166,10 +166,10 @@ def searched_tokens(tok, prior, pieces: list, bits: int, hold: float, search: Se
 
 
 def gop_frames(pieces) -> torch.Tensor:
-    """The GOP's uint8 pieces → ``(T, 3, H, W)`` float frames in [-1, 1], padded as the encoder pads them (edge
-    pixels to multiples of 8, the last frame repeated to ``1 + 4k``)."""
+    """The GOP's uint8 pieces → uint8 ``(T, 3, H, W)`` frames (a window turns its own into floats), padded as the
+    encoder pads them (edge pixels to multiples of 8, the last frame repeated to ``1 + 4k``)."""
     video = np.concatenate(list(pieces))
     t, h, w = video.shape[:3]
     tp, hp, wp = padded_size(t, h, w)
     video = np.pad(video, ((0, tp - t), (0, hp - h), (0, wp - w), (0, 0)), mode="edge")
-    return torch.from_numpy(video).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
+    return torch.from_numpy(video).permute(0, 3, 1, 2)

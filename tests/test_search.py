@@ -22,7 +22,7 @@ def codec():
 
 def _objective(codec, clip, z, bits, search):
     """``D + λ·R`` of the signs of ``z`` over the whole clip (what the search lowers, measured without windows)."""
-    frames = gop_frames([clip])
+    frames = gop_frames([clip]).float().div(127.5).sub(1)
     with torch.no_grad():
         codes = torch.where(z > 0, 1.0, -1.0)
         codes[:, bits:] = 0
