@@ -117,11 +117,7 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     if search.steps:
         distortion_of(search.tune)  # a missing LPIPS backbone fails before any work
     info = probe(src, size, fps)
-    if info.bit_depth > 8:
-        log(f"note: {src} is {info.bit_depth}-bit video; vtok codes 8-bit RGB, so it was converted to 8 bits")
-    if info.variable_rate:
-        log(f"note: {src} has a variable frame rate; coded at a constant {info.fps} fps (its frame timestamps are "
-            f"not kept)")
+    _input_notes(src, info, log)
     sound = read_audio(src) if audio else None
     tmp = partial_path(out)
     clear_partial(out, log)
@@ -146,6 +142,15 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     log(f"{src} -> {out}: {s['frames']} frames {info.width}x{info.height}, {s['video_bytes']} bytes{sound_note}, "
         f"{summary['bpp']:.4f} bpp, {summary['fps']:.1f} fps")
     return summary
+
+
+def _input_notes(src, info, log) -> None:
+    """One note for each way the input is not coded as it is (deeper than 8 bits, a variable frame rate)."""
+    if info.bit_depth > 8:
+        log(f"note: {src} is {info.bit_depth}-bit video; vtok codes 8-bit RGB, so it was converted to 8 bits")
+    if info.variable_rate:
+        log(f"note: {src} has a variable frame rate; coded at a constant {info.fps} fps (its frame timestamps are "
+            f"not kept)")
 
 
 def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: int | None = None,
