@@ -119,6 +119,9 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         I("--dec-blocks", default=-1, help="--arch tae: extra residual blocks at the start of the decoder (with "
           "--init: added to the init model, starting as the identity)"),
         A("--freeze-encoder", action="store_true", help="train the decoder only (the token family stays)"),
+        I("--refine-bits", default=_T.refine_bits, help="with --init: add N refinement bits to its sign bits (a new "
+          "token family whose first bits are the init model's tokens; docs/MODELS.md)"),
+        F("--new-lr-mult", default=_T.new_lr_mult, help="learning-rate factor of a new refinement branch"),
         A("--arch", default=_M.arch, choices=["magvit", "tae"], help="magvit (from scratch) or tae (starts from "
           "TAEF2's weights; see docs/MODELS.md)"),
         A("--stem-head", default="", help="--arch tae: the stem and head made by 'vtok distill'"),

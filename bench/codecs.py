@@ -15,7 +15,6 @@ from vtok.bench.anchors import ANCHORS, build_anchor
 from vtok.bitstream.errors import ToolError
 from vtok.codec.coding import DEFAULT_GOP
 from vtok.codec.loading import load_codec
-from vtok.codec.ladder import rate_ladder
 from vtok.codec.search import DEFAULT_PRESET, PRESETS, Search
 
 
@@ -64,7 +63,7 @@ class VtokBenchCodec:
         self.hold = self.codec.hold(s.hold)
         self.search = Search.of(s.preset, s.tune)
         self.preset, self.tune = s.preset or DEFAULT_PRESET, self.search.tune
-        self.ladder = rate_ladder(self.codec.tokenizer)
+        self.ladder = self.codec.rate_ladder
         self.rates = list(range(len(self.ladder))) if s.rates is None else list(s.rates)
         bad = [r for r in self.rates if not 0 <= r < len(self.ladder)]
         if bad:

@@ -68,26 +68,37 @@ class Codec:
         """The token family, written into every file (the header's model id): a hash of what decides the bits and
         their probabilities, the tokenizer's family (encoder, quantizer) and the prior. The decoder is not part of
         it: a better decoder for the same bits decodes the family's files. Computed once per loaded codec."""
-        return hashlib.sha256((self.tokenizer.family_id + self.prior.model_id).encode()).hexdigest()[:16]
+        tokens = self.tokenizer.family_of(self.model_bits)
+        return hashlib.sha256((tokens + self.prior.model_id).encode()).hexdigest()[:16]
+
+    @property
+    def model_bits(self) -> int:
+        """Bits of the tokens this codec codes: the prior's (all the tokenizer's, or the sign bits of a tokenizer with
+        refinement bits coupled with its base family's prior, ``VideoTokenizer.family_of``)."""
+        return self.prior.cfg.bits
 
     def codes(self, model_id: str) -> bool:
         """Whether a file whose header names ``model_id`` is of this codec's family (ids of earlier releases,
         which hashed the decoder as well, included)."""
         return EARLIER_IDS.get(model_id, model_id) == self.family_id
 
+    @property
+    def rate_ladder(self) -> list:
+        """The tokenizer's rate ladder (``codec/ladder.py``) up to the bits this codec codes."""
+        return [p for p in rate_ladder(self.tokenizer) if p.bits <= self.model_bits]
+
     def settings(self, rate: int | None = None, bits: int | None = None) -> tuple[float, int]:
         """(scale, bits per token) of a ``--rate`` point or of ``bits`` at full size (neither: all bits)."""
-        tok = self.tokenizer
         if rate is not None and bits is not None:
             raise ValueError("give `rate` or `bits`, not both")
         if rate is not None:
-            ladder = rate_ladder(tok)
+            ladder = self.rate_ladder
             if not 0 <= rate < len(ladder):
                 raise ValueError(f"`rate` must be in 0..{len(ladder) - 1} for this model, got {rate}")
             return ladder[rate].scale, ladder[rate].bits
-        bits = bits or tok.bits
-        if not 1 <= bits <= tok.bits:
-            raise ValueError(f"`bits` must be in 1..{tok.bits}, got {bits}")
+        bits = bits or self.model_bits
+        if not 1 <= bits <= self.model_bits:
+            raise ValueError(f"`bits` must be in 1..{self.model_bits}, got {bits}")
         return 1.0, bits
 
     def hold(self, hold: float | None = None) -> float:
@@ -151,7 +162,7 @@ class Codec:
         """The header of a file this codec writes (its frame count patched when the file is closed)."""
         c = colour or Colour()
         header = Header(width=width, height=height, frames=UNKNOWN_FRAMES, fps_num=fps.numerator,
-                        fps_den=fps.denominator, bits_per_token=bits, model_bits=self.tokenizer.bits, gop=gop,
+                        fps_den=fps.denominator, bits_per_token=bits, model_bits=self.model_bits, gop=gop,
                         prob_bits=self.prior.cfg.prob_bits, perfect=PERFECT, model_id=self.family_id,
                         rate=rate if rate is not None else 255, coded_width=coded[0], coded_height=coded[1],
                         matrix=c.matrix, full_range=c.full_range, primaries=c.primaries, transfer=c.transfer)
@@ -233,8 +244,8 @@ class Codec:
             raise ModelMismatch(f"the file was made by token family {h.model_id}, which the loaded model "
                                 f"({self.family_id}) does not code and no bundled model ({bundled}) codes: pass "
                                 f"`model=PATH` (and `prior=PATH`) with weights of family {h.model_id}")
-        if h.model_bits != self.tokenizer.bits:
-            raise ModelMismatch(f"the file has {h.model_bits}-bit tokens but the model makes {self.tokenizer.bits}")
+        if h.model_bits != self.model_bits:
+            raise ModelMismatch(f"the file has {h.model_bits}-bit tokens but the model makes {self.model_bits}")
         return coded
 
     def decompress_from(self, coded: CodedFile, start: int = 0, frames: int | None = None, audio: bool = True,

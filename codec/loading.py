@@ -21,8 +21,11 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     if not Path(prior).is_file():
         raise FileNotFoundError(f"no token prior at {prior} (pass `prior=PATH`)")
     ip = IntegerPrior.load(prior).to(device)
-    if ip.cfg.bits != tok.bits:
-        raise ValueError(f"prior {prior} codes {ip.cfg.bits}-bit tokens but the tokenizer makes {tok.bits}-bit tokens")
+    try:
+        tok.family_of(ip.cfg.bits)
+    except ValueError:
+        raise ValueError(f"prior {prior} codes {ip.cfg.bits}-bit tokens but the tokenizer makes {tok.bits}-bit "
+                         f"tokens") from None
     return Codec(tok, ip)
 
 

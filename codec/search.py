@@ -89,15 +89,11 @@ def distortion_of(tune: str) -> Distortion:
     return Distortion(tune)
 
 
-def _ste_sign(z: torch.Tensor) -> torch.Tensor:
-    return z + (torch.where(z > 0, 1.0, -1.0).to(z.dtype) - z).detach()
-
-
 def search_latent(tok, prior, distortion: Distortion, z: torch.Tensor, frames: torch.Tensor, bits: int,
                   search: Search) -> torch.Tensor:
     """The searched latent of one GOP: ``z (1, D, T', h, w)`` the encoder's (its signs are the start), ``frames
     (T, 3, 8h, 8w)`` the GOP's uint8 frames at the coded size, padded as the encoder saw them (``gop_frames``);
-    only the first ``bits`` channels are searched and coded. Returns a new ``z`` whose signs are the bits to code."""
+    the codes are the quantizer's of the searched latent (straight through), of which the first ``bits`` are coded. Returns a new ``z`` whose signs are the bits to code."""
     z = z.detach().clone()
     if not search.steps:
         return z
@@ -124,7 +120,7 @@ def _search_window(tok, prior, distortion, z, frames, bits, search, ts, ys, xs) 
     c0 = max(t0 - 1, 0)  # one latent frame before the window for temporal context (fixed)
     a0, a1 = max(y0 - MARGIN, 0), min(z.shape[3], y1 + MARGIN)
     b0, b1 = max(x0 - MARGIN, 0), min(z.shape[4], x1 + MARGIN)
-    ctx = z[:, :bits, c0:t1, a0:a1, b0:b1].clone()
+    ctx = z[:, :, c0:t1, a0:a1, b0:b1].clone()
     inner = (slice(None), slice(None), slice(t0 - c0, None), slice(y0 - a0, y1 - a0), slice(x0 - b0, x1 - b0))
     var = ctx[inner].clone().requires_grad_(True)
     opt = torch.optim.Adam([var], lr=search.lr)
@@ -133,20 +129,20 @@ def _search_window(tok, prior, distortion, z, frames, bits, search, ts, ys, xs) 
     out_lo = 1 if t0 else 0  # the context latent frame decodes to one frame, as a clip's first
     target = frames[f_lo:f_hi, :, 8 * y0:8 * y1, 8 * x0:8 * x1].float().div_(127.5).sub_(1)
     window_pixels = 4 * 64 * (t1 - c0) * (a1 - a0) * (b1 - b0)  # about the pixels the window's tokens code
-    pad = torch.zeros((1, z.shape[1] - bits) + ctx.shape[2:], dtype=z.dtype)
+    keep = torch.tensor([bits])
     for _ in range(search.steps):
         full = ctx.clone()
         full[inner] = var
-        codes = _ste_sign(full)
-        y = tok.decoder(torch.cat([codes, pad], 1))[0].transpose(0, 1)  # (T, 3, H, W)
+        codes = tok.quantizer(full).codes * tok.bit_mask(keep, full.new_empty(1, tok.bits))  # straight through
+        y = tok.decoder(codes)[0].transpose(0, 1)  # (T, 3, H, W)
         y = y[out_lo:out_lo + len(target), :, 8 * (y0 - a0):8 * (y1 - a0), 8 * (x0 - b0):8 * (x1 - b0)]
-        rate = prior.video_rate(torch.cat([codes, pad], 1), torch.tensor([bits]))[0]
+        rate = prior.video_rate(codes[:, :prior.cfg.bits], keep)[0]
         loss = distortion(target, y) + search.lam * rate / window_pixels
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        z[:, :bits, t0:t1, y0:y1, x0:x1] = var.detach()
+        z[:, :, t0:t1, y0:y1, x0:x1] = var.detach()
 
 
 def searched_tokens(tok, prior, pieces: list, bits: int, hold: float, search: Search) -> np.ndarray:
@@ -157,11 +153,11 @@ def searched_tokens(tok, prior, pieces: list, bits: int, hold: float, search: Se
     with torch.inference_mode():
         z = torch.cat(list(tok.latents(pieces)), 2)
         idx = tok.quantizer.held_indices(z, None, hold)[0] if hold else tok.quantizer(z).indices
-        start = tok.quantizer.indices_to_codes(idx) * z.abs().clamp_min(1e-3)
+        start = tok.quantizer.indices_to_codes(idx)[:, :z.shape[1]] * z.abs().clamp_min(1e-3)
     z = search_latent(tok, prior, distortion_of(search.tune), start, gop_frames(pieces), bits, search)
     # the hold once more: a bit the search left within ±hold of zero keeps its previous latent frame's value
-    idx = (tok.quantizer.held_indices(z, None, hold)[0] if hold else
-           tok.quantizer.codes_to_indices(torch.where(z > 0, 1.0, -1.0)))[0]
+    with torch.inference_mode():
+        idx = (tok.quantizer.held_indices(z, None, hold)[0] if hold else tok.quantizer(z).indices)[0]
     return (idx & ((1 << bits) - 1) if bits < tok.bits else idx).cpu().numpy()
 
 

@@ -27,6 +27,7 @@ ARGS = {
     "fq": dict(bits=6, branches=2, dim=8, code_dim=4, align_weight=0.0),
     "gsq": dict(bits=6, groups=2, group_dim=4),
     "regvq": dict(bits=6, dim=4),
+    "rlfq": dict(bits=6, base_bits=4, refine=[1, 3], scales=[0.5, 0.7], group_bits=2, entropy_weight=0.1),
 }
 
 
@@ -37,7 +38,7 @@ def _z(q, seed=0, shape=(2, 3, 4, 5)):
 
 
 def test_registry_has_every_quantizer():
-    assert set(QUANTIZERS) == {"lfq", "vq", "fq", "gsq", "regvq"} == set(ARGS)
+    assert set(QUANTIZERS) == {"lfq", "rlfq", "vq", "fq", "gsq", "regvq"} == set(ARGS)
     with pytest.raises(ValueError, match="unknown quantizer"):
         build_quantizer("pq")
     with pytest.raises(ValueError, match="quantizer 'vq'"):
@@ -198,8 +199,9 @@ def test_two_training_steps(name, video_dir, tmp_path):
     qargs = {k: v for k, v in ARGS[name].items() if k not in ("bits", "group_bits")}
     if name == "fq" and HAVE_LPIPS:
         qargs["align_weight"] = 0.5  # with the default offline teacher
-    mcfg = tiny_config(quantizer=name, bits=6, group_bits=3 if name == "lfq" else 0,
-                       nested_dropout=0.5 if name == "lfq" else 0.0, quantizer_args=qargs)
+    nested = name in ("lfq", "rlfq")
+    mcfg = tiny_config(quantizer=name, bits=6, group_bits=3 if name == "lfq" else 0, nested_dropout=0.5 * nested,
+                       quantizer_args=qargs, arch="tae" if name == "rlfq" else "magvit")  # refinement: tae only
     tcfg = TrainConfig(run_dir=str(tmp_path / "run"), data=[str(video_dir)], cache_short_side=40, steps=2, batch=2,
                        frames=5, crop=32, lpips_weight=0.0, warmup=1, progress=False, save_every_s=0.0, log_every=1)
     out = train(tcfg, mcfg, log=lambda *a: None)

@@ -135,17 +135,24 @@ class TaeVideoDecoder(nn.Module):
     1×1 + 3×3 dequantizer to TAEF2's 32-channel latent → TAEF2's layer 1 → ``refine_blocks`` extra residual blocks
     (previous-frame taps; optional) → TAEF2's layers 3–5 (1/8 stage, with previous-frame taps) → temporal grow → ×2
     upsampling and layer 7 → layers 8–10 (1/4 stage) → temporal grow → cheap head per frame.
-    Args: in_ch (quantizer code channels); refine_blocks.
+    Args: in_ch (quantizer code channels); refine_blocks; residual_ch: how many of the ``in_ch`` code channels are
+    refinement bits (``quantizers/rlfq.py``), read by a 1×1 branch of their own that starts at zero, added to the
+    signs' first dequantizer layer — so a decoder given refinement bits starts as the decoder it grew from.
 
     The refine blocks run at 1/8 resolution on the latent frames (a quarter of the frames), where a block costs about
     a tenth of what it would at 1/4 resolution on every second frame; each one's last convolution starts at zero,
     so that blocks added to a trained decoder start as the identity.
     """
 
-    def __init__(self, in_ch: int, refine_blocks: int = 0):
+    def __init__(self, in_ch: int, refine_blocks: int = 0, residual_ch: int = 0):
         super().__init__()
         c = TAE_CH
+        in_ch -= residual_ch
         self.dequant = nn.Sequential(nn.Conv2d(in_ch, c, 1), nn.ReLU(), conv3(c, TAE_LATENT))
+        self.residual = None
+        if residual_ch:
+            self.residual = nn.Conv2d(residual_ch, c, 1, bias=False)
+            nn.init.zeros_(self.residual.weight)
         self.latent = conv3(TAE_LATENT, c)
         n = min(in_ch, TAE_LATENT, c // 2)
         with torch.no_grad():  # start as "bit i is the sign of TAEF2's latent channel i": 0.8·(relu(b) − relu(−b))
@@ -169,9 +176,18 @@ class TaeVideoDecoder(nn.Module):
         self.grow2 = TemporalGrow(c)
         self.head = CheapHead()
 
+    def _dequantized(self, h: torch.Tensor) -> torch.Tensor:
+        """Folded codes ``(N, in_ch, h, w)`` → TAEF2's layer-1 features."""
+        if self.residual is None:
+            h = self.dequant(h)
+        else:
+            n = self.dequant[0].in_channels
+            h = self.dequant[2](F.relu(self.dequant[0](h[:, :n]) + self.residual(h[:, n:])))
+        return F.relu(self.latent(soft_clamp(h)))
+
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         h, t = fold(q)
-        h = F.relu(self.latent(soft_clamp(self.dequant(h))))
+        h = self._dequantized(h)
         for blk in self.refine:
             h = blk(h, t)
         for blk in self.eighth:
@@ -192,7 +208,7 @@ class TaeVideoDecoder(nn.Module):
         if q.shape[0] != 1:
             raise ValueError("a stream decodes one clip at a time")
         h, t = fold(q)
-        h = F.relu(self.latent(soft_clamp(self.dequant(h))))
+        h = self._dequantized(h)
         for blk in self.refine:
             h = blk(h, t, stream)
         for blk in self.eighth:

@@ -62,6 +62,8 @@ class VideoTokenizer(nn.Module):
                              f"{cfg.quantizer!r}: set nested_dropout to 0")
         if cfg.dec_blocks and cfg.arch != "tae":
             raise ValueError(f"dec_blocks applies to arch 'tae' only, not {cfg.arch!r}")
+        if cfg.arch == "magvit" and self.refine_bits:
+            raise ValueError("refinement bits (rlfq) need arch 'tae'")
         if cfg.arch == "magvit":
             from vtok.codec.models.magvit import Decoder, Encoder
             self.encoder = Encoder(cfg, self.quantizer.dim)
@@ -69,7 +71,7 @@ class VideoTokenizer(nn.Module):
         elif cfg.arch == "tae":
             from vtok.codec.models.tae import TaeVideoDecoder, TaeVideoEncoder
             self.encoder = TaeVideoEncoder(self.quantizer.dim, cfg.stem_blocks)
-            self.decoder = TaeVideoDecoder(self.quantizer.code_dim, cfg.dec_blocks)
+            self.decoder = TaeVideoDecoder(self.quantizer.code_dim, cfg.dec_blocks, self.refine_bits)
         else:
             raise ValueError(f"unknown tokenizer architecture {cfg.arch!r} (magvit, tae)")
         self.stored_family = None  # a decode-only model's family id, as its file states it (``drop_encoder``)
@@ -95,6 +97,16 @@ class VideoTokenizer(nn.Module):
     @property
     def bits(self) -> int:
         return self.quantizer.bits_per_token
+
+    @property
+    def refine_bits(self) -> int:
+        """Refinement bits after the sign bits (``quantizers/rlfq.py``); 0 for other quantizers."""
+        return getattr(self.quantizer, "refine_bits", 0)
+
+    @property
+    def base_bits(self) -> int:
+        """The bits of the token before any refinement bits: a prefix this long is the base tokenizer's token."""
+        return self.bits - self.refine_bits
 
     @property
     def group_bits(self) -> int:
@@ -126,6 +138,16 @@ class VideoTokenizer(nn.Module):
         cfg = {k: v for k, v in json.loads(self.cfg.to_json()).items() if k not in DECODER_FIELDS}
         return self._hash(json.dumps(cfg, sort_keys=True), False)
 
+    def family_of(self, bits: int) -> str:
+        """The token family of this tokenizer's first ``bits`` bits as a coded unit: its own for all of them; for
+        the sign bits of a tokenizer with refinement bits, the family of the tokenizer they grew from (weights
+        metadata ``base_family``), whose files it decodes."""
+        if bits == self.bits:
+            return self.family_id
+        if bits == self.base_bits and "base_family" in self.meta:
+            return self.meta["base_family"]
+        raise ValueError(f"a {bits}-bit token prior does not fit this model's {self.bits}-bit tokens")
+
     @property
     def decoder_id(self) -> str:
         """A hash of the decoder alone (its config fields and weights): which decoder of the family this is."""
@@ -138,11 +160,18 @@ class VideoTokenizer(nn.Module):
         return (ar[None, :] < keep_bits[:, None]).to(like.dtype)[:, :, None, None, None]
 
     def sample_keep_bits(self, batch: int, device=None) -> torch.Tensor | None:
-        """Nested dropout's bits kept per sample ``(B,)`` for one training batch (None: all bits, no dropout)."""
+        """Nested dropout's bits kept per sample ``(B,)`` for one training batch (None: all bits, no dropout).
+
+        With refinement bits, half the shortened samples keep a prefix longer than the sign bits, the other half a
+        shorter one, so that the rates of the base tokenizer stay trained while the new ones are learnt."""
         if not (self.training and self.cfg.nested_dropout > 0):
             return None
         drop = torch.rand(batch, device=device) < self.cfg.nested_dropout
         k = torch.randint(self.cfg.min_bits, self.bits, (batch,), device=device)
+        if self.refine_bits:
+            upper = torch.randint(self.base_bits, self.bits, (batch,), device=device)
+            below = torch.randint(self.cfg.min_bits, self.base_bits, (batch,), device=device)
+            k = torch.where(torch.rand(batch, device=device) < 0.5, upper, below)
         return torch.where(drop, k, torch.full_like(k, self.bits))
 
     def forward(self, x: torch.Tensor, keep_bits: torch.Tensor | None = None):

@@ -67,6 +67,8 @@ class TrainConfig:
     inflate: bool = False  # the init model was image-trained: inflate its temporal kernels
     dec_blocks: int = -1  # with init: grow the decoder to this many refine blocks (-1: as the init model has)
     freeze_encoder: bool = False  # train the decoder only: the tokens, and so the token prior, stay what they are
+    refine_bits: int = 0  # with init: grow this many refinement bits onto its sign bits (``training/refine.py``)
+    new_lr_mult: float = 10.0  # learning-rate factor of the parts that start at zero (a grown refinement branch)
     stem_head: str = ""  # arch "tae", no init: the distilled stem and head (``vtok distill``) to start from
     taef2: str = ""  # arch "tae", no init: folder of TAEF2's weights (default ../shared/weights/taef2)
     rate_weight: float = 0.0  # lambda of D + lambda * R, R in bits per pixel from the token prior (0: no rate term)
@@ -196,6 +198,32 @@ def load_state(path: Path, model, ema, opt, disc=None, dopt=None, prior=None, po
     return int(meta["step"]), meta
 
 
+def refined(model: VideoTokenizer, tcfg: TrainConfig, state_path: Path | None, cache: Path) -> VideoTokenizer:
+    """The init model with ``tcfg.refine_bits`` refinement bits: as the run's checkpoint has them when it resumes
+    (its stored config), else measured on 32 training clips."""
+    from vtok.codec.training.refine import with_refinement
+
+    if state_path is not None and state_path.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(state_path), framework="pt") as f:
+            cfg = TokenizerConfig.from_json(f.metadata()["config"])
+        grown = VideoTokenizer(cfg)
+        grown.meta = {**model.meta, "base_family": model.family_id}
+        return grown.train()
+    sampler = ClipSampler(cache, tcfg.frames, tcfg.crop, tcfg.max_source_share, seed=12345)
+    return with_refinement(model, tcfg.refine_bits, (sampler.sample(4) for _ in range(8)))
+
+
+def param_groups(model: nn.Module, tcfg: TrainConfig) -> list[dict]:
+    """The trainable parameters, those of a grown refinement branch (``decoder.residual``) in a group of their own
+    with ``new_lr_mult`` times the learning rate."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    new = [p for n, p in named if n.startswith("decoder.residual.")]
+    groups = [{"params": [p for n, p in named if not n.startswith("decoder.residual.")]}]
+    return groups + ([{"params": new, "mult": tcfg.new_lr_mult}] if new else [])
+
+
 def _setup_distributed() -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -261,6 +289,12 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
     state_path = run / "state.safetensors"
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
+    cache = Path(tcfg.cache_dir or run / "cache")
+    if rank == 0 and not (cache / "index.json").exists():
+        log(f"building training cache in {cache} from {', '.join(map(str, tcfg.data))}")
+        build_cache(tcfg.data, cache, short_side=tcfg.cache_short_side, log=log)
+    if dist.is_initialized():
+        dist.barrier()
     if tcfg.init:
         model = load_tokenizer(tcfg.init).train()
         if model.decode_only:
@@ -271,23 +305,18 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
             model = grow_decoder(model, tcfg.dec_blocks)
         if mcfg is not None and mcfg.quantizer_args:
             reweigh_quantizer(model, mcfg.quantizer_args)
+        if tcfg.refine_bits:
+            model = refined(model, tcfg, state_path if resume else None, cache)
     else:
         model = VideoTokenizer(mcfg or TokenizerConfig())  # a bad configuration fails here, before any work
         if model.cfg.arch == "tae" and not (resume and state_path.exists()):
             start_from_taef2(model, tcfg.taef2 or None, tcfg.stem_head or None)
-    cache = Path(tcfg.cache_dir or run / "cache")
-    if rank == 0 and not (cache / "index.json").exists():
-        log(f"building training cache in {cache} from {', '.join(map(str, tcfg.data))}")
-        build_cache(tcfg.data, cache, short_side=tcfg.cache_short_side, log=log)
-    if dist.is_initialized():
-        dist.barrier()
 
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if tcfg.freeze_encoder:
         model.encoder.requires_grad_(False)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=tcfg.lr, betas=(0.9, 0.99),
-                           weight_decay=tcfg.weight_decay)
+    opt = torch.optim.Adam(param_groups(model, tcfg), lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=tcfg.weight_decay)
     disc = dopt = None
     lecam = LeCAM()
     if tcfg.adv_weight > 0:
@@ -309,8 +338,8 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
     # that the exported model moves away from the start only as the new optimizer settles, and the entropy penalty
     # is not raised again (its early 3x is for codes that are not yet spread).
     warm = bool(tcfg.init) and not tcfg.inflate
-    # the init model's own rate ladder (its measured points) goes with the exported weights
-    extra = {"rate_ladder": model.meta["rate_ladder"]} if "rate_ladder" in model.meta else {}
+    # the init model's own rate ladder and hold (measured for it) and the family it grew from go with the export
+    extra = {k: model.meta[k] for k in ("rate_ladder", "hold", "base_family") if k in model.meta}
     if rank == 0:
         (run / "train_config.json").write_text(json.dumps(dataclasses.asdict(tcfg), indent=1))
 
@@ -334,7 +363,7 @@ def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool =
         x = sampler.sample(tcfg.batch).to(device, non_blocking=True)
         lr = lr_at(step, tcfg)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("mult", 1.0)
         keep = model.sample_keep_bits(x.shape[0], device)
         with autocast:
             y, qout = net(x, keep)

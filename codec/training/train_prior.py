@@ -10,6 +10,7 @@ rate ladder codes only the first ``k`` bits of every token) when the tokenizer w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -82,6 +83,32 @@ def held_out_rate(prior: TokenPrior, gops: list[np.ndarray]) -> float:
     return total / max(count, 1)
 
 
+def widened(prior: TokenPrior, bits: int) -> TokenPrior:
+    """``prior`` made to code ``bits``-bit tokens whose first bits are its own (refinement bits after them,
+    ``quantizers/rlfq.py``): its weights for the bits it knows, zero for the new inputs, new outputs from its
+    last bit's. It codes the first bits as before (the new bits are unknown, 0, when they are coded) and starts the
+    refinement bits from a guess."""
+    old = prior.cfg
+    cfg = dataclasses.replace(old, bits=bits)
+    net = TokenPrior(cfg)
+    state = {k: v.clone() for k, v in prior.state_dict().items()}
+    w = state["convs.0.weight"]
+    d, n = old.bits, bits
+    w0 = torch.zeros(w.shape[0], cfg.in_channels, *w.shape[2:])
+    w0[:, :d] = w[:, :d]  # the previous latent frame's bits
+    w0[:, n:n + d] = w[:, d:2 * d]  # the current frame's bits known so far
+    w0[:, 2 * n:2 * n + 3] = w[:, 2 * d:2 * d + 3]  # has-previous and the two passes
+    first = 2 * n + 3
+    for g in range(cfg.groups):  # a new group starts from the old last group's one-hot weights
+        w0[:, first + g] = w[:, 2 * d + 3 + min(g, old.groups - 1)]
+    state["convs.0.weight"] = w0
+    last = [min(i, d - 1) for i in range(n)]
+    state["out.weight"] = state["out.weight"][last]
+    state["out.bias"] = state["out.bias"][last]
+    net.load_state_dict(state)
+    return net
+
+
 def load_token_gops(tok, cache, run: Path, gop: int, max_clips: int, log, hold: float = 0.0) -> list[np.ndarray]:
     """The cache's tokens in ``gop``-frame GOPs, tokenized once and kept in ``run`` (keyed by family, GOP, hold)."""
     token_file = run / (f"tokens-{tok.family_id}-gop{gop}" + (f"-hold{hold:g}" if hold else "") + ".npz")
@@ -134,6 +161,8 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
         nested = 0.0  # the tokenizer decodes whole tokens only: no bit prefixes to code
     if init_prior:
         prior = TokenPrior.from_integer(IntegerPrior.load(init_prior))
+        if prior.cfg.bits == tok.base_bits < tok.bits:
+            prior = widened(prior, tok.bits)
         if prior.cfg.bits != tok.bits:
             raise ValueError(f"{init_prior} codes {prior.cfg.bits}-bit tokens, the tokenizer makes {tok.bits}-bit "
                              f"tokens")

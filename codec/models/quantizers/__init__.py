@@ -5,10 +5,12 @@ from vtok.codec.models.quantizers.fq import FactorizedQuantizer
 from vtok.codec.models.quantizers.gsq import GroupedSphericalQuantizer
 from vtok.codec.models.quantizers.lfq import LookupFreeQuantizer
 from vtok.codec.models.quantizers.regvq import RegularizedVectorQuantizer
+from vtok.codec.models.quantizers.rlfq import ResidualLookupFreeQuantizer
 from vtok.codec.models.quantizers.vq import VectorQuantizer
 
 QUANTIZERS = {
     "lfq": LookupFreeQuantizer,
+    "rlfq": ResidualLookupFreeQuantizer,
     "vq": VectorQuantizer,
     "fq": FactorizedQuantizer,
     "gsq": GroupedSphericalQuantizer,
@@ -29,4 +31,5 @@ def build_quantizer(name: str, **kwargs) -> Quantizer:
 
 
 __all__ = ["QUANTIZERS", "Quantizer", "QuantizerOutput", "FactorizedQuantizer", "GroupedSphericalQuantizer",
-           "LookupFreeQuantizer", "RegularizedVectorQuantizer", "VectorQuantizer", "build_quantizer", "codebook_usage"]
+           "LookupFreeQuantizer", "RegularizedVectorQuantizer",
+           "ResidualLookupFreeQuantizer", "VectorQuantizer", "build_quantizer", "codebook_usage"]

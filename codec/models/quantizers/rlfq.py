@@ -1,0 +1,93 @@
+"""Residual lookup-free quantization: LFQ's sign bits, then refinement bits on what the signs leave.
+
+The first ``base_bits`` bits of a token are LFQ's (``q1 = sign(z)``, one per latent channel; MAGVIT-v2, arXiv
+2310.05737). Each refinement bit is the sign of one channel's residual, ``q2_c = sign(z_c − s_c · q1_c)``, with
+``s_c`` the channel's mean ``|z_c|`` (so both halves of every sign split again near their middle): a second LFQ
+stage on the residual, as residual quantization stacks stages (RQ-VAE, arXiv 2203.01941; BSQ-ViT doubles the bits
+of each token the same way, arXiv 2406.07548). ``refine`` lists the channels that get one, most useful first, so
+the token's bits stay nested prefixes: the first ``base_bits`` are the base tokenizer's token, and every longer
+prefix adds one channel's refinement. Token index bit ``base_bits + j`` is channel ``refine[j]``'s refinement.
+
+The encoder reads ``dim = base_bits`` channels; the decoder gets ``code_dim = bits`` (signs, then refinements).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vtok.codec.models.quantizers.base import QuantizerOutput
+from vtok.codec.models.quantizers.lfq import LookupFreeQuantizer
+
+
+class ResidualLookupFreeQuantizer(LookupFreeQuantizer):
+    """LFQ plus one refinement bit for each channel in ``refine``.
+
+    Args:
+        bits: bits per token, ``base_bits + len(refine)`` (at most 62).
+        base_bits: the sign bits (= the encoder's latent channels).
+        refine: the channels that get a refinement bit, in bit order.
+        scales: ``s_c`` of each of those channels (the split point of the residual).
+        group_bits: bits per sub-token (the prior's bit groups); the last group may be shorter.
+        Other arguments are LFQ's loss weights (unused when the encoder is frozen).
+    """
+
+    sized_groups = True
+
+    def __init__(self, bits: int = 60, base_bits: int = 36, refine=(), scales=(), group_bits: int = 9,
+                 entropy_weight: float = 0.0, gamma: float = 1.0, commit_weight: float = 0.0,
+                 temperature: float = 1.0):
+        refine, scales = [int(c) for c in refine], [float(s) for s in scales]
+        if bits != base_bits + len(refine) or len(scales) != len(refine):
+            raise ValueError(f"bits ({bits}) must be base_bits ({base_bits}) + one per refined channel "
+                             f"({len(refine)} channels, {len(scales)} scales)")
+        if len(set(refine)) != len(refine) or any(not 0 <= c < base_bits for c in refine):
+            raise ValueError(f"refined channels must be distinct channels of 0..{base_bits - 1}, got {refine}")
+        if any(not s > 0 for s in scales):
+            raise ValueError(f"scales must be > 0, got {scales}")
+        super().__init__(base_bits, base_bits if base_bits % group_bits else group_bits, entropy_weight, gamma,
+                         commit_weight, temperature)
+        self.dim = base_bits
+        self.base_bits = base_bits
+        self.bits = bits
+        self.group_bits = group_bits
+        self.refine_bits = len(refine)
+        self.register_buffer("refine", torch.tensor(refine, dtype=torch.int64), persistent=False)
+        self.register_buffer("scales", torch.tensor(scales).view(1, -1, 1, 1, 1), persistent=False)
+        self.register_buffer("powers", 2 ** torch.arange(bits, dtype=torch.int64), persistent=False)
+
+    @property
+    def code_dim(self) -> int:
+        return self.bits
+
+    def _refinements(self, z: torch.Tensor, q1: torch.Tensor) -> torch.Tensor:
+        """``(B, base, T, H, W)`` latent and its signs → the refinement codes ``(B, len(refine), T, H, W)``, ±1,
+        with a straight-through gradient to ``z`` (the encoder-side search, ``codec/search.py``, moves it)."""
+        r = z.index_select(1, self.refine) - self.scales.to(z.dtype) * q1.detach().index_select(1, self.refine)
+        return r + (torch.where(r > 0, 1.0, -1.0).to(z.dtype) - r).detach()
+
+    def forward(self, z: torch.Tensor, images: torch.Tensor | None = None) -> QuantizerOutput:
+        q1 = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
+        q = torch.cat([z + (q1 - z).detach(), self._refinements(z, q1)], 1)
+        losses = {}
+        if self.training and self.entropy_weight:
+            losses["entropy"] = self.entropy_weight * self.entropy_loss(z)
+        if self.training and self.commit_weight:
+            losses["commit"] = self.commit_weight * (z - q1.detach()).pow(2).mean()
+        return QuantizerOutput(q, self.codes_to_indices(q.detach()), losses)
+
+    def held_indices(self, z: torch.Tensor, prev: torch.Tensor | None, hold: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """LFQ's temporal hold on the sign bits (``prev``: the last latent frame's sign codes), the refinement bits
+        from the signs as held. Returns ``(indices, the last latent frame's sign codes)``."""
+        q1 = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
+        for t in range(q1.shape[2]):
+            if prev is not None:
+                q1[:, :, t] = torch.where(z[:, :, t].abs() < hold, prev, q1[:, :, t])
+            prev = q1[:, :, t]
+        return self.codes_to_indices(torch.cat([q1, self._refinements(z, q1)], 1)), prev
+
+    def entropy_terms(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        saved, self.bits = self.bits, self.base_bits
+        try:
+            return super().entropy_terms(z)
+        finally:
+            self.bits = saved

@@ -1,0 +1,91 @@
+"""Refinement bits: the residual LFQ stage, a tokenizer grown from a sign-bit one, and the files of both."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import random_clip, smooth_clip, tiny_config
+from vtok.codec.coding import Codec
+from vtok.codec.entropy import token_costs
+from vtok.codec.models.quantizers import LookupFreeQuantizer, ResidualLookupFreeQuantizer
+from vtok.codec.models.tokenizer import VideoTokenizer
+from vtok.codec.prior import PriorConfig, TokenPrior
+from vtok.codec.training.refine import with_refinement
+from vtok.codec.training.train_prior import widened
+
+BASE, EXTRA = 12, 5
+
+
+def test_refinement_bits_are_the_residual_signs_after_the_base_bits():
+    torch.manual_seed(0)
+    z = torch.randn(2, 6, 3, 4, 5)
+    q = ResidualLookupFreeQuantizer(bits=9, base_bits=6, refine=[4, 0, 2], scales=[0.5, 0.8, 1.0], group_bits=3)
+    lfq = LookupFreeQuantizer(bits=6, group_bits=3)
+    out = q(z)
+    assert torch.equal(out.indices & 63, lfq(z).indices)
+    for j, (c, s) in enumerate(zip([4, 0, 2], [0.5, 0.8, 1.0])):
+        want = (z[:, c] - s * torch.sign(z[:, c])) > 0
+        assert torch.equal((out.indices >> (6 + j)) & 1 == 1, want)
+    assert torch.equal(q.indices_to_codes(out.indices), out.codes.detach())
+    held, _ = q.held_indices(z, None, 0.3)
+    assert torch.equal(held & 63, lfq.held_indices(z, None, 0.3)[0])
+    with pytest.raises(ValueError, match="base_bits"):
+        ResidualLookupFreeQuantizer(bits=10, base_bits=6, refine=[1], scales=[1.0])
+
+
+@pytest.fixture(scope="module")
+def grown():
+    torch.manual_seed(1)
+    base = VideoTokenizer(tiny_config(arch="tae", bits=BASE, group_bits=4)).eval()
+    clips = [torch.rand(1, 3, 5, 32, 32) * 2 - 1 for _ in range(2)]
+    return base, with_refinement(base, EXTRA, clips).eval()
+
+
+def test_a_grown_tokenizer_starts_as_its_base_and_extends_its_tokens(grown):
+    base, tok = grown
+    assert tok.bits == BASE + EXTRA and tok.base_bits == BASE
+    assert tok.family_of(BASE) == base.family_id != tok.family_id
+    clip = smooth_clip(9, 32, 48)
+    t_base, t_tok = base.encode(clip, hold=0.1), tok.encode(clip, hold=0.1)
+    assert np.array_equal(t_tok & ((1 << BASE) - 1), t_base)
+    # the refinement branch starts at zero: the full token decodes as the base token did, and so does every prefix
+    assert np.array_equal(tok.decode(t_tok), base.decode(t_base))
+    assert np.array_equal(tok.decode(t_tok & 7, bits=3), base.decode(t_base & 7, bits=3))
+    with torch.no_grad():
+        tok.decoder.residual.weight.normal_()
+    assert not np.array_equal(tok.decode(t_tok), base.decode(t_base))
+    assert np.array_equal(tok.decode(t_tok & ((1 << BASE) - 1), bits=BASE), base.decode(t_base))
+
+
+def test_the_widened_prior_codes_the_base_bits_as_before(grown):
+    base, tok = grown
+    torch.manual_seed(2)
+    small = TokenPrior(PriorConfig(bits=BASE, group_bits=4, channels=8, layers=2))
+    wide = widened(small, tok.bits)
+    assert wide.cfg.bits == tok.bits and wide.cfg.groups == 5
+    tokens = tok.encode(random_clip(9, 32, 48))
+    prefix = tokens & ((1 << BASE) - 1)
+    assert np.array_equal(token_costs(wide.freeze(), prefix, BASE), token_costs(small.freeze(), prefix, BASE))
+
+
+def test_files_of_the_base_family_stay_the_same_and_decode_with_the_grown_model(grown):
+    base, tok = grown
+    torch.manual_seed(3)
+    prior = TokenPrior(PriorConfig(bits=BASE, group_bits=4, channels=8, layers=2)).freeze()
+    clip = smooth_clip(9, 32, 48, seed=4)
+    old, through_grown = Codec(base, prior), Codec(tok, prior)
+    assert through_grown.codes(old.family_id) and through_grown.model_bits == BASE
+    data = old.compress(clip, bits=8)
+    assert through_grown.compress(clip, bits=8) == data
+    with torch.no_grad():
+        tok.decoder.residual.weight.normal_()  # a trained branch: the base bits decode as before all the same
+    assert np.array_equal(through_grown.decompress(data), old.decompress(data))
+    with pytest.raises(ValueError, match="bits"):
+        through_grown.settings(bits=BASE + 1)
+    refined = Codec(tok, widened(TokenPrior.from_integer(prior), tok.bits).freeze())
+    assert not refined.codes(old.family_id) and refined.model_bits == BASE + EXTRA
+    full = refined.compress(clip)
+    assert np.array_equal(refined.decompress(full), tok.decode(tok.encode(clip), size=clip.shape[:3]))
+    assert len(full) > len(refined.compress(clip, bits=BASE))
