@@ -159,7 +159,7 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         I("--gop", default=65, help="GOP length the cached clips are cut into before tokenizing"),
         A("--init-prior", default="", help="start from this prior (e.g. the model's shipped one)"),
         I("--save-every", default=0, help="write the prior and the run state every N steps"),
-        A("--resume", action="store_true", help="continue from <run-dir>/prior-state.pt"),
+        A("--resume", action="store_true", help="continue from <run-dir>/prior-state.safetensors"),
         I("--group-bits", default=0, help="bits per coding step of a token (0: the quantizer's groups); an "
           "--init-prior of other groups is regrouped"),
         I("--held-out", default=0, help="keep every N-th GOP out of training and log its rate at each save"), HOLD]),

@@ -137,7 +137,7 @@ def test_distill_runs_and_resumes(tmp_path):
 
 
 def test_refine_blocks_start_as_the_identity_and_stay_causal():
-    from vtok.codec.training.train import grow_decoder
+    from vtok.codec.training.start import grow_decoder
 
     torch.manual_seed(0)
     tok = VideoTokenizer(TokenizerConfig(arch="tae", bits=12, group_bits=6)).eval()

@@ -14,7 +14,8 @@ import torch
 from vtok.codec.training.data import ClipSampler, build_cache, source_capped_weights
 from vtok.codec.models.tokenizer import VideoTokenizer
 from vtok.codec.models.zoo import load_tokenizer
-from vtok.codec.training.train import TrainConfig, inflate_from_image, lr_at, train
+from vtok.codec.training.start import inflate_from_image
+from vtok.codec.training.train import TrainConfig, lr_at, train
 from vtok.codec.media.write import write_video
 from tests.conftest import SHARED, smooth_clip, tiny_config
 

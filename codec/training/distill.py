@@ -13,8 +13,6 @@ Resumable: ``<run>/distill-state.safetensors`` holds stem, head, optimizer state
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from pathlib import Path
 
@@ -25,17 +23,9 @@ from vtok.codec.training.data import ClipSampler, build_cache
 from vtok.codec.models.perceptual import build_lpips
 from vtok.codec.paths import TRAIN_DATA
 from vtok.codec.models.tae import CheapHead, CheapStem
-from vtok.codec.training.optim_state import flat_optimizer_state, load_optimizer_state
+from vtok.codec.training.toolkit import (MetricsLog, cosine_lr, load_checkpoint, save_checkpoint, save_tensors,
+                                         set_lr)
 from vtok.codec.models.taef2 import load_taef2
-
-
-def _save(path: Path, tensors: dict, meta: dict) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={k: str(v) for k, v in meta.items()})
-    tmp.replace(path)
 
 
 def load_stem_head(path) -> tuple[dict, dict]:
@@ -67,32 +57,26 @@ def distill(run_dir, data=(str(TRAIN_DATA),), cache_dir: str = "", steps: int = 
     lpips = build_lpips() if lpips_weight > 0 else None
     state_path = run / "distill-state.safetensors"
     step = 0
+    parts_of_run = ({"stem": stem, "head": head}, {"opt": opt})
     if state_path.exists():
-        from safetensors import safe_open
-        with safe_open(str(state_path), framework="pt") as f:
-            t = {k: f.get_tensor(k) for k in f.keys()}
-            step = int(f.metadata()["step"])
-        stem.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("stem.")}, strict=True)
-        head.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("head.")}, strict=True)
-        load_optimizer_state(opt, t, "opt")
+        step, _ = load_checkpoint(state_path, *parts_of_run)
         log(f"resumed {state_path} at step {step}")
     sampler = ClipSampler(cache, 1, crop, seed=seed * 1000 + step)
-    metrics = open(run / "distill-metrics.jsonl", "a")
+    metrics = MetricsLog(run / "distill-metrics.jsonl")
     last = time.time()
 
     def export():
+        save_checkpoint(state_path, step, *parts_of_run)
         tensors = {f"stem.{k}": v for k, v in stem.state_dict().items()}
         tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
-        _save(state_path, {**tensors, **flat_optimizer_state(opt, "opt")}, {"step": step})
-        _save(run / "stem-head.safetensors", tensors, {"step": step, "format": "vtok-stem-head"})
+        save_tensors(run / "stem-head.safetensors", tensors, {"step": step, "format": "vtok-stem-head"})
 
     while step < steps:
         x = sampler.sample(batch)[:, :, 0].add(1).mul(0.5)  # (B, 3, crop, crop) in [0, 1]
         with torch.no_grad():
             f_t = teacher_enc.features(x)
             g_t = teacher_dec.features(teacher_enc.run(f_t, 7, 15))
-        for grp in opt.param_groups:
-            grp["lr"] = lr * min(1.0, (step + 1) / 100) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / steps)))
+        set_lr(opt, cosine_lr(step, steps, lr, warmup=100, min_ratio=0.1))
         f_s = stem(x)
         stem_loss = F.mse_loss(f_s, f_t) / f_t.var().clamp_min(1e-6)
         y = head(g_t)
@@ -110,8 +94,7 @@ def distill(run_dir, data=(str(TRAIN_DATA),), cache_dir: str = "", steps: int = 
         if step % 10 == 0:
             with torch.no_grad():
                 parts["psnr"] = float(10 * torch.log10(1 / F.mse_loss(y.clamp(0, 1), x)))
-            metrics.write(json.dumps({"step": step, "time": time.time(), **parts}) + "\n")
-            metrics.flush()
+            metrics.write(step=step, time=time.time(), **parts)
             log(f"step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in parts.items()))
         if time.time() - last > save_every_s or step == steps:
             export()

@@ -8,8 +8,9 @@ fine-tuning trained weights, whose EMA also keeps its full decay from the first 
 
 Everything is resumable: ``<run>/state.safetensors`` holds model, EMA, optimizer and discriminator tensors plus the
 step (safetensors only, no pickle); ``<run>/metrics.jsonl`` logs losses; ``<run>/ema.safetensors`` is the exported
-model (fp16), loadable by ``codec.load_tokenizer``. One module, one loop: checkpointing, EMA and the adversarial
-step are parts of the loop a reader follows top to bottom.
+model (fp16), loadable by ``codec.load_tokenizer``. The loop reads top to bottom: ``setup`` (the model from
+``start.py``, optimizers, EMA, the run's state), ``train_step`` (one batch: losses, the adversarial and rate terms,
+the EMA) and ``save``; schedule, EMA and checkpoints come from ``toolkit.py``, shared with the other loops.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,14 +27,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vtok.codec.training.data import ClipSampler, build_cache
-from vtok.codec.paths import TRAIN_DATA
-from vtok.codec.prior import IntegerPrior, PriorConfig, TokenPrior
-from vtok.codec.training.losses import LeCAM, PatchDiscriminator, TokenizerLoss, frames_of, hinge_d_loss
 from vtok.codec.models.config import TokenizerConfig
 from vtok.codec.models.tokenizer import VideoTokenizer
-from vtok.codec.models.zoo import load_tokenizer, prior_path, save_tokenizer
-from vtok.codec.training.optim_state import flat_optimizer_state, load_optimizer_state
+from vtok.codec.models.zoo import save_tokenizer
+from vtok.codec.paths import TRAIN_DATA
+from vtok.codec.prior import TokenPrior
+from vtok.codec.training.data import ClipSampler, build_cache
+from vtok.codec.training.losses import LeCAM, PatchDiscriminator, TokenizerLoss, frames_of, hinge_d_loss
+from vtok.codec.training.start import initial_model, param_groups, start_prior
+from vtok.codec.training.toolkit import (MetricsLog, cosine_lr, ema_update, load_checkpoint, save_checkpoint,
+                                         set_lr)
 
 
 @dataclass
@@ -81,160 +83,9 @@ class TrainConfig:
     progress: bool = True
 
 
-def inflate_from_image(model: VideoTokenizer) -> None:
-    """Turn an image-trained (one-frame) tokenizer into a video tokenizer that starts as a frame-wise one.
-
-    A one-frame clip sees every temporal tap of a causal kernel applied to the same (replicated) frame, so only their
-    sum was learned: that sum moves to the last tap (the current frame), the others start at zero (MAGVIT-v2's
-    inflation). Temporal depth-to-space layers only trained the half of their channels that makes the kept frame; the
-    other half is copied from it, so a latent frame first decodes to repeated frames.
-    """
-    from vtok.codec.models.layers import CausalConv3d
-
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, CausalConv3d) and m.kernel[0] > 1:
-                w = m.conv.weight
-                s = w.sum(2)
-                w.zero_()
-                w[:, :, -1] = s
-        for up in (model.decoder.up_t1, model.decoder.up_t2):
-            w, b = up.conv.weight, up.conv.bias
-            c = w.shape[0] // 2
-            w[:c] = w[c:]
-            b[:c] = b[c:]
-
-
-def start_from_taef2(model: VideoTokenizer, taef2=None, stem_head=None) -> None:
-    """A fresh ``arch="tae"`` tokenizer: TAEF2's 1/4 and 1/8 stages, and the distilled stem and head if given."""
-    from vtok.codec.training.distill import load_stem_head
-    from vtok.codec.models.tae import init_from_taef2
-
-    init_from_taef2(model.encoder, model.decoder, taef2)
-    if stem_head:
-        stem, head = load_stem_head(stem_head)
-        model.encoder.stem.load_state_dict(stem, strict=True)
-        model.decoder.head.load_state_dict(head, strict=True)
-
-
-def grow_decoder(model: VideoTokenizer, blocks: int) -> VideoTokenizer:
-    """The same tokenizer with ``blocks`` refine blocks in its decoder; the new ones start as the identity."""
-    if blocks == model.cfg.dec_blocks:
-        return model
-    if blocks < model.cfg.dec_blocks:
-        raise ValueError(f"the model has {model.cfg.dec_blocks} decoder refine blocks; cannot shrink to {blocks}")
-    grown = VideoTokenizer(dataclasses.replace(model.cfg, dec_blocks=blocks))
-    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("decoder.refine.") for k in missing):
-        raise ValueError(f"weights do not fit the grown decoder: {(unexpected + missing)[:5]}")
-    return grown.train(model.training)
-
-
-def start_prior(model: VideoTokenizer, tcfg: TrainConfig) -> TokenPrior:
-    """The float token prior trained with the tokenizer (``rate_weight``): from ``prior_init``, else from the prior
-    beside ``init``; a fresh one (4 layers × 96 channels) when there is neither."""
-    path = tcfg.prior_init
-    if not path and tcfg.init:
-        beside = prior_path(tcfg.init)
-        path = str(beside) if beside.is_file() else ""
-    if path:
-        prior = TokenPrior.from_integer(IntegerPrior.load(path))
-        if prior.cfg.bits != model.bits:
-            raise ValueError(f"prior {path} codes {prior.cfg.bits}-bit tokens, the tokenizer makes {model.bits}")
-        return prior
-    group = model.group_bits
-    return TokenPrior(PriorConfig(bits=model.bits, group_bits=group, channels=96, layers=4))
-
-
-def export(run: Path, ema: VideoTokenizer, step: int, prior: TokenPrior | None, extra: dict) -> None:
-    """``<run>/ema.safetensors`` (fp16) and, when a prior trains along, its frozen integer form beside it."""
-    save_tokenizer(ema, run / "ema.safetensors", extra={"step": step, **extra})
-    if prior is not None:
-        prior.freeze().save(run / "ema-prior.safetensors")
-
-
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-def save_state(path: Path, step: int, model, ema, opt, disc=None, dopt=None, extra: dict | None = None,
-               prior=None, popt=None) -> None:
-    from safetensors.torch import save_file
-
-    t = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    t.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
-    t.update(flat_optimizer_state(opt, "opt"))
-    if disc is not None:
-        t.update({f"disc.{k}": v.detach().cpu().contiguous() for k, v in disc.state_dict().items()})
-        t.update(flat_optimizer_state(dopt, "dopt"))
-    if prior is not None:
-        t.update({f"prior.{k}": v.detach().cpu().contiguous() for k, v in prior.state_dict().items()})
-        t.update(flat_optimizer_state(popt, "popt"))
-    meta = {"step": str(step), "config": model.cfg.to_json()}
-    meta.update({k: str(v) for k, v in (extra or {}).items()})
-    tmp = path.with_suffix(".tmp")
-    save_file(t, str(tmp), metadata=meta)
-    tmp.replace(path)
-
-
-def load_state(path: Path, model, ema, opt, disc=None, dopt=None, prior=None, popt=None) -> tuple[int, dict]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-        t = {k: f.get_tensor(k) for k in f.keys()}
-    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
-    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")}, strict=True)
-    load_optimizer_state(opt, t, "opt")
-    if disc is not None and any(k.startswith("disc.") for k in t):
-        disc.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("disc.")}, strict=True)
-        load_optimizer_state(dopt, t, "dopt")
-    if prior is not None and any(k.startswith("prior.") for k in t):
-        prior.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("prior.")}, strict=True)
-        load_optimizer_state(popt, t, "popt")
-    return int(meta["step"]), meta
-
-
-def refined(model: VideoTokenizer, tcfg: TrainConfig, state_path: Path | None, cache: Path) -> VideoTokenizer:
-    """The init model with ``tcfg.refine_bits`` refinement bits: as the run's checkpoint has them when it resumes
-    (its stored config), else measured on 32 training clips."""
-    from vtok.codec.training.refine import with_refinement
-
-    if state_path is not None and state_path.exists():
-        from safetensors import safe_open
-
-        with safe_open(str(state_path), framework="pt") as f:
-            cfg = TokenizerConfig.from_json(f.metadata()["config"])
-        grown = VideoTokenizer(cfg)
-        grown.meta = {**model.meta, "base_family": model.family_id}
-        return grown.train()
-    sampler = ClipSampler(cache, tcfg.frames, tcfg.crop, tcfg.max_source_share, seed=12345)
-    return with_refinement(model, tcfg.refine_bits, (sampler.sample(4) for _ in range(8)))
-
-
-def param_groups(model: nn.Module, tcfg: TrainConfig) -> list[dict]:
-    """The trainable parameters, those of a grown refinement branch (``decoder.residual``) in a group of their own
-    with ``new_lr_mult`` times the learning rate."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    new = [p for n, p in named if n.startswith("decoder.residual.")]
-    groups = [{"params": [p for n, p in named if not n.startswith("decoder.residual.")]}]
-    return groups + ([{"params": new, "mult": tcfg.new_lr_mult}] if new else [])
-
-
-def _setup_distributed() -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device("cpu")
+    """The run's learning rate at ``step``: warm-up, then a cosine to ``min_lr_ratio`` of ``lr``."""
+    return cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
 
 
 def run_training(arch: str = "magvit", quantizer: str = "lfq", bits: int = 18, group_bits: int = 0, stem_ch: int = 32,
@@ -268,171 +119,201 @@ def _key_value(item: str) -> tuple:
         return key, value
 
 
-def reweigh_quantizer(model: VideoTokenizer, args: dict) -> None:
-    """``--quantizer-arg`` with ``--init``: the loaded model's quantizer takes new loss weights (``*_weight``), recorded
-    in its config; any other argument would change what the weights mean, so it is refused."""
-    for key, value in args.items():
-        if not key.endswith("_weight") or not hasattr(model.quantizer, key):
-            raise ValueError(f"`quantizer_arg` {key}: with `init` only the quantizer's loss weights can change "
-                             f"({', '.join(k for k in vars(model.quantizer) if k.endswith('_weight')) or 'none'})")
-        setattr(model.quantizer, key, float(value))
-        model.cfg.quantizer_args = {**model.cfg.quantizer_args, key: float(value)}
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
 
 
-def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool = False, log=print) -> Path:
-    """Run (or continue, with ``resume``) a training run; returns the path of the exported EMA weights."""
+@dataclass
+class Run:
+    """The moving parts of one training run (``setup``), advanced by ``train_step`` and written by ``save``."""
+
+    tcfg: TrainConfig
+    dir: Path
+    model: VideoTokenizer
+    ema: VideoTokenizer
+    opt: torch.optim.Optimizer
+    net: nn.Module  # the model, wrapped for DDP when several processes train
+    loss_fn: TokenizerLoss
+    rank: int = 0
+    world: int = 1
+    step: int = 0
+    warm: bool = False  # fine-tuning trained weights: full EMA decay and no raised entropy penalty from the start
+    disc: nn.Module | None = None
+    dopt: torch.optim.Optimizer | None = None
+    lecam: LeCAM | None = None
+    prior: TokenPrior | None = None
+    popt: torch.optim.Optimizer | None = None
+    extra: dict = field(default_factory=dict)  # metadata the exported weights carry
+
+    @property
+    def state_path(self) -> Path:
+        return self.dir / "state.safetensors"
+
+    def parts(self) -> tuple[dict, dict]:
+        """The checkpoint's modules and optimizers by name (``toolkit.save_checkpoint``)."""
+        disc = self.disc.module if hasattr(self.disc, "module") else self.disc
+        return ({"model": self.model, "ema": self.ema, "disc": disc, "prior": self.prior},
+                {"opt": self.opt, "dopt": self.dopt, "popt": self.popt})
+
+
+def setup(tcfg: TrainConfig, mcfg: TokenizerConfig | None, resume: bool, log) -> Run:
+    """Processes, the training cache, the model (``start.initial_model``), its EMA, optimizers, the discriminator
+    and the prior when asked for, and the run's state when it resumes."""
     rank, world, device = _setup_distributed()
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
     torch.manual_seed(tcfg.seed + rank)
     run = Path(tcfg.run_dir)
-    state_path = run / "state.safetensors"
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
     cache = Path(tcfg.cache_dir or run / "cache")
-    if rank == 0 and not (cache / "index.json").exists():
-        log(f"building training cache in {cache} from {', '.join(map(str, tcfg.data))}")
-        build_cache(tcfg.data, cache, short_side=tcfg.cache_short_side, log=log)
-    if dist.is_initialized():
-        dist.barrier()
-    if tcfg.init:
-        model = load_tokenizer(tcfg.init).train()
-        if model.decode_only:
-            raise ValueError(f"`init={tcfg.init}`: these weights decode only (no encoder); start from a full model")
-        if tcfg.inflate:
-            inflate_from_image(model)
-        if tcfg.dec_blocks >= 0:
-            model = grow_decoder(model, tcfg.dec_blocks)
-        if mcfg is not None and mcfg.quantizer_args:
-            reweigh_quantizer(model, mcfg.quantizer_args)
-        if tcfg.refine_bits:
-            model = refined(model, tcfg, state_path if resume else None, cache)
-    else:
-        model = VideoTokenizer(mcfg or TokenizerConfig())  # a bad configuration fails here, before any work
-        if model.cfg.arch == "tae" and not (resume and state_path.exists()):
-            start_from_taef2(model, tcfg.taef2 or None, tcfg.stem_head or None)
 
-    model.to(device).train()
+    def cached() -> Path:  # built once, when first needed: a bad configuration fails before this work
+        if rank == 0 and not (cache / "index.json").exists():
+            log(f"building training cache in {cache} from {', '.join(map(str, tcfg.data))}")
+            build_cache(tcfg.data, cache, short_side=tcfg.cache_short_side, log=log)
+        if dist.is_initialized():
+            dist.barrier()
+        return cache
+
+    state_path = run / "state.safetensors"
+    model = initial_model(tcfg, mcfg, state_path if resume else None, cached).to(device).train()
+    cached()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if tcfg.freeze_encoder:
         model.encoder.requires_grad_(False)
-    opt = torch.optim.Adam(param_groups(model, tcfg), lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=tcfg.weight_decay)
-    disc = dopt = None
-    lecam = LeCAM()
-    if tcfg.adv_weight > 0:
-        disc = PatchDiscriminator().to(device)
-        dopt = torch.optim.Adam(disc.parameters(), lr=tcfg.lr, betas=(0.5, 0.99))
-    prior = popt = None
-    if tcfg.rate_weight > 0:
-        if model.cfg.quantizer != "lfq":
-            raise ValueError(f"the rate term needs binary tokens (lfq), not {model.cfg.quantizer!r}")
-        prior = start_prior(model, tcfg).to(device).train()
-        popt = torch.optim.Adam(prior.parameters(), lr=tcfg.prior_lr)
-    step = 0
-    if resume and state_path.exists():
-        step, _ = load_state(state_path, model, ema, opt, disc, dopt, prior, popt)
-        log(f"resumed {state_path} at step {step}")
-    elif resume:
-        log(f"nothing to resume in {run}: starting at step 0")
-    # Fine-tuning trained weights (--init) is not a fresh start: the EMA keeps its full decay from the first step, so
-    # that the exported model moves away from the start only as the new optimizer settles, and the entropy penalty
-    # is not raised again (its early 3x is for codes that are not yet spread).
-    warm = bool(tcfg.init) and not tcfg.inflate
-    # the init model's own rate ladder and hold (measured for it) and the family it grew from go with the export
-    extra = {k: model.meta[k] for k in ("rate_ladder", "hold", "base_family") if k in model.meta}
-    if rank == 0:
-        (run / "train_config.json").write_text(json.dumps(dataclasses.asdict(tcfg), indent=1))
-
+    opt = torch.optim.Adam(param_groups(model, tcfg.new_lr_mult), lr=tcfg.lr, betas=(0.9, 0.99),
+                           weight_decay=tcfg.weight_decay)
     net: nn.Module = model
     if dist.is_initialized():
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if disc is not None:
-            disc = nn.parallel.DistributedDataParallel(disc, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = TokenizerLoss(tcfg.l1_weight, tcfg.lpips_weight, tcfg.lpips_frames).to(device)
-    sampler = ClipSampler(cache, tcfg.frames, tcfg.crop, tcfg.max_source_share, seed=tcfg.seed * 1000 + rank + step)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    # the init model's own rate ladder and hold (measured for it) and the family it grew from go with the export
+    extra = {k: model.meta[k] for k in ("rate_ladder", "hold", "base_family") if k in model.meta}
+    r = Run(tcfg, run, model, ema, opt, net, TokenizerLoss(tcfg.l1_weight, tcfg.lpips_weight, tcfg.lpips_frames)
+            .to(device), rank, world, warm=bool(tcfg.init) and not tcfg.inflate, extra=extra)
+    if tcfg.adv_weight > 0:
+        r.disc, r.lecam = PatchDiscriminator().to(device), LeCAM()
+        r.dopt = torch.optim.Adam(r.disc.parameters(), lr=tcfg.lr, betas=(0.5, 0.99))
+    if tcfg.rate_weight > 0:
+        if model.cfg.quantizer != "lfq":
+            raise ValueError(f"the rate term needs binary tokens (lfq), not {model.cfg.quantizer!r}")
+        r.prior = start_prior(model, tcfg).to(device).train()
+        r.popt = torch.optim.Adam(r.prior.parameters(), lr=tcfg.prior_lr)
+    if resume and state_path.exists():
+        r.step, _ = load_checkpoint(state_path, *r.parts())
+        log(f"resumed {state_path} at step {r.step}")
+    elif resume:
+        log(f"nothing to resume in {run}: starting at step 0")
+    if r.disc is not None and dist.is_initialized():
+        r.disc = nn.parallel.DistributedDataParallel(r.disc, device_ids=[device.index] if device.type == "cuda"
+                                                     else None)
+    if rank == 0:
+        (run / "train_config.json").write_text(json.dumps(dataclasses.asdict(tcfg), indent=1))
+    return r
 
+
+def train_step(r: Run, x: torch.Tensor) -> dict:
+    """One batch: the reconstruction (with nested dropout), its losses, the adversarial and rate terms when on, the
+    optimizer steps and the EMA. Returns the logged numbers (losses, PSNR, learning rate, gradient norm)."""
+    tcfg, model = r.tcfg, r.model
+    lr = lr_at(r.step, tcfg)
+    set_lr(r.opt, lr)
+    keep = model.sample_keep_bits(x.shape[0], x.device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if x.device.type == "cuda" else \
+        torch.autocast("cpu", enabled=False)
+    with autocast:
+        y, qout = r.net(x, keep)
+    # the LFQ entropy penalty starts at 3x and anneals to 1x (not when fine-tuning: its codes are already spread)
+    anneal = 1.0 if r.warm else 1.0 + 2.0 * max(0.0, 1.0 - r.step / max(1, tcfg.entropy_anneal_steps))
+    qlosses = {k: (v * anneal if k == "entropy" else v) for k, v in qout.losses.items()}
+    y = y.float()
+    total, parts = r.loss_fn(x, y, qlosses)
+    adv_on = r.disc is not None and r.step >= tcfg.adv_start
+    if adv_on:
+        g_loss = -r.disc(frames_of(y, tcfg.lpips_frames)).mean()
+        total = total + tcfg.adv_weight * g_loss
+        parts["gen"] = float(g_loss.detach())
+    if r.prior is not None:
+        # Rate of the straight-through codes under the prior, in bits per pixel of the clip: the prior learns
+        # to predict the bits, the encoder to make them predictable where the picture allows it.
+        bpp = r.prior.video_rate(qout.codes.float(), keep).sum() / (x.shape[0] * x[0, 0].numel())
+        total = total + tcfg.rate_weight * bpp
+        parts["bpp"] = float(bpp.detach())
+        r.popt.zero_grad(set_to_none=True)
+    r.opt.zero_grad(set_to_none=True)
+    total.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+    r.opt.step()
+    if r.prior is not None:
+        set_lr(r.popt, tcfg.prior_lr * lr / tcfg.lr)
+        torch.nn.utils.clip_grad_norm_(r.prior.parameters(), 1.0)
+        r.popt.step()
+    if adv_on:
+        real, fake = frames_of(torch.cat([x, y.detach()]), tcfg.lpips_frames).chunk(2)
+        r_logits, f_logits = r.disc(real), r.disc(fake)
+        d_loss = hinge_d_loss(r_logits, f_logits) + tcfg.lecam_weight * r.lecam.penalty(r_logits, f_logits)
+        r.lecam.update(r_logits, f_logits)
+        r.dopt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        r.dopt.step()
+        parts["disc"] = float(d_loss.detach())
+    ema_update(r.ema, model, tcfg.ema if r.warm else min(tcfg.ema, (1 + r.step) / (10 + r.step)))
+    r.step += 1
+    with torch.no_grad():
+        psnr = float(10 * torch.log10(4.0 / ((x - y.clamp(-1, 1)) ** 2).mean().clamp_min(1e-10)))
+    return {**parts, "loss": total.item(), "psnr": psnr, "lr": lr, "grad_norm": float(gnorm)}
+
+
+def save(r: Run) -> None:
+    """The run's state (``state.safetensors``) and its export: ``ema.safetensors`` (fp16) and, when a prior trains
+    along, its frozen integer form beside it (``ema-prior.safetensors``)."""
+    save_checkpoint(r.state_path, r.step, *r.parts(), meta={"config": r.model.cfg.to_json()})
+    save_tokenizer(r.ema, r.dir / "ema.safetensors", extra={"step": r.step, **r.extra})
+    if r.prior is not None:
+        r.prior.freeze().save(r.dir / "ema-prior.safetensors")
+
+
+def train(tcfg: TrainConfig, mcfg: TokenizerConfig | None = None, resume: bool = False, log=print) -> Path:
+    """Run (or continue, with ``resume``) a training run; returns the path of the exported EMA weights."""
+    r = setup(tcfg, mcfg, resume, log)
+    device = next(r.model.parameters()).device
+    sampler = ClipSampler(Path(tcfg.cache_dir or r.dir / "cache"), tcfg.frames, tcfg.crop,
+                          tcfg.max_source_share, seed=tcfg.seed * 1000 + r.rank + r.step)
     bar = None
-    if rank == 0 and tcfg.progress:
+    if r.rank == 0 and tcfg.progress:
         from tqdm import tqdm
-        bar = tqdm(total=tcfg.steps, initial=step, unit="step", dynamic_ncols=True)
-    metrics = open(run / "metrics.jsonl", "a") if rank == 0 else None
-    last_save = time.time()
-    t0, clips_done = time.time(), 0
-    while step < tcfg.steps:
-        x = sampler.sample(tcfg.batch).to(device, non_blocking=True)
-        lr = lr_at(step, tcfg)
-        for g in opt.param_groups:
-            g["lr"] = lr * g.get("mult", 1.0)
-        keep = model.sample_keep_bits(x.shape[0], device)
-        with autocast:
-            y, qout = net(x, keep)
-        anneal = 1.0 if warm else 1.0 + 2.0 * max(0.0, 1.0 - step / max(1, tcfg.entropy_anneal_steps))
-        qlosses = {k: (v * anneal if k == "entropy" else v) for k, v in qout.losses.items()}
-        y = y.float()
-        total, parts = loss_fn(x, y, qlosses)
-        adv_on = disc is not None and step >= tcfg.adv_start
-        if adv_on:
-            g_logits = disc(frames_of(y, tcfg.lpips_frames))
-            g_loss = -g_logits.mean()
-            total = total + tcfg.adv_weight * g_loss
-            parts["gen"] = float(g_loss.detach())
-        if prior is not None:
-            # Rate of the straight-through codes under the prior, in bits per pixel of the clip: the prior learns
-            # to predict the bits, the encoder to make them predictable where the picture allows it.
-            bpp = prior.video_rate(qout.codes.float(), keep).sum() / (x.shape[0] * x[0, 0].numel())
-            total = total + tcfg.rate_weight * bpp
-            parts["bpp"] = float(bpp.detach())
-            popt.zero_grad(set_to_none=True)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-        opt.step()
-        if prior is not None:
-            for g in popt.param_groups:
-                g["lr"] = tcfg.prior_lr * lr / tcfg.lr
-            torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
-            popt.step()
-        if adv_on:
-            real, fake = frames_of(torch.cat([x, y.detach()]), tcfg.lpips_frames).chunk(2)
-            r_logits, f_logits = disc(real), disc(fake)
-            d_loss = hinge_d_loss(r_logits, f_logits) + tcfg.lecam_weight * lecam.penalty(r_logits, f_logits)
-            lecam.update(r_logits, f_logits)
-            dopt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            dopt.step()
-            parts["disc"] = float(d_loss.detach())
-        decay = tcfg.ema if warm else min(tcfg.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm.detach(), 1 - decay)
-            for be, bm in zip(ema.buffers(), model.buffers()):
-                be.copy_(bm)
-        step += 1
-        clips_done += tcfg.batch * world
-        if rank == 0:
-            with torch.no_grad():
-                psnr = float(10 * torch.log10(4.0 / ((x - y.clamp(-1, 1)) ** 2).mean().clamp_min(1e-10)))
-            parts.update(loss=total.item(), psnr=psnr, lr=lr, grad_norm=float(gnorm))
-            rate = clips_done / max(1e-9, time.time() - t0)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.3f}", psnr=f"{psnr:.1f}", clips_s=f"{rate:.2f}")
-            if step % tcfg.log_every == 0 or step == tcfg.steps:
-                metrics.write(json.dumps({"step": step, "time": time.time(), "clips_per_s": rate, **parts}) + "\n")
-                metrics.flush()
-            if time.time() - last_save > tcfg.save_every_s or step == tcfg.steps:
-                save_state(state_path, step, model, ema, opt, disc.module if hasattr(disc, "module") else disc, dopt,
-                           prior=prior, popt=popt)
-                export(run, ema, step, prior, extra)
-                last_save = time.time()
+        bar = tqdm(total=tcfg.steps, initial=r.step, unit="step", dynamic_ncols=True)
+    metrics = MetricsLog(r.dir / "metrics.jsonl" if r.rank == 0 else None)
+    last_save, t0, clips_done = time.time(), time.time(), 0
+    while r.step < tcfg.steps:
+        parts = train_step(r, sampler.sample(tcfg.batch).to(device, non_blocking=True))
+        clips_done += tcfg.batch * r.world
+        if r.rank:
+            continue
+        rate = clips_done / max(1e-9, time.time() - t0)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts['loss']:.3f}", psnr=f"{parts['psnr']:.1f}", clips_s=f"{rate:.2f}")
+        if r.step % tcfg.log_every == 0 or r.step == tcfg.steps:
+            metrics.write(step=r.step, time=time.time(), clips_per_s=rate, **parts)
+        if time.time() - last_save > tcfg.save_every_s or r.step == tcfg.steps:
+            save(r)
+            last_save = time.time()
     if bar is not None:
         bar.close()
-    if metrics is not None:
-        metrics.close()
-    if rank == 0 and not (run / "ema.safetensors").exists():
-        export(run, ema, step, prior, extra)
+    metrics.close()
+    if r.rank == 0 and not (r.dir / "ema.safetensors").exists():
+        save(r)
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-    return run / "ema.safetensors"
+    return r.dir / "ema.safetensors"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from vtok.codec.paths import TRAIN_DATA
 from vtok.codec.coding import DEFAULT_GOP
 from vtok.codec.prior import IntegerPrior, PriorConfig, TokenPrior
 from vtok.codec.models.zoo import load_tokenizer
+from vtok.codec.training.toolkit import MetricsLog, cosine_lr, load_checkpoint, save_checkpoint, set_lr
 
 
 def tokenize_cache(tok, cache_dir, gop: int = 17, max_clips: int = 0, log=print,
@@ -85,9 +85,9 @@ def held_out_rate(prior: TokenPrior, gops: list[np.ndarray]) -> float:
 
 def widened(prior: TokenPrior, bits: int) -> TokenPrior:
     """``prior`` made to code ``bits``-bit tokens whose first bits are its own (refinement bits after them,
-    ``quantizers/rlfq.py``): its weights for the bits it knows, zero for the new inputs, new outputs from its
-    last bit's. It codes the first bits as before (the new bits are unknown, 0, when they are coded) and starts the
-    refinement bits from a guess."""
+    ``quantizers/rlfq.py``): its weights for the bits it knows, zero for the new inputs and outputs. It codes the
+    first bits as before (the new bits are unknown, 0, when they are coded) and the refinement bits at one bit each
+    (probability 1/2) until trained."""
     old = prior.cfg
     cfg = dataclasses.replace(old, bits=bits)
     net = TokenPrior(cfg)
@@ -102,9 +102,9 @@ def widened(prior: TokenPrior, bits: int) -> TokenPrior:
     for g in range(cfg.groups):  # a new group starts from the old last group's one-hot weights
         w0[:, first + g] = w[:, 2 * d + 3 + min(g, old.groups - 1)]
     state["convs.0.weight"] = w0
-    last = [min(i, d - 1) for i in range(n)]
-    state["out.weight"] = state["out.weight"][last]
-    state["out.bias"] = state["out.bias"][last]
+    out_w, out_b = state["out.weight"], state["out.bias"]
+    state["out.weight"] = torch.cat([out_w, out_w.new_zeros((n - d,) + out_w.shape[1:])])
+    state["out.bias"] = torch.cat([out_b, out_b.new_zeros(n - d)])
     net.load_state_dict(state)
     return net
 
@@ -132,11 +132,12 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
 
     ``init_prior``: start from a frozen prior (its network; ``channels``/``layers`` are then its own).
     ``save_every`` > 0: every so many steps the frozen prior is written to ``out`` and the float state to
-    ``<run>/prior-state.pt``, which ``resume`` continues from. ``held_out`` > 0: every ``held_out``-th GOP is kept
-    out of training and its rate is logged at each save (``held_out_bits_per_bit`` in ``metrics.jsonl``).
+    ``<run>/prior-state.safetensors``, which ``resume`` continues from. ``held_out`` > 0: every ``held_out``-th GOP
+    is kept out of training and its rate is logged at each save (``held_out_bits_per_bit`` in ``metrics.jsonl``).
     ``group_bits`` > 0: the prior's bit groups (default: the quantizer's); an ``init_prior`` of other groups is
-    regrouped (``TokenPrior.regrouped``). ``hold``: the temporal hold the tokens are made with, as the codec codes
-    them (None: the model's own, ``VideoTokenizer.own_hold``; 0: none).
+    regrouped (``TokenPrior.regrouped``), one of a tokenizer's base bits widened (``widened``). ``hold``: the
+    temporal hold the tokens are made with, as the codec codes them (None: the model's own,
+    ``VideoTokenizer.own_hold``; 0: none).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -146,79 +147,70 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
     cache = Path(cache_dir or run / "cache")
     if not (cache / "index.json").exists():
         build_cache(list(data), cache, log=log)
-    hold = tok.own_hold(hold)
-    gops = load_token_gops(tok, cache, run, gop, max_clips, log, hold)
+    gops = load_token_gops(tok, cache, run, gop, max_clips, log, tok.own_hold(hold))
     valid = gops[::held_out] if held_out > 0 else []
     if held_out > 0:
         gops = [g for i, g in enumerate(gops) if i % held_out]
     if not gops:
         raise ValueError(f"no training clips in {cache}")
     log(f"{len(gops)} GOPs of tokens for training, {len(valid)} held out")
-    group = group_bits or tok.group_bits
-    if not 1 <= group <= tok.bits:
-        raise ValueError(f"`group_bits` must be in 1..{tok.bits}, got {group}")
     if not (tok.quantizer.nested and tok.cfg.nested_dropout > 0):
         nested = 0.0  # the tokenizer decodes whole tokens only: no bit prefixes to code
-    if init_prior:
-        prior = TokenPrior.from_integer(IntegerPrior.load(init_prior))
-        if prior.cfg.bits == tok.base_bits < tok.bits:
-            prior = widened(prior, tok.bits)
-        if prior.cfg.bits != tok.bits:
-            raise ValueError(f"{init_prior} codes {prior.cfg.bits}-bit tokens, the tokenizer makes {tok.bits}-bit "
-                             f"tokens")
-        if prior.cfg.group_bits != group:
-            prior = prior.regrouped(group)
-    else:
-        prior = TokenPrior(PriorConfig(bits=tok.bits, group_bits=group, channels=channels, layers=layers))
+    prior = starting_prior(tok, init_prior, group_bits, channels, layers)
     opt = torch.optim.Adam(prior.parameters(), lr=lr)
-    state_file, first = run / "prior-state.pt", 0
+    state_file, first = run / "prior-state.safetensors", 0
     if resume and state_file.exists():
-        state = torch.load(state_file, weights_only=True)
-        prior.load_state_dict(state["prior"])
-        opt.load_state_dict(state["opt"])
-        first = int(state["step"])
+        first, _ = load_checkpoint(state_file, {"prior": prior}, {"opt": opt})
         log(f"resumed at step {first}")
     rng = np.random.default_rng([0, first])  # a resumed run draws new batches, not the first ones again
-    t0 = time.time()
-    log_rows = open(run / "metrics.jsonl", "a")
-    ema_loss = None
+    metrics = MetricsLog(run / "metrics.jsonl")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def save(step: int) -> None:
         prior.freeze().save(out)
-        tmp = state_file.with_suffix(".tmp")
-        torch.save({"prior": prior.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
-        tmp.replace(state_file)
+        save_checkpoint(state_file, step, {"prior": prior}, {"opt": opt})
         if valid:
             rate = held_out_rate(prior, valid)
-            log_rows.write(json.dumps({"step": step, "held_out_bits_per_bit": rate}) + "\n")
-            log_rows.flush()
+            metrics.write(step=step, held_out_bits_per_bit=rate)
             log(f"prior step {step}: {rate:.4f} bits per coded bit on {len(valid)} held-out GOPs")
 
     if valid and first == 0:  # the starting point, to compare each save with
         rate = held_out_rate(prior, valid)
-        log_rows.write(json.dumps({"step": 0, "held_out_bits_per_bit": rate}) + "\n")
+        metrics.write(step=0, held_out_bits_per_bit=rate)
         log(f"prior at the start: {rate:.4f} bits per coded bit on {len(valid)} held-out GOPs")
+    ema_loss = None
     for step in range(first, steps):
-        lr_now = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        for gparam in opt.param_groups:
-            gparam["lr"] = lr_now
+        set_lr(opt, cosine_lr(step, steps, lr))
         loss = prior.loss(*_batch(gops, rng, batch, crop, tok.bits, nested, min_bits))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
         opt.step()
-        value = loss.item()
-        ema_loss = value if ema_loss is None else 0.98 * ema_loss + 0.02 * value
+        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
         if (step + 1) % 50 == 0 or step + 1 == steps:
-            row = {"step": step + 1, "bits_per_bit": ema_loss, "lr": lr_now, "time": time.time() - t0}
-            log_rows.write(json.dumps(row) + "\n")
-            log_rows.flush()
-            log(f"prior step {step + 1}/{steps}: {ema_loss:.4f} bits per coded bit, {time.time() - t0:.0f} s")
+            elapsed = time.time() - metrics.t0
+            metrics.write(step=step + 1, bits_per_bit=ema_loss, lr=cosine_lr(step, steps, lr), time=elapsed)
+            log(f"prior step {step + 1}/{steps}: {ema_loss:.4f} bits per coded bit, {elapsed:.0f} s")
         if save_every and (step + 1) % save_every == 0 and step + 1 < steps:
             save(step + 1)
     save(steps)
-    log_rows.close()
+    metrics.close()
     log(f"integer prior {IntegerPrior.load(out).model_id} written to {out}")
     return out
+
+
+def starting_prior(tok, init_prior: str, group_bits: int, channels: int, layers: int) -> TokenPrior:
+    """The float prior a run starts from: ``init_prior`` (regrouped to ``group_bits``, widened to refinement bits)
+    or a fresh one of ``channels`` × ``layers``; ``group_bits`` 0: the tokenizer's."""
+    group = group_bits or tok.group_bits
+    if not 1 <= group <= tok.bits:
+        raise ValueError(f"`group_bits` must be in 1..{tok.bits}, got {group}")
+    if not init_prior:
+        return TokenPrior(PriorConfig(bits=tok.bits, group_bits=group, channels=channels, layers=layers))
+    prior = TokenPrior.from_integer(IntegerPrior.load(init_prior))
+    if prior.cfg.bits == tok.base_bits < tok.bits:
+        prior = widened(prior, tok.bits)
+    if prior.cfg.bits != tok.bits:
+        raise ValueError(f"{init_prior} codes {prior.cfg.bits}-bit tokens, the tokenizer makes {tok.bits}-bit tokens")
+    return prior.regrouped(group) if prior.cfg.group_bits != group else prior
