@@ -15,7 +15,10 @@ import os
 import re
 import sys
 
-from vtok.bench import budget, codec_bench, demo, evaluate, fuzz, gop, ladder, plot, quantizers, rd, report, speed
+from vtok.bench import codec_bench, evaluate, rd, speed
+from vtok.bench.analysis import plot
+from vtok.bench.studies import budget, gop, ladder, quantizers
+from vtok.bench.tools import demo, fuzz, info
 from vtok.codec import files, tokens_file
 from vtok.codec.training import distill, train, train_prior
 from vtok.bitstream.errors import DamagedInput, VtokError
@@ -102,7 +105,7 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         A("--strict", action="store_true", help="refuse a damaged or truncated file (default: decode what is "
           "intact, conceal lost frames by repeating the last good one, exit status 3)"),
         WORKERS, RAY, DEVICE, NO_AUDIO, QUIET, VERBOSE]),
-    "info": (report.print_info, "header, GOPs, sizes and rates of a .vtok file", [
+    "info": (info.print_info, "header, GOPs, sizes and rates of a .vtok file", [
         A("path", metavar="input"), A("--json", dest="as_json", action="store_true")]),
     "tokenize": (tokens_file.tokenize_file, "video file -> token indices (.npz) for language models", [
         A("src", metavar="input"), A("-o", "--output", dest="out", required=True), MODEL,

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from vtok.bench.datasets import eval_clips
-from vtok.bench.metrics import LPIPSMetric, clip_metrics
+from vtok.bench.analysis.metrics import LPIPSMetric, clip_metrics
 from vtok.codec.models.zoo import load_tokenizer
 
 

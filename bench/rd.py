@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vtok.bench import results
-from vtok.bench.anchors import ANCHORS
-from vtok.bench.codecs import CODECS, AnchorSettings, VtokSettings, build_codec, is_codec
-from vtok.bench.bdrate import bd_table
+from vtok.bench.analysis import results
+from vtok.bench.peers.anchors import ANCHORS
+from vtok.bench.peers.codecs import CODECS, AnchorSettings, VtokSettings, build_codec, is_codec
+from vtok.bench.analysis.bdrate import bd_table
 from vtok.bench.datasets import eval_clips, mcl_jcv_files
-from vtok.bench.metrics import LPIPSMetric, msssim_frames, psnr_frames, psnr_yuv_frames
-from vtok.bench.plot import plot_rd
+from vtok.bench.analysis.metrics import LPIPSMetric, msssim_frames, psnr_frames, psnr_yuv_frames
+from vtok.bench.analysis.plot import plot_rd
 from vtok.codec.coding import DEFAULT_GOP
 from vtok.codec.media.read import read_video
 
@@ -54,19 +54,19 @@ def collect_clips(data=None, mcl_jcv=None, frames: int | None = 33, size=(640, 3
     return list(eval_clips(data, frames, None if keep_size else size))
 
 
-def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAULT_QPS, vtok_rates=None, frames: int | None = 33, size=(640, 360), keep_size: bool = False,
-              out_dir="bench-out", jobs: int = 1, config: str = "low-delay", preset: str = "medium",
-              intra_period: int | None = None, model=None, anchor: str = "x265", cache_dir=None, lpips: bool = True,
-              progress: bool = True, anchor_ladder=(), gop: int = DEFAULT_GOP, reuse=None, rename=None,
-              device: str = "cpu", hold: float | None = None, tune: str | None = None, log=print) -> dict:
+def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAULT_QPS, vtok_rates=None,
+              frames: int | None = 33, size=(640, 360), keep_size: bool = False, out_dir="bench-out", jobs: int = 1,
+              config: str = "low-delay", preset: str = "medium", intra_period: int | None = None, model=None,
+              anchor: str = "x265", cache_dir=None, lpips: bool = True, progress: bool = True, anchor_ladder=(),
+              gop: int = DEFAULT_GOP, reuse=None, rename=None, device: str = "cpu", hold: float | None = None,
+              tune: str | None = None, log=print) -> dict:
     """Run the benchmark, write ``results.json``, ``results.csv``, ``rd.png`` and ``bdrate.json`` into ``out_dir``.
 
-    ``codecs``: registered names and ``vtok:MODEL`` peers (e.g. ``vtok:default,vtok:runs/dec/ema.safetensors``; ``anchor`` may be one of
-    them). vtok's points are the rates of its rate ladder (``vtok_rates``; None: all of them) coded in GOPs of ``gop``
-    frames, with the encoder's temporal ``hold`` (None: each model's own) and, for a ``…@PRESET`` peer that searches,
-    ``tune``; the anchors' are ``qps`` at
-    full size, and the BD anchor's also ``anchor_ladder``: ``(qp, scale)`` pairs coded at a reduced size (streaming-ladder
-    rungs).
+    ``codecs``: registered names and ``vtok:MODEL`` peers (e.g. ``vtok:default,vtok:runs/dec/ema.safetensors``;
+    ``anchor`` may be one of them). vtok's points are the rates of its rate ladder (``vtok_rates``; None: all of
+    them) coded in GOPs of ``gop`` frames, with the encoder's temporal ``hold`` (None: each model's own) and, for a
+    ``…@PRESET`` peer that searches, ``tune``; the anchors' are ``qps`` at full size, and the BD anchor's also
+    ``anchor_ladder``: ``(qp, scale)`` pairs coded at a reduced size (streaming-ladder rungs).
     """
     if any(not 0 < scale < 1 for _, scale in anchor_ladder):
         raise ValueError(f"the scales of the anchor ladder {list(anchor_ladder)} must be between 0 and 1")
@@ -80,7 +80,6 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
     cache = Path(cache_dir) if cache_dir else out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     clips = collect_clips(data, mcl_jcv, frames, size, keep_size)
-    metric = LPIPSMetric() if lpips else None
     doc = {"schema": results.SCHEMA, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
            "protocol": {"dataset": "MCL-JCV" if mcl_jcv else (", ".join(map(str, data)) if data else "shared eval set"),
                         "clips": [n for n, _ in clips], "frames": frames,
@@ -88,58 +87,12 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
                         "preset": preset, "intra_period": intra_period or "one intra frame per clip",
                         "bpp": "file bytes * 8 / (width * height * frames)"},
            "codecs": {}, "points": []}
-    digests = {name: hashlib.sha256(clip.tobytes()).hexdigest() for name, clip in clips}
-    tasks = []  # (clip name, frames, codec, point, settings, version, runner)
     vtok_settings = VtokSettings(model, None if vtok_rates is None else list(vtok_rates), gop, device=device,
                                  hold=hold, tune=tune)
-    built = {}
-    for c in codecs:
-        rungs = list(anchor_ladder) if c == anchor else []  # the reduced-size rungs: the BD anchor's curve only
-        bc = built[c] = build_codec(c, vtok_settings, AnchorSettings(list(qps), rungs, preset, config, intra_period))
-        version = bc.version()
-        doc["codecs"][c] = {"settings": bc.description(), "version": version}
-        for name, clip in clips:
-            for point, st in bc.points():
-                tasks.append((name, clip, c, point, st, version, lambda clip=clip, bc=bc, p=point: bc.run(clip, p)))
-        if hasattr(bc, "check_files"):
-            bc.check_files(clips[0][1][:9])  # one real file round trip per run
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), unit="encode", dynamic_ncols=True)
-
-    def finish(task, dec, nbytes, times):
-        name, clip, codec, point, st, version, _ = task
-        t, h, w, _ = clip.shape
-        row = {"clip": name, "codec": codec, "point": point, "settings": st, "version": version, "frames": t,
-               "width": w, "height": h, "bytes": int(nbytes), "bpp": nbytes * 8 / (t * h * w),
-               **_metrics(clip, dec, metric), **times}
-        path = cache / f"{_key(digests[name], codec, st, version, lpips)}.json"
-        path.write_text(json.dumps(row))
-        doc["points"].append(row)
-        if bar is not None:
-            bar.update(1)
-
-    pending = []
-    for task in tasks:
-        name, clip, codec, point, st, version, _ = task
-        path = cache / f"{_key(digests[name], codec, st, version, lpips)}.json"
-        if path.exists():
-            doc["points"].append(json.loads(path.read_text()))
-            if bar is not None:
-                bar.update(1)
-        else:
-            pending.append(task)
-    external = [t for t in pending if t[2] in ANCHORS]  # external encoders run in threads
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [(t, pool.submit(t[6])) for t in external]
-        for t in [t for t in pending if t[2] not in ANCHORS]:  # in-process codecs run here meanwhile
-            finish(t, *t[6]())
-        for t, f in futures:
-            finish(t, *f.result())
-    if bar is not None:
-        bar.close()
+    built = {c: build_codec(c, vtok_settings, AnchorSettings(list(qps), list(anchor_ladder) if c == anchor else [],
+                                                              preset, config, intra_period)) for c in codecs}
+    tasks = plan(doc, clips, built)
+    run_tasks(doc, tasks, cache, LPIPSMetric() if lpips else None, jobs, progress)
     if reuse:
         reuse_points(doc, results.load(reuse), dict(rename or {}))
     doc["points"].sort(key=lambda p: (p["codec"], p["clip"], str(p["point"])))
@@ -150,6 +103,67 @@ def run_bench(data=None, mcl_jcv=None, codecs=("vtok", "x265", "vvc"), qps=DEFAU
     plot_rd(doc, out / "rd.png")
     log(format_summary(doc, bd))
     return doc
+
+
+def plan(doc: dict, clips: list, built: dict) -> list[tuple]:
+    """Every (clip, codec, point) to measure, as tasks ``(clip name, frames, codec, point, settings, version,
+    runner)``; each codec's description goes into ``doc``, and each vtok peer checks one real file round trip."""
+    tasks = []
+    for c, bc in built.items():  # the BD anchor alone has the reduced-size rungs (``AnchorSettings``)
+        version = bc.version()
+        doc["codecs"][c] = {"settings": bc.description(), "version": version}
+        for name, clip in clips:
+            for point, st in bc.points():
+                tasks.append((name, clip, c, point, st, version, lambda clip=clip, bc=bc, p=point: bc.run(clip, p)))
+        if hasattr(bc, "check_files"):
+            bc.check_files(clips[0][1][:9])  # one real file round trip per run
+    return tasks
+
+
+def run_tasks(doc: dict, tasks: list, cache: Path, metric: LPIPSMetric | None, jobs: int, progress: bool) -> None:
+    """Measure the tasks not in ``cache`` (keyed by clip content, codec, settings, version and whether LPIPS is
+    measured), the others read from it; the anchors' external encoders in ``jobs`` threads while the in-process
+    codecs run here. Every point goes into ``doc["points"]``."""
+    digests = {}
+
+    def key(task) -> Path:
+        name, clip, codec, point, st, version, _ = task
+        if name not in digests:
+            digests[name] = hashlib.sha256(clip.tobytes()).hexdigest()
+        return cache / f"{_key(digests[name], codec, st, version, metric is not None)}.json"
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(tasks), unit="encode", dynamic_ncols=True)
+
+    def finish(task, dec, nbytes, times):  # the point's row: measured, cached, counted
+        name, clip, codec, point, st, version, _ = task
+        t, h, w, _ = clip.shape
+        row = {"clip": name, "codec": codec, "point": point, "settings": st, "version": version, "frames": t,
+               "width": w, "height": h, "bytes": int(nbytes), "bpp": nbytes * 8 / (t * h * w),
+               **_metrics(clip, dec, metric), **times}
+        key(task).write_text(json.dumps(row))
+        doc["points"].append(row)
+        if bar is not None:
+            bar.update(1)
+
+    pending = []
+    for task in tasks:
+        if key(task).exists():
+            doc["points"].append(json.loads(key(task).read_text()))
+        else:
+            pending.append(task)
+    if bar is not None:
+        bar.update(len(tasks) - len(pending))
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [(t, pool.submit(t[6])) for t in pending if t[2] in ANCHORS]
+        for t in [t for t in pending if t[2] not in ANCHORS]:
+            finish(t, *t[6]())
+        for t, f in futures:
+            finish(t, *f.result())
+    if bar is not None:
+        bar.close()
 
 
 def reuse_points(doc: dict, earlier: dict, rename: dict) -> None:

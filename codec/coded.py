@@ -120,6 +120,17 @@ class CodedFile:
                 out += unpack_packets(self.reader.read_payload(au), len(self.streams))
         return out
 
+    def audio_of(self, slot: "Slot", start: int, t_lo: float, t_hi: float) -> list:
+        """The audio packets that go with ``slot``'s frames of a range starting at frame ``start`` and spanning
+        ``t_lo .. t_hi`` seconds. A cut keeps the packets a player needs for its first sample: the one that holds it
+        and those of the codec's pre-roll before it (they may sit in the previous GOP's audio unit)."""
+        if not self.streams:
+            return []
+        candidates = self.audio_packets(slot.gop_index)
+        if slot.first_frame <= start and slot.gop_index > 0 and t_lo > -float("inf"):
+            candidates = self.audio_packets(slot.gop_index - 1) + candidates
+        return [p for p in candidates if self.seconds(p) + self.preroll(p) > t_lo and self.seconds(p) < t_hi]
+
     def seconds(self, p) -> float:
         return packet_seconds(p, self.streams)
 

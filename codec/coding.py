@@ -44,10 +44,11 @@ from vtok.codec.media.info import Colour, VideoError
 from vtok.codec.media.read import resize_frames
 from vtok.codec.parallel import run_jobs
 
-# Frames per GOP (one independently decodable unit): 1 + 4·16, about 2.2 s at 30 fps. Every GOP restarts the causal
-# model with an intra latent frame; against GOPs of 17 frames, 65 codes the same pictures in 22–26 % fewer bits on
-# the eval clips (docs/MODELS.md, "GOP length"), and seeking decodes up to 64 frames before the one asked for.
+# Frames per GOP (one independently decodable unit): 1 + 4·16, about 2.2 s at 30 fps; each GOP restarts the causal
+# model with an intra latent frame, so longer GOPs cost fewer bits and seeking decodes more (docs/MODELS.md).
 DEFAULT_GOP = 65
+
+
 class ModelMismatch(VtokError, ValueError):
     """A ``.vtok`` file was made by other weights than the ones loaded."""
 
@@ -286,15 +287,7 @@ class Codec:
                     last = piece[-1]
                 if at >= hi:
                     break
-            packets = []
-            if audio and coded.streams:
-                # A cut keeps the packets a player needs for its first sample: the one that holds it and those of
-                # the codec's pre-roll before it (they may sit in the previous GOP's audio unit).
-                candidates = coded.audio_packets(s.gop_index)
-                if s.first_frame <= start and s.gop_index > 0 and t_lo > -float("inf"):
-                    candidates = coded.audio_packets(s.gop_index - 1) + candidates
-                packets = [p for p in candidates
-                           if coded.seconds(p) + coded.preroll(p) > t_lo and coded.seconds(p) < t_hi]
+            packets = coded.audio_of(s, start, t_lo, t_hi) if audio else []
             yield (held if held is not None else np.zeros((0, h.height, h.width, 3), np.uint8)), packets
 
     def _decoded(self, coded: CodedFile, slots: Iterable[Slot], workers: int, ray: str | None) -> Iterator:

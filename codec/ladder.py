@@ -20,6 +20,16 @@ class RatePoint:
     bits: int
 
 
+def bit_ladder(tok) -> list[int]:
+    """Bits per token of the tokenizer's own bit ladder, from the fewest to the full token: seven points spaced
+    geometrically between ``cfg.min_bits`` and ``bits`` (for 18 bits: 2, 3, 4, 6, 9, 12, 18); a model trained
+    without nested dropout has the full token only. ``tok``: a ``VideoTokenizer``."""
+    if tok.cfg.nested_dropout <= 0:
+        return [tok.bits]
+    lo = max(1, min(tok.cfg.min_bits, tok.bits))
+    return sorted({round(lo * (tok.bits / lo) ** (i / 6)) for i in range(7)})
+
+
 def rate_ladder(tok) -> list[RatePoint]:
     """``vtok compress --rate N`` picks ``rate_ladder(tok)[N]``; rate 0 is the smallest file.
 
@@ -38,7 +48,7 @@ def rate_ladder(tok) -> list[RatePoint]:
         if any(not 0 < p.scale <= 1 or not 1 <= p.bits <= tok.bits for p in points):
             raise ValueError(f"the model's rate ladder {own} does not fit its {tok.bits}-bit tokens")
         return points
-    bits = tok.rate_ladder
+    bits = bit_ladder(tok)
     return [RatePoint(s, tok.bits) for s in LADDER_SCALES] + [RatePoint(1.0, k) for k in bits[1:] or bits]
 
 

@@ -17,8 +17,9 @@ partial sum is an integer far below 2**53, so the results are exact in any summa
 The final integer logit indexes a fixed integer table of probabilities stored with the weights.
 
 Layouts: bits ``(D, H, W)`` uint8 planes per latent frame inside; token indices ``(T', H', W')`` at the edges.
-The float (training) and integer (coding) forms stay in one module because the second is derived from the first
-number by number; keeping their quantization constants side by side is what makes them agree.
+Long: the float (training) and integer (coding) forms stay in one module, past the usual 350 lines, because the
+second is derived from the first number by number; keeping their quantization constants side by side is what makes
+them agree.
 """
 
 from __future__ import annotations

@@ -3,8 +3,13 @@
 
 The ``.npz`` holds: ``tokens`` (int32 or int64 ``(T', H', W')``), ``sub_tokens`` (``(T', H', W', G)``, the index
 split into ``group_bits``-bit sub-tokens, least significant first), ``size`` (``T, H, W`` of the video),
-``fps`` (numerator, denominator), ``bits``, ``group_bits`` and ``model_id`` (the tokenizer's token family: any
-decoder of the family detokenizes it).
+``fps`` (numerator, denominator), ``bits``, ``group_bits``, ``base_bits`` and ``model_id`` (the tokenizer's token
+family: any decoder of the family detokenizes it).
+
+Refinement bits (a model grown with ``vtok train --refine-bits``, ``quantizers/rlfq.py``): bits ``0 ..
+base_bits - 1`` are the sign bits, one per latent channel; bit ``base_bits + j`` refines channel ``refine[j]`` (also
+stored, ``refine``; empty without refinement bits). A language model may read the sign sub-tokens as a coarse token
+and the refinement sub-tokens (the last one shorter when ``group_bits`` does not divide them) as its detail.
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ def tokenize_file(src, out, model=None, bits: int | None = None, max_frames: int
         np.savez(f, tokens=tokens.astype(dtype), sub_tokens=sub.astype(dtype),
                  size=np.array(video.shape[:3], np.int64),
                  fps=np.array([info.fps.numerator, info.fps.denominator], np.int64),
-                 bits=np.int64(bits), group_bits=np.int64(group), model_id=np.str_(tok.family_id))
+                 bits=np.int64(bits), group_bits=np.int64(group), base_bits=np.int64(min(bits, tok.base_bits)),
+                 refine=np.array(tok.quantizer.refine.tolist() if tok.refine_bits else [], np.int64)[
+                     :max(0, bits - tok.base_bits)], model_id=np.str_(tok.family_id))
     tmp.replace(out)
     summary = {"frames": int(video.shape[0]), "height": int(video.shape[1]), "width": int(video.shape[2]),
                "tokens": list(tokens.shape), "bits": bits, "model_id": tok.family_id}

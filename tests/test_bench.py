@@ -11,10 +11,10 @@ import sys
 import pytest
 import torch
 
-from vtok.bench import results
-from vtok.bench.anchors import VVenC, X265
-from vtok.bench.bdrate import bd, bd_table
-from vtok.bench.metrics import psnr_frames
+from vtok.bench.analysis import results
+from vtok.bench.peers.anchors import VVenC, X265
+from vtok.bench.analysis.bdrate import bd, bd_table
+from vtok.bench.analysis.metrics import psnr_frames
 from vtok.bench.rd import run_bench
 from vtok.codec.prior import PriorConfig, TokenPrior
 from vtok.codec.models.tokenizer import VideoTokenizer

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from vtok.bench.fuzz import SEEDS, fuzz_codec
+from vtok.bench.tools.fuzz import SEEDS, fuzz_codec
 from vtok.bitstream.reader import ContainerReader
 from vtok.codec.coded import CodedFile
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vtok.bench.fuzz import fuzz, fuzz_codec, load_seeds, mutate, run_case
+from vtok.bench.tools.fuzz import fuzz, fuzz_codec, load_seeds, mutate, run_case
 from vtok.bitstream.container import reseal
 
 

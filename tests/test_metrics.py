@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vtok.bench.metrics import LPIPSMetric, clip_metrics, msssim_frames, psnr_frames, psnr_yuv_frames
+from vtok.bench.analysis.metrics import LPIPSMetric, clip_metrics, msssim_frames, psnr_frames, psnr_yuv_frames
 from tests.conftest import need_shared, smooth_clip
 
 

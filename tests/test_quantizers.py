@@ -226,7 +226,7 @@ def test_non_nested_quantizers_refuse_bit_prefixes():
 
 @pytest.mark.skipif(not HAVE_LPIPS, reason="needs ../shared/weights/lpips")
 def test_ablation_runs_end_to_end_and_resumes(video_dir, tmp_path):
-    from vtok.bench.quantizers import QuantizerAblation, run_ablation
+    from vtok.bench.studies.quantizers import QuantizerAblation, run_ablation
 
     write_video(tmp_path / "eval.mkv", smooth_clip(5, 48, 64, seed=3), 25)
     cfg = QuantizerAblation(names=["vq", "gsq"], bits=6, steps=2, prior_steps=2, batch=2, crop=32, stem_ch=8, ch=16,
@@ -246,7 +246,7 @@ def test_ablation_runs_end_to_end_and_resumes(video_dir, tmp_path):
 
 
 def test_ablation_table_has_a_row_per_quantizer():
-    from vtok.bench.quantizers import ablation_table
+    from vtok.bench.studies.quantizers import ablation_table
 
     row = {"quantizer": "fq", "config": {"bits": 12}, "params": 1.5e6, "raw_bpp": 0.05,
            "mean": {"bpp": 0.02, "psnr": 20.0, "ms_ssim": 0.7, "lpips": 0.4},

@@ -98,7 +98,7 @@ def test_a_veryslow_file_decodes_with_the_bundled_model():
 
 
 def test_bench_takes_presets_as_peers():
-    from vtok.bench.codecs import AnchorSettings, VtokSettings, build_codec, is_codec
+    from vtok.bench.peers.codecs import AnchorSettings, VtokSettings, build_codec, is_codec
 
     assert is_codec("vtok@slow") and is_codec("vtok:default@veryslow") and not is_codec("vtok@placebo")
     assert not is_codec("x265@slow")

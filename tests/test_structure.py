@@ -19,6 +19,17 @@ CODEC_RULES = {
 }
 
 
+# What each part of bench/ may import from bench/ (besides itself; codec and bitstream always); said in its __init__.
+BENCH_RULES = {
+    "bench.analysis": (),
+    "bench.peers": ("bench.analysis", "bench.datasets"),
+    "bench.studies": ("bench.peers", "bench.analysis", "bench.datasets"),
+    "bench.tools": ("bench.analysis", "bench.datasets"),
+    "bench": ("bench.peers", "bench.analysis", "bench.datasets"),  # the benchmarks at the top: rd, codec_bench, ...
+}
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 350, 60
+
+
 def _module_name(path) -> str:
     """A file's module name inside the package, without the ``vtok.`` prefix (``codec.models.tokenizer``)."""
     parts = path.relative_to(REPO).with_suffix("").parts
@@ -155,6 +166,59 @@ def test_circles_are_seen(tmp_path, monkeypatch):
         raise AssertionError("the circle was not found")
 
 
+def _bench_part(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 or (REPO / "bench" / parts[-1]).is_dir() else "bench"
+
+
+def test_bench_parts_import_only_what_they_may():
+    """Analysis stands alone; peers, studies and tools use analysis and the clips; studies may run peers; nothing in
+    bench/ below the top imports the benchmarks at the top."""
+    bad = []
+    for f in _files("bench"):
+        part = _bench_part(_module_name(f))
+        for mod in _project_imports(f):
+            if not mod.startswith("bench."):
+                continue
+            allowed = (part,) + BENCH_RULES[part]
+            if not any(mod == a or mod.startswith(a + ".") for a in allowed) and not (
+                    part == "bench" and _bench_part(mod) == "bench"):
+                bad.append(f"{f.relative_to(REPO)} ({part}) imports {mod}")
+    assert not bad, bad
+
+
+def _oversized(path) -> list[str]:
+    """A module over ``MAX_MODULE_LINES`` lines or a function over ``MAX_FUNCTION_LINES``, unless its docstring says
+    why (a paragraph starting ``Long:``)."""
+    text = path.read_text()
+    tree = ast.parse(text)
+    out = []
+    lines = text.count("\n")
+    if lines > MAX_MODULE_LINES and "Long:" not in (ast.get_docstring(tree) or ""):
+        out.append(f"{path.relative_to(REPO)}: {lines} lines")
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = node.end_lineno - node.lineno + 1
+            if n > MAX_FUNCTION_LINES and "Long:" not in (ast.get_docstring(node) or ""):
+                out.append(f"{path.relative_to(REPO)}: {node.name}() {n} lines")
+    return out
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 350 lines and no function over 60 without a reason in its docstring (``Long: ...``)."""
+    big = [m for f in _files("cli", "bench", "codec", "bitstream") for m in _oversized(f)]
+    assert not big, big
+
+
+def test_the_size_check_sees_a_long_function(tmp_path, monkeypatch):
+    import tests.test_structure as me
+
+    monkeypatch.setattr(me, "REPO", tmp_path)
+    f = tmp_path / "x.py"
+    f.write_text("def f():\n" + "    x = 1\n" * 70 + "\n\ndef g():\n    'Long: a table.'\n" + "    y = 1\n" * 70)
+    assert me._oversized(f) == ["x.py: f() 71 lines"]
+
+
 def test_only_media_opens_video_files():
     offenders = [str(f.relative_to(REPO)) for f in _files("codec") if "media" not in f.relative_to(REPO).parts
                  and any(m.split(".")[0] in ("av", "decord", "cv2", "imageio") for m in _imports(f))]
@@ -180,7 +244,8 @@ def test_string_imports_are_seen(tmp_path):
 
 
 def test_every_subpackage_says_what_it_holds_and_may_import():
-    for init in sorted(REPO.glob("codec/*/__init__.py")):
+    for init in sorted([*REPO.glob("codec/*/__init__.py"), *REPO.glob("bench/*/__init__.py"),
+                        REPO / "bench" / "__init__.py"]):
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert "may import" in doc.lower(), f"{init.relative_to(REPO)}: say what lives here and what it may import"
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from vtok.codec.ladder import bit_ladder
+
 from vtok.codec.models.layers import TemporalGrow, TemporalPool, fold, unfold
 from vtok.codec.models.tae import TaeVideoDecoder, TaeVideoEncoder, init_from_taef2
 from vtok.codec.models.taef2 import TAE_CH, load_taef2
@@ -115,7 +117,7 @@ def test_tae_tokenizer_round_trip_shapes():
     tokens = tok.encode(video)
     assert tokens.shape == (3, 3, 5) and tokens.max() < 2 ** 36
     assert tok.decode(tokens, size=video.shape[:3]).shape == video.shape
-    assert tok.rate_ladder == [2, 3, 5, 8, 14, 22, 36]
+    assert bit_ladder(tok) == [2, 3, 5, 8, 14, 22, 36]
 
 
 def test_distill_runs_and_resumes(tmp_path):

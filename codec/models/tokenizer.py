@@ -15,7 +15,6 @@ tokens at the public edges (``encode`` / ``decode``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from vtok.codec.models.config import TokenizerConfig, default_group_bits
+from vtok.codec.models.ids import weights_hash
 from vtok.codec.models.streaming import FRAME_PIXELS, Stream, as_bytes, as_frames, stream_latents, to_uint8
 from vtok.codec.models.quantizers import QUANTIZERS, build_quantizer
 from vtok.codec.models.shapes import SPATIAL_STRIDE, TEMPORAL_STRIDE, pad_video
@@ -113,21 +113,10 @@ class VideoTokenizer(nn.Module):
         """Bits per sub-token: the quantizer's group (LFQ), else the whole token."""
         return getattr(self.quantizer, "group_bits", self.bits)
 
-    def _hash(self, config: str, decoder: bool | None) -> str:
-        """16 hex digits of ``config`` and the weights: all (``decoder`` None), the decoder's, or all but them."""
-        h = hashlib.sha256(config.encode())
-        for k, v in sorted(self.state_dict().items()):
-            if decoder is None or k.startswith("decoder.") == decoder:
-                h.update(k.encode())
-                # + 0.0: a weight of -0.0 and one of +0.0 compute alike, so they hash alike
-                h.update((v.detach().cpu() + 0.0 if v.is_floating_point() else v.detach().cpu()).to(torch.float16)
-                         .contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
-
     @property
     def model_id(self) -> str:
         """A hash of the architecture and every weight (16 hex digits): these exact weights."""
-        return self._hash(self.cfg.to_json(), None)
+        return weights_hash(self, self.cfg.to_json(), None)
 
     @property
     def family_id(self) -> str:
@@ -136,7 +125,7 @@ class VideoTokenizer(nn.Module):
         if self.stored_family:
             return self.stored_family
         cfg = {k: v for k, v in json.loads(self.cfg.to_json()).items() if k not in DECODER_FIELDS}
-        return self._hash(json.dumps(cfg, sort_keys=True), False)
+        return weights_hash(self, json.dumps(cfg, sort_keys=True), False)
 
     def family_of(self, bits: int) -> str:
         """The token family of this tokenizer's first ``bits`` bits as a coded unit: its own for all of them; for
@@ -152,7 +141,7 @@ class VideoTokenizer(nn.Module):
     def decoder_id(self) -> str:
         """A hash of the decoder alone (its config fields and weights): which decoder of the family this is."""
         cfg = {k: getattr(self.cfg, k) for k in DECODER_FIELDS}
-        return self._hash(json.dumps(cfg, sort_keys=True), True)
+        return weights_hash(self, json.dumps(cfg, sort_keys=True), True)
 
     def bit_mask(self, keep_bits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``(B,)`` bit counts → a ``(B, D, 1, 1, 1)`` 0/1 mask keeping the first ``keep_bits`` channels."""
@@ -183,19 +172,6 @@ class VideoTokenizer(nn.Module):
         if keep_bits is not None:
             codes = codes * self.bit_mask(keep_bits, codes)
         return self.decoder(codes), out
-
-    @property
-    def rate_ladder(self) -> list[int]:
-        """Bits per token of each rate point, from the smallest file (rate 0) to the full token (the last rate).
-
-        Seven points spaced geometrically between ``cfg.min_bits`` and ``bits`` (for 18 bits: 2, 3, 4, 6, 9, 12, 18);
-        a model trained without nested dropout has the full token only.
-        """
-        if self.cfg.nested_dropout <= 0:
-            return [self.bits]
-        lo = max(1, min(self.cfg.min_bits, self.bits))
-        pts = sorted({round(lo * (self.bits / lo) ** (i / 6)) for i in range(7)})
-        return pts
 
     def _check_bits(self, bits: int | None) -> int:
         if bits is None:

@@ -52,18 +52,14 @@ def distill(run_dir, data=(str(TRAIN_DATA),), cache_dir: str = "", steps: int = 
     torch.manual_seed(seed)
     teacher_enc, teacher_dec = load_taef2(taef2)
     stem, head = CheapStem(), CheapHead()
-    params = list(stem.parameters()) + list(head.parameters())
-    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
+    opt = torch.optim.Adam([*stem.parameters(), *head.parameters()], lr=lr, betas=(0.9, 0.99))
     lpips = build_lpips() if lpips_weight > 0 else None
-    state_path = run / "distill-state.safetensors"
-    step = 0
-    parts_of_run = ({"stem": stem, "head": head}, {"opt": opt})
+    state_path, step, parts_of_run = run / "distill-state.safetensors", 0, ({"stem": stem, "head": head}, {"opt": opt})
     if state_path.exists():
         step, _ = load_checkpoint(state_path, *parts_of_run)
         log(f"resumed {state_path} at step {step}")
     sampler = ClipSampler(cache, 1, crop, seed=seed * 1000 + step)
-    metrics = MetricsLog(run / "distill-metrics.jsonl")
-    last = time.time()
+    metrics, last = MetricsLog(run / "distill-metrics.jsonl"), time.time()
 
     def export():
         save_checkpoint(state_path, step, *parts_of_run)

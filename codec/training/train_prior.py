@@ -143,17 +143,8 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
         torch.set_num_threads(threads)
     tok = load_tokenizer(model)
     run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    cache = Path(cache_dir or run / "cache")
-    if not (cache / "index.json").exists():
-        build_cache(list(data), cache, log=log)
-    gops = load_token_gops(tok, cache, run, gop, max_clips, log, tok.own_hold(hold))
-    valid = gops[::held_out] if held_out > 0 else []
-    if held_out > 0:
-        gops = [g for i, g in enumerate(gops) if i % held_out]
-    if not gops:
-        raise ValueError(f"no training clips in {cache}")
-    log(f"{len(gops)} GOPs of tokens for training, {len(valid)} held out")
+    gops, valid = training_gops(tok, run, Path(cache_dir or run / "cache"), data, gop, max_clips, held_out,
+                                tok.own_hold(hold), log)
     if not (tok.quantizer.nested and tok.cfg.nested_dropout > 0):
         nested = 0.0  # the tokenizer decodes whole tokens only: no bit prefixes to code
     prior = starting_prior(tok, init_prior, group_bits, channels, layers)
@@ -170,24 +161,21 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
     def save(step: int) -> None:
         prior.freeze().save(out)
         save_checkpoint(state_file, step, {"prior": prior}, {"opt": opt})
+        held_out_check(step)
+
+    def held_out_check(step: int) -> None:  # each save's rate on the held-out GOPs, and the start's
         if valid:
             rate = held_out_rate(prior, valid)
             metrics.write(step=step, held_out_bits_per_bit=rate)
             log(f"prior step {step}: {rate:.4f} bits per coded bit on {len(valid)} held-out GOPs")
 
-    if valid and first == 0:  # the starting point, to compare each save with
-        rate = held_out_rate(prior, valid)
-        metrics.write(step=0, held_out_bits_per_bit=rate)
-        log(f"prior at the start: {rate:.4f} bits per coded bit on {len(valid)} held-out GOPs")
+    if first == 0:
+        held_out_check(0)
     ema_loss = None
     for step in range(first, steps):
         set_lr(opt, cosine_lr(step, steps, lr))
-        loss = prior.loss(*_batch(gops, rng, batch, crop, tok.bits, nested, min_bits))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
-        opt.step()
-        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+        loss = _step(prior, opt, _batch(gops, rng, batch, crop, tok.bits, nested, min_bits))
+        ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
         if (step + 1) % 50 == 0 or step + 1 == steps:
             elapsed = time.time() - metrics.t0
             metrics.write(step=step + 1, bits_per_bit=ema_loss, lr=cosine_lr(step, steps, lr), time=elapsed)
@@ -198,6 +186,33 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
     metrics.close()
     log(f"integer prior {IntegerPrior.load(out).model_id} written to {out}")
     return out
+
+
+def _step(prior: TokenPrior, opt: torch.optim.Optimizer, batch) -> float:
+    """One optimizer step of the prior on a batch (``_batch``); returns its loss in bits per coded bit."""
+    loss = prior.loss(*batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
+def training_gops(tok, run: Path, cache: Path, data, gop: int, max_clips: int, held_out: int, hold: float,
+                  log) -> tuple[list, list]:
+    """The token GOPs to train on and those held out (every ``held_out``-th; none for 0), from the clip cache
+    (built first if it is not there)."""
+    run.mkdir(parents=True, exist_ok=True)
+    if not (cache / "index.json").exists():
+        build_cache(list(data), cache, log=log)
+    gops = load_token_gops(tok, cache, run, gop, max_clips, log, hold)
+    valid = gops[::held_out] if held_out > 0 else []
+    if held_out > 0:
+        gops = [g for i, g in enumerate(gops) if i % held_out]
+    if not gops:
+        raise ValueError(f"no training clips in {cache}")
+    log(f"{len(gops)} GOPs of tokens for training, {len(valid)} held out")
+    return gops, valid
 
 
 def starting_prior(tok, init_prior: str, group_bits: int, channels: int, layers: int) -> TokenPrior:

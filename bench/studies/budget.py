@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from vtok.bench.datasets import eval_clips
-from vtok.bench.metrics import LPIPSMetric, clip_metrics
+from vtok.bench.analysis.metrics import LPIPSMetric, clip_metrics
 from vtok.codec.loading import load_codec
 from vtok.codec.entropy import token_costs
 from vtok.codec.models.layers import fold, unfold

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from vtok.bench.anchors import ANCHORS, build_anchor
+from vtok.bench.peers.anchors import ANCHORS, build_anchor
 from vtok.bitstream.errors import ToolError
 from vtok.codec.coding import DEFAULT_GOP
 from vtok.codec.loading import load_codec

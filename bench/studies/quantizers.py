@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from vtok.bench.datasets import eval_clips
-from vtok.bench.metrics import LPIPSMetric, clip_metrics
-from vtok.bench.codecs import VtokBenchCodec, VtokSettings
+from vtok.bench.analysis.metrics import LPIPSMetric, clip_metrics
+from vtok.bench.peers.codecs import VtokBenchCodec, VtokSettings
 from vtok.codec.paths import TRAIN_DATA
 from vtok.codec.models.config import TokenizerConfig
 from vtok.codec.models.zoo import load_tokenizer, prior_path

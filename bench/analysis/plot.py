@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtok.bench.bdrate import METRICS, envelope
-from vtok.bench.results import curves, load
+from vtok.bench.analysis.bdrate import METRICS, envelope
+from vtok.bench.analysis.results import curves, load
 
 MAGVIT2_BPP = 0.0384  # MAGVIT-v2's reported operating point on MCL-JCV (arXiv 2310.05737)
 LABELS = {"psnr": "PSNR RGB (dB) ↑", "ms_ssim": "MS-SSIM ↑", "lpips": "LPIPS-alex ↓"}

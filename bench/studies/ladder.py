@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vtok.bench.bdrate import bd
+from vtok.bench.analysis.bdrate import bd
 from vtok.bench.datasets import eval_clips
-from vtok.bench.metrics import LPIPSMetric, clip_metrics
+from vtok.bench.analysis.metrics import LPIPSMetric, clip_metrics
 from vtok.codec.loading import load_codec
-from vtok.codec.ladder import coded_size
+from vtok.codec.ladder import bit_ladder, coded_size
 from vtok.codec.media.read import resize_frames
 
 DEFAULT_SCALES = (1.0, 0.75, 0.5, 0.375, 0.25)
@@ -34,7 +34,7 @@ def _round_trip(clip: np.ndarray, codec, bits=None) -> tuple[np.ndarray, int]:
 def compare_ladders(model=None, data=None, frames: int = 33, size=(640, 360), scales=DEFAULT_SCALES,
                     json_path=None, log=print) -> dict:
     codec = load_codec(model)
-    ladder = codec.tokenizer.rate_ladder
+    ladder = bit_ladder(codec.tokenizer)
     lp = LPIPSMetric()
     acc = {"bits": {}, "scale": {}}
     for name, clip in eval_clips(data, frames, size):

@@ -30,7 +30,7 @@ from vtok.bitstream.info import stream_info
 from vtok.codec.coded import CodedFile
 from vtok.codec.loading import load_codec
 
-SEEDS = Path(__file__).resolve().parent.parent / "tests" / "data" / "fuzz"
+SEEDS = Path(__file__).resolve().parents[2] / "tests" / "data" / "fuzz"
 MAX_PIXELS = 256 * 256  # the decode limit inside the target: seeds are at most 64×48
 MAX_FRAMES = 200  # frames the tolerant decode is asked for: a mutated header may claim 2³¹ of them
 EDGE_VALUES = (0, 1, 2, 3, 4, 5, 9, 16, 17, 255, 256, 16383, 16384, 16385, 65535, 65536, 0x7FFFFFFF, 0xFFFFFFFE,

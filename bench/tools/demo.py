@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vtok.bench.datasets import default_eval_dir, synthetic_clip
-from vtok.bench.metrics import LPIPSMetric, clip_metrics
+from vtok.bench.analysis.metrics import LPIPSMetric, clip_metrics
 from vtok.codec.loading import load_codec
 from vtok.codec.media.read import list_videos
 from vtok.codec.files import compress_file, decompress_file

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from vtok.bench.results import curves
+from vtok.bench.analysis.results import curves
 
 METRICS = {"psnr": 1, "ms_ssim": 1, "lpips": -1}  # +1: higher is better
 METHOD = "pchip"

@@ -12,7 +12,7 @@ import json
 import numpy as np
 
 from vtok.bench.datasets import eval_clips
-from vtok.bench.metrics import LPIPSMetric, clip_metrics
+from vtok.bench.analysis.metrics import LPIPSMetric, clip_metrics
 from vtok.codec.loading import load_codec
 
 
