@@ -18,8 +18,8 @@ import sys
 from vtok.bench import codec_bench, evaluate, rd, speed
 from vtok.bench.analysis import plot
 from vtok.bench.studies import budget, gop, ladder, quantizers
-from vtok.bench.tools import demo, fuzz, info
-from vtok.codec import files, tokens_file
+from vtok.bench.tools import batch, demo, fuzz, info
+from vtok.codec import tokens_file
 from vtok.codec.training import distill, train, train_prior
 from vtok.bitstream.errors import DamagedInput, VtokError
 from vtok.codec.paths import TRAIN_DATA
@@ -81,7 +81,7 @@ _T, _M = train.TrainConfig(), TokenizerConfig()  # the training defaults the tra
 I, F = (lambda *f, **kw: A(*f, type=int, **kw)), (lambda *f, **kw: A(*f, type=float, **kw))  # int, float options
 
 COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is a subcommand of "bench"
-    "compress": (files.compress_inputs, "video file -> .vtok bitstream", [
+    "compress": (batch.compress_inputs, "video file -> .vtok bitstream", [
         A("input", nargs="+", help="anything PyAV opens, a .y4m, or raw .yuv with --size and --fps; - reads stdin; "
           "several files or folders: one .vtok each into the folder -o"),
         A("-o", "--output", required=True, help=".vtok file; - writes it to stdout; a folder for several"), SKIP,
@@ -96,7 +96,7 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         A("--tune", choices=list(TUNES), help="what the search minimises: perceptual (default, L1 + LPIPS) or "
           "psnr (squared error)"), SIZE, FPS, NO_AUDIO,
         WORKERS, RAY, DEVICE, MODEL, PRIOR, QUIET, VERBOSE]),
-    "decompress": (files.decompress_inputs, ".vtok -> video (.y4m, .mkv lossless, .mp4 H.264, PNGs)", [
+    "decompress": (batch.decompress_inputs, ".vtok -> video (.y4m, .mkv lossless, .mp4 H.264, PNGs)", [
         A("input", nargs="+", help=".vtok file; - reads stdin; several files or folders: one video each into -o"),
         A("-o", "--output", required=True, help="output video; - writes Y4M to stdout; a folder for several"),
         SKIP, A("--format", default="mkv", choices=["mkv", "mp4", "y4m"], help="several inputs: output type"), MODEL,

@@ -34,8 +34,8 @@ def rate_on_clips(model=None, prior=None, data=None, frames: int = 33, size=(640
             src = Path(d) / "src.mkv"
             with VideoWriter(src, clip.shape[2], clip.shape[1], 30) as w:
                 w.write(clip)
-            s = compress_file(src, Path(d) / "c.vtok", bits=bits, quiet=True, codec=codec, log=lambda *a: None)
-            r = decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", quiet=True, codec=codec, log=lambda *a: None)
+            s = compress_file(src, Path(d) / "c.vtok", bits=bits, codec=codec, log=lambda *a: None)
+            r = decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", codec=codec, log=lambda *a: None)
             info = vtok_info(Path(d) / "c.vtok")
             row = {"clip": name, "frames": s["frames"], "bpp": s["bpp"], "raw_token_bits": s["raw_token_bits"],
                    "cross_entropy_bits": info["cross_entropy_bits"], "payload_bits": info["payload_bits"],
@@ -65,7 +65,7 @@ def _child_peak(flow: str, src, out, model=None, preset: str = "") -> float:
             "c = loading.load_codec(sys.argv[4] or None);"
             "open('/proc/self/clear_refs', 'w').write('5');"
             "kw = {'preset': sys.argv[5]} if sys.argv[5] else {};"
-            "s = getattr(files, sys.argv[1])(sys.argv[2], sys.argv[3], quiet=True, codec=c, log=lambda *a: None, **kw);"
+            "s = getattr(files, sys.argv[1])(sys.argv[2], sys.argv[3], codec=c, log=lambda *a: None, **kw);"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1];"
             "print('PEAK', hwm, s['fps'])")
     r = subprocess.run([sys.executable, "-c", code, flow, str(src), str(out), str(model or ""), preset],

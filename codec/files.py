@@ -1,4 +1,5 @@
-"""File flows of the codec (``vtok compress`` / ``vtok decompress``): thin wrappers of ``Codec`` over video files.
+"""File flows of the codec (``vtok compress`` / ``vtok decompress`` of one file): thin wrappers of ``Codec`` over
+video files. Pipes, progress lines and many files at once are the command line's (``bench/tools/batch.py``).
 
 ``compress_file``: probe the input and read its audio (``codec/media/read.py``), hand its frames GOP by GOP to
 ``Codec.compress_to`` (``codec/coding.py``), write the ``.vtok`` under a temporary name and rename it into place.
@@ -8,47 +9,24 @@ audio. Either way nothing half-written is left behind on an error.
 
 from __future__ import annotations
 
-import io
+import contextlib
 import os
-import shutil
-import sys
-import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from vtok.bitstream.errors import DamagedInput, VtokError
+from vtok.bitstream.errors import DamagedInput
 from vtok.codec.search import Search, distortion_of
 from vtok.codec.coded import DEFAULT_MAX_PIXELS, CodedFile, check_frame_area
 from vtok.codec.coding import DEFAULT_GOP
 from vtok.codec.loading import bundled_codec, load_codec
 from vtok.codec.media.info import Colour, VideoError
 from vtok.codec.media.write import VideoWriter, check_output, clear_partial, partial_path
-from vtok.codec.media.read import iter_frames, probe, spool_stdin
+from vtok.codec.media.read import iter_frames, probe
 from vtok.codec.media.audio import read_audio
 from vtok.codec.models.streaming import FRAME_PIXELS
-
-
-class _Progress:
-    """A small progress line on stderr (frames, fps, running bpp); silent when ``quiet``."""
-
-    def __init__(self, total: int | None, quiet: bool, what: str):
-        self.quiet, self.total, self.what = quiet or not sys.stderr.isatty(), total, what
-        self.t0 = time.perf_counter()
-
-    def update(self, frames: int, bpp: float | None = None) -> None:
-        if self.quiet:
-            return
-        fps = frames / max(1e-9, time.perf_counter() - self.t0)
-        tot = f"/{self.total}" if self.total else ""
-        rate = f", {bpp:.4f} bpp" if bpp is not None else ""
-        print(f"\r{self.what}: {frames}{tot} frames, {fps:.1f} fps{rate}   ", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if not self.quiet:
-            print(file=sys.stderr)
 
 
 # Frames read into one piece before the encoder takes them (``_Gops``): eight 1080p frames, two at 2160p.
@@ -84,9 +62,10 @@ class _Gops:
 
 
 def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits: int | None = None,
-                  size=None, fps=None, max_frames: int | None = None, quiet: bool = False, rate: int | None = None,
+                  size=None, fps=None, max_frames: int | None = None, rate: int | None = None,
                   audio: bool = True, codec=None, workers: int = 1, ray: str | None = None, device: str = "cpu",
-                  log=print, hold: float | None = None, preset: str | None = None, tune: str | None = None) -> dict:
+                  log=print, hold: float | None = None, preset: str | None = None, tune: str | None = None,
+                  progress=None) -> dict:
     """Compress a video file to ``.vtok``. Returns a summary (frames, bytes, bpp, cross-entropy bits, fps).
 
     ``rate`` picks a point of the model's rate ladder (0 = smallest file); ``bits`` sets the bits per token directly
@@ -96,19 +75,8 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     ``device``: where the tokenizer runs (``cpu``, ``cuda``, ``auto``; the prior's integers are the same anywhere);
     ``hold``: the encoder's temporal hold (``Codec.hold``; None: the model's own); ``preset``/``tune``: the
     encoder's search (``codec/search.py``; default medium, the one-pass encoder, and perceptual).
+    ``progress(frames, total, bpp)``: told after each GOP (``total``: the input's frame count, None if unknown).
     """
-    if str(src) == "-" or str(out) == "-":  # pipes: spool through files, then the flow below
-        with tempfile.TemporaryDirectory(prefix="vtok-") as d:
-            check_output(out)
-            src2 = spool_stdin(d, raw=size is not None) if str(src) == "-" else src
-            out2 = Path(d) / "out.vtok" if str(out) == "-" else out
-            summary = compress_file(src2, out2, model, prior, gop, bits, size, fps, max_frames, quiet, rate, audio,
-                                    codec, workers, ray, device, log, hold, preset, tune)
-            if str(out) == "-":
-                with open(out2, "rb") as f:
-                    shutil.copyfileobj(f, sys.stdout.buffer)
-                sys.stdout.buffer.flush()
-            return summary
     out = Path(out)
     check_output(out)
     codec = codec or load_codec(model, prior, device)
@@ -122,16 +90,15 @@ def compress_file(src, out, model=None, prior=None, gop: int = DEFAULT_GOP, bits
     tmp = partial_path(out)
     clear_partial(out, log)
     t0 = time.perf_counter()
-    bar = _Progress(max_frames or info.frames, quiet, "compress")
+    total = max_frames or info.frames
     try:
         with open(tmp, "wb") as f:
             frames = iter_frames(src, max_frames=max_frames, size=size, fps=fps)
             s = codec.compress_to(f, _Gops(frames, gop), info.width, info.height, info.fps, rate, bits, gop,
-                                  info.colour, sound, max_frames / info.fps if max_frames else None, bar.update,
-                                  workers, ray, hold, search)
+                                  info.colour, sound, max_frames / info.fps if max_frames else None,
+                                  progress and (lambda n, bpp: progress(n, total, bpp)), workers, ray, hold, search)
         tmp.replace(out)
     finally:
-        bar.close()
         if tmp.exists():
             tmp.unlink()
     dt = time.perf_counter() - t0
@@ -154,22 +121,28 @@ def _input_notes(src, info, log) -> None:
 
 
 def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: int | None = None,
-                    quiet: bool = False, audio: bool = True, codec=None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    workers: int = 1, ray: str | None = None, device: str = "cpu", log=print, strict: bool = False,
-                    warn=None) -> dict:
+                    audio: bool = True, codec=None, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1,
+                    ray: str | None = None, device: str = "cpu", log=print, strict: bool = False, warn=None,
+                    progress=None) -> dict:
     """Decode ``.vtok`` to a video file; ``start``/``frames`` pick a range and only its GOPs are decoded.
 
     The file's audio goes into ``.mkv`` / ``.mp4`` outputs, cut to the same time span (``audio=False``: left out). A
     file made by an earlier bundled default model is decoded with that model when no model is named.
 
     A damaged or truncated file decodes every intact GOP; a lost one is concealed (``Codec.decompress_from``), each
-    damaged range is told to ``warn`` once the output is complete (one line; default: stderr), and ``DamagedInput``
-    is raised. ``strict``: refuse a damaged file before writing anything. Nothing decodable: an error, no output.
+    damaged range is told to ``warn`` once the output is complete (one line; default: ``log``), and
+    ``DamagedInput`` is raised. ``strict``: refuse a damaged file before writing anything. Nothing decodable: an
+    error, no output. ``src``: a path, or a binary file object (``name`` it in messages by its ``name``);
+    ``progress(frames, total, None)``: told as frames are written.
     """
     check_output(out)
     clear_partial(out, log)
-    warn = warn or (lambda text: print(f"vtok: warning: {text}", file=sys.stderr))
-    with (io.BytesIO(sys.stdin.buffer.read()) if str(src) == "-" else open(src, "rb")) as f:
+    warn = warn or (lambda text: log(f"warning: {text}"))
+    if not isinstance(src, (str, os.PathLike)):
+        src_name, opened = getattr(src, "name", "input"), contextlib.nullcontext(src)
+    else:
+        src_name, opened = src, open(src, "rb")
+    with opened as f:
         coded = CodedFile(f, strict)
         h = coded.header
         check_frame_area(h, max_pixels)
@@ -180,20 +153,21 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
         end = coded.frames if frames is None else min(coded.frames, start + frames)
         lost = [p for p in coded.problems() if p.first is None or (p.first < end and p.end > start)]
         if not any(u.first_frame < end and u.first_frame + u.frames > start for u in coded.units):
-            raise (coded.damage[0].error() if coded.damage else VideoError(f"{src}: no frames to decode"))
-        failed, summary = _decode_into(coded, codec, src, out, (start, frames, end), audio, quiet, workers, ray, log)
+            raise (coded.damage[0].error() if coded.damage else VideoError(f"{src_name}: no frames to decode"))
+        failed, summary = _decode_into(coded, codec, src_name, out, (start, frames, end), audio, workers, ray, log,
+                                       progress)
         lost += failed
     for p in lost:  # told once the output is complete (nothing usable: the one error line alone)
         warn(p.line())
     if lost:
         frames_lost = sum(min(p.end, end) - max(p.first, start) for p in lost if p.first is not None)
-        raise DamagedInput(f"{src} is damaged: {out} was written with {frames_lost} of {end - start} frames concealed"
+        raise DamagedInput(f"{src_name} is damaged: {out} was written with {frames_lost} of {end - start} frames concealed"
                            f"{' and audio lost' if any(p.first is None for p in lost) and coded.streams else ''} "
                            f"(`strict` refuses such files)")
     return summary
 
 
-def _decode_into(coded, codec, src, out, span, audio, quiet, workers, ray, log) -> tuple[list, dict]:
+def _decode_into(coded, codec, src, out, span, audio, workers, ray, log, progress) -> tuple[list, dict]:
     """``decompress_file``'s decoding of frames ``span = (start, frames, end)`` into the writer; returns the
     ``Problem``s of GOPs that did not decode and the summary."""
     from vtok.codec.coded import Problem
@@ -209,7 +183,6 @@ def _decode_into(coded, codec, src, out, span, audio, quiet, workers, ray, log) 
 
     t0 = time.perf_counter()
     written = 0
-    bar = _Progress(max(0, end - start), quiet, "decompress")
     rate = Fraction(h.fps_num, h.fps_den)
     with VideoWriter(out, h.width, h.height, rate, Colour(h.matrix, h.full_range, h.primaries, h.transfer),
                      (streams, coded.description) if streams and keeps_audio else None) as w:
@@ -224,127 +197,11 @@ def _decode_into(coded, codec, src, out, span, audio, quiet, workers, ray, log) 
             w.write(video)
             w.write_audio(packets, tbs, shift=float(start / rate))
             written += len(video)
-            bar.update(written)
+            if progress is not None:
+                progress(written, end - start, None)
         if failed and sum(p.end - p.first for p in failed) + sum(
                 p.end - p.first for p in coded.problems() if p.first is not None) >= end - start:
             raise VideoError(f"no GOP of the file decodes: nothing written ({failed[0].reason})")
-    bar.close()
     dt = time.perf_counter() - t0
     log(f"{src} -> {out}: {written} frames {h.width}x{h.height}, {written / dt:.1f} fps")
     return failed, {"frames": written, "width": h.width, "height": h.height, "fps": written / dt}
-
-
-class BatchFailed(VtokError, RuntimeError):
-    """Some inputs of a batch failed (each was reported on its own line)."""
-
-
-def batch_jobs(inputs, out_dir, suffixes, out_suffix: str) -> list[tuple[Path, Path]]:
-    """``(input, output)`` pairs for files and folders (searched recursively for ``suffixes``) into ``out_dir``:
-    each output named after its input's stem with ``out_suffix``."""
-    from vtok.codec.media.read import list_videos
-
-    files = []
-    for p in map(Path, inputs):
-        files += list_videos([p], suffixes) if p.exists() else [p]  # a missing file fails on its own line later
-    pairs, seen = [], {}
-    for f in files:
-        out = Path(out_dir) / (f.stem + out_suffix)
-        if out in seen:
-            raise ValueError(f"{f} and {seen[out]} would both be written to {out}: give them different names")
-        seen[out] = f
-        pairs.append((f, out))
-    if not pairs:
-        raise ValueError(f"no input files in {', '.join(map(str, inputs))}")
-    return pairs
-
-
-def run_batch(pairs, code_one, skip_existing: bool = False, complete=Path.exists, quiet: bool = False,
-              log=print) -> dict:
-    """Run ``code_one(src, dst)`` for every pair with a progress bar over the files; an input that fails is reported
-    in one line and the others go on; with ``skip_existing`` an output that exists and is ``complete`` is skipped.
-    Raises ``BatchFailed`` after the summary if any input failed, else ``DamagedInput`` if any was damaged (its
-    output written with concealed frames)."""
-    from tqdm import tqdm
-
-    done, skipped, failed, damaged = [], [], [], []
-    bar = tqdm(pairs, unit="file", disable=quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
-    for src, dst in bar:
-        if skip_existing and dst.exists() and complete(dst):
-            skipped.append(str(src))
-            continue
-        try:
-            code_one(src, dst)
-            done.append(str(src))
-        except DamagedInput as e:
-            damaged.append(str(src))
-            print(f"vtok: warning: {e}", file=sys.stderr)
-        except (VtokError, OSError, ValueError, RuntimeError) as e:
-            failed.append(str(src))
-            print(f"vtok: error: {src}: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}",
-                  file=sys.stderr)
-    log(f"{len(done)} done, {len(skipped)} skipped (complete output already there), {len(damaged)} damaged "
-        f"(written with concealed frames), {len(failed)} failed, of {len(pairs)} inputs")
-    if failed:
-        raise BatchFailed(f"{len(failed)} of {len(pairs)} inputs failed: {', '.join(failed)}")
-    if damaged:
-        raise DamagedInput(f"{len(damaged)} of {len(pairs)} inputs were damaged: {', '.join(damaged)}")
-    return {"done": done, "skipped": skipped, "failed": failed, "damaged": damaged}
-
-
-def vtok_complete(path) -> bool:
-    """A ``.vtok`` file that is whole: every unit intact up to an end unit whose counts agree (a run stopped
-    half-way leaves none: outputs are renamed into place when complete)."""
-    from vtok.bitstream.info import file_info
-
-    try:
-        return file_info(path)["complete"]
-    except (VtokError, OSError):
-        return False
-
-
-def compress_many(inputs, out_dir, model=None, prior=None, skip_existing: bool = False, quiet: bool = False,
-                  device: str = "cpu", log=print, **kw) -> dict:
-    """``vtok compress a.mp4 b.mkv clips/ -o out/``: one ``.vtok`` per input video, the model loaded once."""
-    from vtok.codec.media.read import VIDEO_SUFFIXES
-
-    pairs = batch_jobs(inputs, out_dir, VIDEO_SUFFIXES, ".vtok")
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    codec = load_codec(model, prior, device)
-    return run_batch(pairs, lambda s, d: compress_file(s, d, codec=codec, quiet=True, log=lambda *a: None, **kw),
-                     skip_existing, vtok_complete, quiet, log)
-
-
-def decompress_many(inputs, out_dir, model=None, prior=None, suffix: str = ".mkv", skip_existing: bool = False,
-                    quiet: bool = False, device: str = "cpu", log=print, **kw) -> dict:
-    """``vtok decompress a.vtok clips/ -o out/``: one video per ``.vtok`` input (``suffix``: its container)."""
-    pairs = batch_jobs(inputs, out_dir, {".vtok"}, suffix)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    codec = load_codec(model, prior, device)
-    return run_batch(pairs, lambda s, d: decompress_file(s, d, codec=codec, quiet=True, log=lambda *a: None, **kw),
-                     skip_existing, Path.exists, quiet, log)
-
-
-def default_workers(workers: int = 0, ray: str | None = None) -> int:
-    """``workers``, 0 meaning half the CPUs (at least 1: a process of its own costs a model load and a start-up);
-    with ``ray``, 0 stays: one actor per two CPUs of the cluster."""
-    return workers if workers > 0 or ray is not None else max(1, (os.cpu_count() or 2) // 2)
-
-
-def compress_inputs(input, output, skip_existing: bool = False, gop: int | None = None, workers: int = 0,
-                    ray: str | None = None, **kw) -> dict:
-    """``vtok compress``: one input (a file or ``-``) to one ``.vtok``, or several files and folders into the folder
-    ``output``; the other arguments as ``compress_file`` takes them. Returns the summary."""
-    kw.update(gop=gop or DEFAULT_GOP, workers=default_workers(workers, ray), ray=ray)
-    if len(input) > 1 or os.path.isdir(input[0]):
-        return compress_many(input, output, skip_existing=skip_existing, **kw)
-    return compress_file(input[0], output, **kw)
-
-
-def decompress_inputs(input, output, skip_existing: bool = False, format: str = "mkv",
-                      max_pixels: int | None = None, workers: int = 0, ray: str | None = None, **kw) -> dict:
-    """``vtok decompress``: one ``.vtok`` (or ``-``) to one video, or several files and folders into the folder
-    ``output`` as ``.{format}``; the other arguments as ``decompress_file`` takes them. Returns the summary."""
-    kw.update(max_pixels=max_pixels or DEFAULT_MAX_PIXELS, workers=default_workers(workers, ray), ray=ray)
-    if len(input) > 1 or os.path.isdir(input[0]):
-        return decompress_many(input, output, suffix="." + format, skip_existing=skip_existing, **kw)
-    return decompress_file(input[0], output, **kw)

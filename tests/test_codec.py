@@ -78,37 +78,35 @@ def test_file_round_trip_and_gop_access(models, tmp_path, monkeypatch):
     import vtok.codec.files as files_module
 
     m = models / "tiny.safetensors"
-    s = compress_file(models / "clip.mkv", tmp_path / "a.vtok", m, gop=9, quiet=True, log=lambda *a: None)
+    s = compress_file(models / "clip.mkv", tmp_path / "a.vtok", m, gop=9, log=lambda *a: None)
     assert s["frames"] == 23
     monkeypatch.setattr(files_module, "PIECE_PIXELS", 2 * 40 * 56)  # GOPs read two frames at a time: the same file
-    compress_file(models / "clip.mkv", tmp_path / "b.vtok", m, gop=9, quiet=True, log=lambda *a: None)
+    compress_file(models / "clip.mkv", tmp_path / "b.vtok", m, gop=9, log=lambda *a: None)
     assert (tmp_path / "b.vtok").read_bytes() == (tmp_path / "a.vtok").read_bytes()
     monkeypatch.undo()
     info = vtok_info(tmp_path / "a.vtok")
     assert [g["frames"] for g in info["gop_units"]] == [9, 9, 5]
-    decompress_file(tmp_path / "a.vtok", tmp_path / "full.mkv", m, quiet=True, log=lambda *a: None)
+    decompress_file(tmp_path / "a.vtok", tmp_path / "full.mkv", m, log=lambda *a: None)
     full = read_video(tmp_path / "full.mkv")
     codec = load_codec(m)
     src = read_video(models / "clip.mkv")
     expect = np.concatenate([codec.tokenizer.decode(codec.tokenizer.encode(src[i:i + 9]), size=src[i:i + 9].shape[:3])
                              for i in range(0, 23, 9)])
     np.testing.assert_array_equal(full, expect)
-    decompress_file(tmp_path / "a.vtok", tmp_path / "part.mkv", m, start=10, frames=6, quiet=True, log=lambda *a: None)
+    decompress_file(tmp_path / "a.vtok", tmp_path / "part.mkv", m, start=10, frames=6, log=lambda *a: None)
     np.testing.assert_array_equal(read_video(tmp_path / "part.mkv"), full[10:16])
 
 
 def test_encode_one_thread_decode_two_threads(models, tmp_path):
     code = ("import sys, torch; torch.set_num_threads(int(sys.argv[4]));"
             "from vtok.codec.files import compress_file;"
-            "compress_file(sys.argv[1], sys.argv[2], sys.argv[5], gop=9, quiet=True, log=lambda *a: None)")
+            "compress_file(sys.argv[1], sys.argv[2], sys.argv[5], gop=9, log=lambda *a: None)")
     r = subprocess.run([sys.executable, "-c", code, models / "clip.mkv", tmp_path / "t1.vtok", REPO, "1",
                         models / "tiny.safetensors"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     torch.set_num_threads(2)
-    decompress_file(tmp_path / "t1.vtok", tmp_path / "t1.mkv", models / "tiny.safetensors", quiet=True,
-                    log=lambda *a: None)
-    compress_file(models / "clip.mkv", tmp_path / "t2.vtok", models / "tiny.safetensors", gop=9, quiet=True,
-                  log=lambda *a: None)
+    decompress_file(tmp_path / "t1.vtok", tmp_path / "t1.mkv", models / "tiny.safetensors", log=lambda *a: None)
+    compress_file(models / "clip.mkv", tmp_path / "t2.vtok", models / "tiny.safetensors", gop=9, log=lambda *a: None)
     assert (tmp_path / "t1.vtok").read_bytes() == (tmp_path / "t2.vtok").read_bytes()
 
 
@@ -262,7 +260,7 @@ def test_every_bit_flip_and_truncation_of_a_real_file_is_detected(models, tmp_pa
     from tests.test_bitstream import _read_all, assert_every_bit_flip_is_detected, assert_every_truncation_is_detected
 
     compress_file(models / "clip.mkv", tmp_path / "s.vtok", models / "tiny.safetensors", gop=5, max_frames=6,
-                  quiet=True, log=lambda *a: None)
+                  log=lambda *a: None)
     data = (tmp_path / "s.vtok").read_bytes()
 
     _read_all(data)
@@ -478,9 +476,9 @@ def test_temporal_hold_codes_fewer_flips_and_decodes_anywhere(models, tmp_path):
     assert codec.hold() == 0.0  # a model without its own hold: none
     tok = codec.tokenizer
     src = read_video(models / "clip.mkv")
-    s = compress_file(models / "clip.mkv", tmp_path / "h.vtok", m, gop=9, quiet=True, log=lambda *a: None, hold=0.05)
+    s = compress_file(models / "clip.mkv", tmp_path / "h.vtok", m, gop=9, log=lambda *a: None, hold=0.05)
     assert s["frames"] == 23
-    decompress_file(tmp_path / "h.vtok", tmp_path / "h.mkv", m, quiet=True, log=lambda *a: None)
+    decompress_file(tmp_path / "h.vtok", tmp_path / "h.mkv", m, log=lambda *a: None)
     gops = [src[i:i + 9] for i in range(0, 23, 9)]
     held = [tok.encode(g, hold=0.05) for g in gops]
     assert any((h != tok.encode(g)).any() for h, g in zip(held, gops))

@@ -64,11 +64,11 @@ def ladder_results(tmp_path_factory):
         w.write(clip)
     out = []
     for rate, point in enumerate(rate_ladder(load_tokenizer())):
-        s = compress_file(d / "src.mkv", d / f"r{rate}.vtok", rate=rate, quiet=True, log=lambda *a: None)
+        s = compress_file(d / "src.mkv", d / f"r{rate}.vtok", rate=rate, log=lambda *a: None)
         info = vtok_info(d / f"r{rate}.vtok")
         assert (info["rate"], info["bits_per_token"]) == (rate, point.bits)
         assert (info["coded_width"] < 640) == (point.scale < 1) and info["width"] == 640
-        decompress_file(d / f"r{rate}.vtok", d / f"r{rate}.mkv", quiet=True, log=lambda *a: None)
+        decompress_file(d / f"r{rate}.vtok", d / f"r{rate}.mkv", log=lambda *a: None)
         dec = read_video(d / f"r{rate}.mkv")
         out.append((s["bpp"], float(psnr_frames(clip, dec).mean()), dec.shape == clip.shape))
     return out
@@ -132,7 +132,7 @@ def test_a_file_of_each_bundled_family_decodes(tmp_path, name):
     """Without naming a model, with the family's bundled (best) decoder: the same frames as the family's codec
     decodes from a file it writes now of the same tokens."""
     src = FAMILIES / f"{name}.vtok"
-    decompress_file(src, tmp_path / "out.mkv", quiet=True, log=lambda *a: None)  # lossless RGB
+    decompress_file(src, tmp_path / "out.mkv", log=lambda *a: None)  # lossless RGB
     frames = read_video(tmp_path / "out.mkv")
     assert frames.shape == (9, 48, 64, 3)
     codec = load_codec("magvit18" if name.startswith("magvit18") else "tae36")
@@ -150,7 +150,7 @@ def test_a_file_of_each_tae_family_decodes_without_naming_its_model(tmp_path, na
     """The default and tae36 are two token families: each file finds its own bundled model, and the other family's
     model refuses it in one line."""
     src = FAMILIES / f"{name}.vtok"
-    decompress_file(src, tmp_path / "out.mkv", quiet=True, log=lambda *a: None)
+    decompress_file(src, tmp_path / "out.mkv", log=lambda *a: None)
     own = load_codec(CURRENT_FILES[name])
     assert vtok_info(src)["model_id"] == own.family_id
     np.testing.assert_array_equal(read_video(tmp_path / "out.mkv"), own.decompress(src.read_bytes()))
@@ -172,7 +172,7 @@ def test_a_file_of_the_defaults_earlier_prior_decodes_with_it(tmp_path):
     assert path.name == "vtok-default-prior-090e53a39cdc335d.safetensors"
     older = Codec(load_tokenizer("default"), IntegerPrior.load(path))
     assert older.family_id == vtok_info(src)["model_id"] != load_codec("default").family_id
-    decompress_file(src, tmp_path / "out.mkv", quiet=True, log=lambda *a: None)
+    decompress_file(src, tmp_path / "out.mkv", log=lambda *a: None)
     np.testing.assert_array_equal(read_video(tmp_path / "out.mkv"), older.decompress(src.read_bytes()))
     with pytest.raises(ModelMismatch):
         load_codec("default").decompress(src.read_bytes())
@@ -188,5 +188,5 @@ def test_the_two_decoders_of_one_family_wrote_the_same_bits():
 def test_a_file_of_a_family_no_longer_bundled_names_its_id(tmp_path):
     src = FAMILIES / "tae36-v1-1ddd0405885226c9.vtok"
     with pytest.raises(ModelMismatch, match="1ddd0405885226c9.*`model=PATH`"):
-        decompress_file(src, tmp_path / "out.y4m", quiet=True, log=lambda *a: None)
+        decompress_file(src, tmp_path / "out.y4m", log=lambda *a: None)
     assert not (tmp_path / "out.y4m").exists()

@@ -41,7 +41,7 @@ def setup(tmp_path_factory):
 
 
 def _compress(d, name, **kw):
-    compress_file(d / "clip.y4m", d / name, d / "tiny.safetensors", gop=9, quiet=True, log=lambda *a: None, **kw)
+    compress_file(d / "clip.y4m", d / name, d / "tiny.safetensors", gop=9, log=lambda *a: None, **kw)
     return (d / name).read_bytes()
 
 
@@ -49,8 +49,8 @@ def test_ray_codes_the_same_bytes_and_pictures(setup):
     d = setup
     here = _compress(d, "here.vtok")
     assert _compress(d, "ray.vtok", workers=2, ray="auto") == here  # "auto": the Ray this process has
-    decompress_file(d / "here.vtok", d / "here.mkv", d / "tiny.safetensors", quiet=True, log=lambda *a: None)
-    decompress_file(d / "here.vtok", d / "ray.mkv", d / "tiny.safetensors", quiet=True, log=lambda *a: None,
+    decompress_file(d / "here.vtok", d / "here.mkv", d / "tiny.safetensors", log=lambda *a: None)
+    decompress_file(d / "here.vtok", d / "ray.mkv", d / "tiny.safetensors", log=lambda *a: None,
                     workers=2, ray="auto")
     np.testing.assert_array_equal(read_video(d / "ray.mkv"), read_video(d / "here.mkv"))
 

@@ -83,7 +83,7 @@ def test_searched_files_with_workers(codec, tmp_path):
     write_video(src, smooth_clip(10, 32, 48), fps=25)
     one, two = tmp_path / "one.vtok", tmp_path / "two.vtok"
     for out, workers in ((one, 1), (two, 2)):
-        compress_file(src, out, codec=codec, gop=5, quiet=True, log=lambda *a: None, workers=workers, preset="slow",
+        compress_file(src, out, codec=codec, gop=5, log=lambda *a: None, workers=workers, preset="slow",
                       tune="psnr")
     assert _header(one.read_bytes()) == _header(two.read_bytes())
     assert codec.decompress(two.read_bytes()).shape == (10, 32, 48, 3)

@@ -108,9 +108,9 @@ class VtokBenchCodec:
             src = Path(d) / "src.mkv"
             with VideoWriter(src, clip.shape[2], clip.shape[1], self.s.fps) as w:
                 w.write(clip)
-            compress_file(src, Path(d) / "c.vtok", rate=rate, gop=self.s.gop, quiet=True, codec=self.codec,
+            compress_file(src, Path(d) / "c.vtok", rate=rate, gop=self.s.gop, codec=self.codec,
                           log=lambda *a: None, hold=self.hold, preset=self.preset, tune=self.tune)
-            decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", quiet=True, codec=self.codec, log=lambda *a: None)
+            decompress_file(Path(d) / "c.vtok", Path(d) / "d.mkv", codec=self.codec, log=lambda *a: None)
             dec, nbytes, _ = self.run(clip, rate)
             if (Path(d) / "c.vtok").stat().st_size != nbytes or not np.array_equal(read_video(Path(d) / "d.mkv"), dec):
                 raise ToolError("the file round trip differs from the in-memory one")

@@ -36,8 +36,8 @@ def run_demo(model=None, out_dir="out", frames: int = 33, log=print) -> dict:
     log(f"token family {codec.family_id} (decoder {tok.decoder_id}): {sum(p.numel() for p in tok.parameters()) / 1e6:.2f} M "
         f"parameters, {tok.bits} bits/token, token prior {codec.prior.model_id}")
     log(f"input: {name}")
-    enc = compress_file(src, out / "demo.vtok", quiet=True, codec=codec, log=log)
-    dec = decompress_file(out / "demo.vtok", out / "demo_decoded.mkv", quiet=True, codec=codec, log=log)
+    enc = compress_file(src, out / "demo.vtok", codec=codec, log=log)
+    dec = decompress_file(out / "demo.vtok", out / "demo_decoded.mkv", codec=codec, log=log)
     rec = read_video(out / "demo_decoded.mkv")
     m = clip_metrics(clip, rec, LPIPSMetric())
     log(f"size: {enc['bytes']} bytes for {enc['frames']} frames = {enc['bpp']:.4f} bpp "

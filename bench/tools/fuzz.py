@@ -210,7 +210,7 @@ def make_seeds(folder=SEEDS) -> list[Path]:
                     "testsrc=size=64x48:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t",
                     "0.4", "-c:v", "ffv1", "-c:a", "libopus", "-b:a", "16k", str(clip)], check=True)
     try:
-        compress_file(clip, folder / "audio.vtok", codec=codec, gop=5, quiet=True, log=lambda *a: None)
+        compress_file(clip, folder / "audio.vtok", codec=codec, gop=5, log=lambda *a: None)
     finally:
         clip.unlink()
     out.append(folder / "audio.vtok")

@@ -149,28 +149,24 @@ def train_prior(model=None, out="runs/prior/prior.safetensors", data=(str(TRAIN_
         nested = 0.0  # the tokenizer decodes whole tokens only: no bit prefixes to code
     prior = starting_prior(tok, init_prior, group_bits, channels, layers)
     opt = torch.optim.Adam(prior.parameters(), lr=lr)
-    state_file, first = run / "prior-state.safetensors", 0
+    state_file, first, metrics, out = run / "prior-state.safetensors", 0, MetricsLog(run / "metrics.jsonl"), Path(out)
     if resume and state_file.exists():
         first, _ = load_checkpoint(state_file, {"prior": prior}, {"opt": opt})
         log(f"resumed at step {first}")
     rng = np.random.default_rng([0, first])  # a resumed run draws new batches, not the first ones again
-    metrics = MetricsLog(run / "metrics.jsonl")
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    def save(step: int) -> None:
-        prior.freeze().save(out)
-        save_checkpoint(state_file, step, {"prior": prior}, {"opt": opt})
-        held_out_check(step)
-
-    def held_out_check(step: int) -> None:  # each save's rate on the held-out GOPs, and the start's
+    def save(step: int, write: bool = True) -> None:  # the prior, the run's state and the held-out rate
+        if write:
+            prior.freeze().save(out)
+            save_checkpoint(state_file, step, {"prior": prior}, {"opt": opt})
         if valid:
             rate = held_out_rate(prior, valid)
             metrics.write(step=step, held_out_bits_per_bit=rate)
             log(f"prior step {step}: {rate:.4f} bits per coded bit on {len(valid)} held-out GOPs")
 
     if first == 0:
-        held_out_check(0)
+        save(0, write=False)  # the starting point's held-out rate, to compare each save with
     ema_loss = None
     for step in range(first, steps):
         set_lr(opt, cosine_lr(step, steps, lr))
