@@ -12,13 +12,13 @@ import argparse
 import inspect
 import json
 import os
-import re
 import sys
 
 from vtok.bench import codec_bench, evaluate, rd, speed
 from vtok.bench.analysis import plot
 from vtok.bench.studies import budget, gop, ladder, quantizers
 from vtok.bench.tools import batch, demo, fuzz, info
+from vtok.bench.tools.batch import as_flags
 from vtok.codec import tokens_file
 from vtok.codec.training import distill, train, train_prior
 from vtok.bitstream.errors import DamagedInput, VtokError
@@ -245,13 +245,6 @@ def _values(a: argparse.Namespace) -> dict:
     """The values of the arguments of ``a``'s own subcommand (not those of a parent such as ``bench``)."""
     return {d: getattr(a, d) for d in (kw.get("dest") or max(flags, key=len).lstrip("-").replace("-", "_")
                                        for flags, kw in COMMANDS[a.name][2])}
-
-
-def as_flags(text: str) -> str:
-    """A message of the codec, which names parameters as ``name`` or ``name=VALUE`` in backquotes, in the command
-    line's words: ``--name`` / ``--name VALUE`` (underscores as dashes)."""
-    return re.sub(r"`([a-z_]+)(?:=([^`]*))?`",
-                  lambda m: "--" + m[1].replace("_", "-") + (f" {m[2]}" if m[2] else ""), text)
 
 
 def _log(a: argparse.Namespace):

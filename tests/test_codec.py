@@ -465,6 +465,8 @@ def test_many_files(models, tmp_path):
     r = vtok("decompress", tmp_path / "out", "-o", tmp_path / "dec", "--format", "y4m", *m)
     assert r.returncode == 0, r.stderr
     assert [len(read_video(tmp_path / "dec" / f)) for f in ("a.y4m", "b.y4m")] == [5, 9]
+    r = vtok("compress", src, "-o", tmp_path / "out2", "--rate", "99", *m)  # each input's line in the CLI's words
+    assert r.returncode == 1 and "--rate" in r.stderr and "`rate" not in r.stderr, r.stderr
 
 
 def test_temporal_hold_codes_fewer_flips_and_decodes_anywhere(models, tmp_path):

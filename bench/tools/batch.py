@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -43,8 +44,15 @@ class ProgressLine:
             print(file=sys.stderr)
 
 
+def as_flags(text: str) -> str:
+    """A message of the codec, which names parameters as ``name`` or ``name=VALUE`` in backquotes, in the command
+    line's words: ``--name`` / ``--name VALUE`` (underscores as dashes)."""
+    return re.sub(r"`([a-z_]+)(?:=([^`]*))?`",
+                  lambda m: "--" + m[1].replace("_", "-") + (f" {m[2]}" if m[2] else ""), text)
+
+
 def warn_line(text: str) -> None:
-    print(f"vtok: warning: {text}", file=sys.stderr)
+    print(f"vtok: warning: {as_flags(text)}", file=sys.stderr)
 
 
 def compress_one(src, out, quiet: bool = False, size=None, **kw) -> dict:
@@ -128,7 +136,7 @@ def run_batch(pairs, code_one, skip_existing: bool = False, complete=Path.exists
             warn_line(str(e))
         except (VtokError, OSError, ValueError, RuntimeError) as e:
             failed.append(str(src))
-            print(f"vtok: error: {src}: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}",
+            print(f"vtok: error: {src}: {as_flags(str(e).splitlines()[0]) if str(e) else e.__class__.__name__}",
                   file=sys.stderr)
     log(f"{len(done)} done, {len(skipped)} skipped (complete output already there), {len(damaged)} damaged "
         f"(written with concealed frames), {len(failed)} failed, of {len(pairs)} inputs")
