@@ -89,3 +89,19 @@ def test_files_of_the_base_family_stay_the_same_and_decode_with_the_grown_model(
     full = refined.compress(clip)
     assert np.array_equal(refined.decompress(full), tok.decode(tok.encode(clip), size=clip.shape[:3]))
     assert len(full) > len(refined.compress(clip, bits=BASE))
+
+
+def test_the_search_moves_refinement_bits_too(grown):
+    """A searching preset codes a model with refinement bits at every prefix: the full token's bits may differ from
+    the one-pass encoder's, and the file decodes to the clip's shape."""
+    from vtok.codec.search import Search
+
+    base, tok = grown
+    torch.manual_seed(5)
+    prior = widened(TokenPrior(PriorConfig(bits=BASE, group_bits=4, channels=8, layers=2)), tok.bits).freeze()
+    codec = Codec(tok, prior)
+    clip = smooth_clip(5, 32, 48, seed=6)
+    search = Search(steps=2, lr=0.1, tune="psnr", lam=1.0)
+    for bits in (BASE - 4, BASE + 2, BASE + EXTRA):
+        data = codec.compress(clip, bits=bits, search=search)
+        assert codec.decompress(data).shape == clip.shape
