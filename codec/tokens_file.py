@@ -80,7 +80,9 @@ def detokenize_file(src, out, model=None, device: str = "cpu", log=print) -> dic
     data = load_token_file(src)
     tok = load_tokenizer(model, device)
     want = str(data["model_id"])
-    if EARLIER_IDS.get(want, want) != tok.family_id:
+    # a model grown by refinement bits decodes its base family's tokens (its first bits) too
+    families = {tok.family_id, tok.meta.get("base_family", tok.family_id)}
+    if EARLIER_IDS.get(want, want) not in families:
         raise TokenFileError(f"{src} holds tokens of family {want}, but the loaded model's family is "
                              f"{tok.family_id}: pass `model=PATH` with weights of family {want}")
     t, h, w = (int(v) for v in data["size"])

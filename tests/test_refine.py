@@ -105,3 +105,24 @@ def test_the_search_moves_refinement_bits_too(grown):
     for bits in (BASE - 4, BASE + 2, BASE + EXTRA):
         data = codec.compress(clip, bits=bits, search=search)
         assert codec.decompress(data).shape == clip.shape
+
+
+def test_token_files_of_the_base_family_detokenize_with_the_grown_model(grown, tmp_path):
+    from vtok.codec.media.read import read_video
+    from vtok.codec.media.write import write_video
+    from vtok.codec.models.zoo import save_tokenizer
+    from vtok.codec.tokens_file import detokenize_file, tokenize_file
+
+    base, tok = grown
+    save_tokenizer(base, tmp_path / "base.safetensors", half=False)
+    save_tokenizer(tok, tmp_path / "grown.safetensors", half=False, extra={"base_family": base.family_id})
+    write_video(tmp_path / "clip.mkv", smooth_clip(5, 32, 48, seed=7), 25)
+    quiet = dict(log=lambda *a: None)
+    tokenize_file(tmp_path / "clip.mkv", tmp_path / "t.npz", model=tmp_path / "base.safetensors", **quiet)
+    detokenize_file(tmp_path / "t.npz", tmp_path / "a.mkv", model=tmp_path / "base.safetensors", **quiet)
+    detokenize_file(tmp_path / "t.npz", tmp_path / "b.mkv", model=tmp_path / "grown.safetensors", **quiet)
+    assert np.array_equal(read_video(tmp_path / "a.mkv"), read_video(tmp_path / "b.mkv"))
+    tokenize_file(tmp_path / "clip.mkv", tmp_path / "g.npz", model=tmp_path / "grown.safetensors", **quiet)
+    with np.load(tmp_path / "g.npz") as z:
+        assert int(z["base_bits"]) == BASE and z["refine"].tolist() == tok.quantizer.refine.tolist()
+        assert z["sub_tokens"].shape[-1] == -(-(BASE + EXTRA) // tok.group_bits)
