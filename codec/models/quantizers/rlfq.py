@@ -75,15 +75,27 @@ class ResidualLookupFreeQuantizer(LookupFreeQuantizer):
             losses["commit"] = self.commit_weight * (z - q1.detach()).pow(2).mean()
         return QuantizerOutput(q, self.codes_to_indices(q.detach()), losses)
 
+    hold_refinements = True  # the hold also keeps a refinement bit whose residual sits near zero (``held_indices``)
+
     def held_indices(self, z: torch.Tensor, prev: torch.Tensor | None, hold: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """LFQ's temporal hold on the sign bits (``prev``: the last latent frame's sign codes), the refinement bits
-        from the signs as held. Returns ``(indices, the last latent frame's sign codes)``."""
+        """LFQ's temporal hold on the sign bits, and the same rule for the refinement bits: one whose residual
+        ``z − s·q1`` lies within ``±hold`` of zero keeps its previous latent frame's value when its channel's sign
+        did not change (``hold_refinements``). ``prev``: the last latent frame's codes ``(B, bits, H, W)``, None at
+        a GOP's first. Returns ``(indices, the last latent frame's codes)``."""
         q1 = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
+        q2 = torch.empty_like(z[:, :self.refine_bits])
+        scales = self.scales[..., 0].to(z.dtype)
         for t in range(q1.shape[2]):
+            zt = z[:, :, t]
             if prev is not None:
-                q1[:, :, t] = torch.where(z[:, :, t].abs() < hold, prev, q1[:, :, t])
-            prev = q1[:, :, t]
-        return self.codes_to_indices(torch.cat([q1, self._refinements(z, q1)], 1)), prev
+                q1[:, :, t] = torch.where(zt.abs() < hold, prev[:, :self.base_bits], q1[:, :, t])
+            r = zt.index_select(1, self.refine) - scales * q1[:, :, t].index_select(1, self.refine)
+            q2[:, :, t] = torch.where(r > 0, 1.0, -1.0).to(z.dtype)
+            if prev is not None and self.hold_refinements:
+                same = q1[:, :, t].index_select(1, self.refine) == prev[:, :self.base_bits].index_select(1, self.refine)
+                q2[:, :, t] = torch.where((r.abs() < hold) & same, prev[:, self.base_bits:], q2[:, :, t])
+            prev = torch.cat([q1[:, :, t], q2[:, :, t]], 1)
+        return self.codes_to_indices(torch.cat([q1, q2], 1)), prev
 
     def entropy_terms(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         saved, self.bits = self.bits, self.base_bits
