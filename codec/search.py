@@ -93,7 +93,8 @@ def search_latent(tok, prior, distortion: Distortion, z: torch.Tensor, frames: t
                   search: Search) -> torch.Tensor:
     """The searched latent of one GOP: ``z (1, D, T', h, w)`` the encoder's (its signs are the start), ``frames
     (T, 3, 8h, 8w)`` the GOP's uint8 frames at the coded size, padded as the encoder saw them (``gop_frames``);
-    the codes are the quantizer's of the searched latent (straight through), of which the first ``bits`` are coded. Returns a new ``z`` whose signs are the bits to code."""
+    the codes are the quantizer's of the searched latent (straight through), of which the first ``bits`` are coded.
+    Returns a new ``z`` whose codes are the bits to code."""
     z = z.detach().clone()
     if not search.steps:
         return z

@@ -75,7 +75,9 @@ class ResidualLookupFreeQuantizer(LookupFreeQuantizer):
             losses["commit"] = self.commit_weight * (z - q1.detach()).pow(2).mean()
         return QuantizerOutput(q, self.codes_to_indices(q.detach()), losses)
 
-    hold_refinements = True  # the hold also keeps a refinement bit whose residual sits near zero (``held_indices``)
+    # True: the hold also keeps a refinement bit whose residual sits near zero (``held_indices``); off, since on the
+    # default it saved about 1 % of the bits for 0.02-0.03 dB less (docs/MODELS.md, "Refinement bits")
+    hold_refinements = False
 
     def held_indices(self, z: torch.Tensor, prev: torch.Tensor | None, hold: float) -> tuple[torch.Tensor, torch.Tensor]:
         """LFQ's temporal hold on the sign bits, and the same rule for the refinement bits: one whose residual
