@@ -19,6 +19,7 @@ from vtok.bitstream.audio import packet_seconds, unpack_packets, unpack_streams
 from vtok.bitstream.errors import VtokError
 from vtok.bitstream.container import UNKNOWN_FRAMES, Header, Unit, UnitType
 from vtok.bitstream.reader import ContainerReader
+from vtok.codec.media.read import resize_frames
 
 
 # Decoded frame area refused unless the caller lifts it (like Pillow's MAX_IMAGE_PIXELS): 36 Mi pixels holds 8K
@@ -172,3 +173,10 @@ def concealed(pieces: Iterator[np.ndarray], frames: int, last) -> Iterator[np.nd
         k = min(8, frames - n)
         yield np.broadcast_to(last(), (k,) + last().shape)
         n += k
+
+
+def at_file_size(video: np.ndarray, h: Header) -> np.ndarray:
+    """Decoded frames at the coded size → at the file's size (a rate point coded at a reduced size is scaled back)."""
+    if (h.coded_width, h.coded_height) == (h.width, h.height):
+        return video
+    return resize_frames(video, (h.width, h.height))

@@ -32,7 +32,8 @@ import numpy as np
 from vtok.bitstream.audio import pack_packets, pack_streams
 from vtok.bitstream.errors import VtokError
 from vtok.bitstream.container import UNKNOWN_FRAMES, ContainerWriter, Header
-from vtok.codec.coded import DEFAULT_MAX_PIXELS, CodedFile, Slot, check_frame_area, concealed, pieces_of
+from vtok.codec.coded import (DEFAULT_MAX_PIXELS, CodedFile, Slot, at_file_size, check_frame_area, concealed,
+                              pieces_of)
 from vtok.codec.entropy import PERFECT, decode_tokens, encode_tokens
 from vtok.codec.ladder import coded_size, rate_ladder
 from vtok.codec.prior import IntegerPrior, TokenPrior
@@ -74,8 +75,7 @@ class Codec:
 
     @property
     def model_bits(self) -> int:
-        """Bits of the tokens this codec codes: the prior's (all the tokenizer's, or the sign bits of a tokenizer with
-        refinement bits coupled with its base family's prior, ``VideoTokenizer.family_of``)."""
+        """Bits of the tokens it codes: the prior's (the sign bits with a base family's prior, ``family_of``)."""
         return self.prior.cfg.bits
 
     def codes(self, model_id: str) -> bool:
@@ -88,10 +88,18 @@ class Codec:
         """The tokenizer's rate ladder (``codec/ladder.py``) up to the bits this codec codes."""
         return [p for p in rate_ladder(self.tokenizer) if p.bits <= self.model_bits]
 
+    def chosen_rate(self, rate: int | None, bits: int | None) -> int | None:
+        """``rate``, or when neither it nor ``bits`` is given the model's default rate (``default_rate``)."""
+        if rate is None and bits is None and "default_rate" in self.tokenizer.meta:
+            return min(int(self.tokenizer.meta["default_rate"]), len(self.rate_ladder) - 1)
+        return rate
+
     def settings(self, rate: int | None = None, bits: int | None = None) -> tuple[float, int]:
-        """(scale, bits per token) of a ``--rate`` point or of ``bits`` at full size (neither: all bits)."""
+        """(scale, bits per token) of a ``--rate`` point or of ``bits`` at full size (neither: the model's default
+        rate, weights metadata ``default_rate``, else all bits)."""
         if rate is not None and bits is not None:
             raise ValueError("give `rate` or `bits`, not both")
+        rate = self.chosen_rate(rate, bits)
         if rate is not None:
             ladder = self.rate_ladder
             if not 0 <= rate < len(ladder):
@@ -103,8 +111,7 @@ class Codec:
         return 1.0, bits
 
     def hold(self, hold: float | None = None) -> float:
-        """The encoder's temporal hold (``VideoTokenizer.encode``): ``hold``, or for None the model's own
-        (``VideoTokenizer.own_hold``). Decoding does not depend on it."""
+        """The encoder's temporal hold: ``hold``, or for None the model's own (``VideoTokenizer.own_hold``)."""
         return self.tokenizer.own_hold(hold)
 
     def compress_to(self, f: BinaryIO, gops: Iterable[np.ndarray], width: int, height: int, fps: Fraction,
@@ -121,6 +128,7 @@ class Codec:
         Returns frames, bytes (all, video, audio), cross-entropy bits and raw token bits."""
         if gop < 1 or (gop - 1) % 4:
             raise ValueError(f"GOP length must be 1 + 4k frames (1, 5, 9, 13, 17, ...), got {gop}")
+        rate = self.chosen_rate(rate, bits)
         scale, bits = self.settings(rate, bits)
         hold = self.hold(hold)
         header = self._header(width, height, fps, rate, bits, coded_size(width, height, scale), gop, colour)
@@ -199,14 +207,14 @@ class Codec:
     def decode_gop(self, payload: bytes, frames: int, header: Header) -> np.ndarray:
         """One GOP unit's payload → its uint8 frames at the file's size, in one array."""
         tokens, size = self._gop_tokens(payload, frames, header)
-        return _file_size(self.tokenizer.decode(tokens, header.bits_per_token, size), header)
+        return at_file_size(self.tokenizer.decode(tokens, header.bits_per_token, size), header)
 
     def decode_gop_pieces(self, payload: bytes, frames: int, header: Header) -> Iterator[np.ndarray]:
         """``decode_gop``'s frames a piece at a time as the decoder streams them (``VideoTokenizer.decode_pieces``),
         so that a whole GOP of frames is never held at once."""
         tokens, size = self._gop_tokens(payload, frames, header)
         for video in self.tokenizer.decode_pieces(tokens, header.bits_per_token, size):
-            yield _file_size(video, header)
+            yield at_file_size(video, header)
 
     def _gop_tokens(self, payload: bytes, frames: int, h: Header) -> tuple[np.ndarray, tuple[int, int, int]]:
         """One GOP unit's payload → (its tokens, the size ``(frames, H, W)`` they are coded at)."""
@@ -339,9 +347,3 @@ def _gop_jobs(gops, size: tuple[int, int], coded: tuple[int, int], bits: int, ho
         pieces = size_checked([clip] if isinstance(clip, np.ndarray) else clip)
         yield (np.concatenate(list(pieces)) if whole else pieces), coded, bits, hold, search
 
-
-def _file_size(video: np.ndarray, h: Header) -> np.ndarray:
-    """Decoded frames at the coded size → at the file's size (a rate point coded at a reduced size is scaled back)."""
-    if (h.coded_width, h.coded_height) == (h.width, h.height):
-        return video
-    return resize_frames(video, (h.width, h.height))

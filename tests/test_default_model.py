@@ -31,6 +31,10 @@ def _sample_clip() -> np.ndarray:
     return synthetic_clip(9, 360, 640)
 
 
+# The default's full-size rate points: bits per token (5..36 the sign bits, then refinement bits).
+LADDER_BITS = (5, 8, 10, 14, 22, 36, 40, 44, 48, 54, 60)
+
+
 def test_bundled_files_are_small_safetensors():
     """One model and its prior per token family (and the earlier priors that still decode the model's older files),
     ≤ 20 MB a model, ≤ 25 MB of weights in all, nothing else bundled."""
@@ -47,9 +51,9 @@ def test_bundled_files_are_small_safetensors():
     assert len({load_codec(name).family_id for name in BUNDLED_MODELS}) == len(BUNDLED_MODELS)
     assert DEFAULT_WEIGHTS == model_path("default")
     tok = load_tokenizer()
-    assert tok.cfg.arch == "tae" and tok.bits == 36 and bit_ladder(tok) == [2, 3, 5, 8, 14, 22, 36]
+    assert tok.cfg.arch == "tae" and tok.bits == 60 and tok.base_bits == 36 and tok.cfg.quantizer == "rlfq"
     assert rate_ladder(tok) == [RatePoint(0.25, 14), RatePoint(0.25, 36)] + [
-        RatePoint(1.0, k) for k in (5, 8, 10, 14, 22, 36)]  # the model's own ladder (docs/RATE.md)
+        RatePoint(1.0, k) for k in LADDER_BITS]  # the model's own ladder (docs/RATE.md)
     old = load_tokenizer("magvit18")
     assert old.cfg.arch == "magvit" and old.bits == 18 and bit_ladder(old) == [2, 3, 4, 6, 9, 12, 18]
     assert rate_ladder(old) == [RatePoint(0.25, 18), RatePoint(0.375, 18), RatePoint(0.5, 18)] + [
@@ -140,9 +144,8 @@ def test_a_file_of_each_bundled_family_decodes(tmp_path, name):
     np.testing.assert_array_equal(frames, codec.decompress(src.read_bytes()))
 
 
-# Files written with today's ids: the default (its prior fitted to held tokens) and tae36, the default before rate
-# training.
-CURRENT_FILES = {"default-hp-cc1d7174b340ee80": "default", "tae36-6f9eaa5da13976bb": "tae36"}
+# Files written with today's ids: the default and tae36, the default before rate training.
+CURRENT_FILES = {"default-de824726e3fb8460": "default", "tae36-6f9eaa5da13976bb": "tae36"}
 
 
 @pytest.mark.parametrize("name", CURRENT_FILES)
@@ -159,19 +162,25 @@ def test_a_file_of_each_tae_family_decodes_without_naming_its_model(tmp_path, na
         other.decompress(src.read_bytes())
 
 
-def test_a_file_of_the_defaults_earlier_prior_decodes_with_it(tmp_path):
-    """The default's tokens coded with its prior before the re-fit (family 090e53a39cdc335d): found by itself through
-    the prior kept beside the default's weights, and decoded as the tokenizer with that prior decodes it; the
-    default with its current prior refuses it in one line."""
+# Files of the default's earlier families: its tokens under the prior before the re-fit to held tokens, and under
+# the prior it had before refinement bits (the same encoder: the first 36 bits of today's tokens).
+EARLIER_DEFAULT_FILES = ["default-rd-090e53a39cdc335d", "default-hp-cc1d7174b340ee80"]
+
+
+@pytest.mark.parametrize("name", EARLIER_DEFAULT_FILES)
+def test_a_file_of_the_defaults_earlier_families_decodes_with_it(tmp_path, name):
+    """Found by itself through the prior kept beside the default's weights, and decoded with today's decoder from
+    the first 36 bits of its tokens; the default with its own prior refuses it in one line."""
     from vtok.codec.coding import Codec
     from vtok.codec.models.zoo import earlier_priors
     from vtok.codec.prior import IntegerPrior
 
-    src = FAMILIES / "default-rd-090e53a39cdc335d.vtok"
-    [path] = earlier_priors("default")
-    assert path.name == "vtok-default-prior-090e53a39cdc335d.safetensors"
+    src = FAMILIES / f"{name}.vtok"
+    family = name.rsplit("-", 1)[1]
+    [path] = [p for p in earlier_priors("default") if p.name == f"vtok-default-prior-{family}.safetensors"]
     older = Codec(load_tokenizer("default"), IntegerPrior.load(path))
-    assert older.family_id == vtok_info(src)["model_id"] != load_codec("default").family_id
+    assert older.family_id == vtok_info(src)["model_id"] == family != load_codec("default").family_id
+    assert older.model_bits == 36 == vtok_info(src)["model_bits"]
     decompress_file(src, tmp_path / "out.mkv", log=lambda *a: None)
     np.testing.assert_array_equal(read_video(tmp_path / "out.mkv"), older.decompress(src.read_bytes()))
     with pytest.raises(ModelMismatch):
