@@ -59,10 +59,15 @@ class ResidualLookupFreeQuantizer(LookupFreeQuantizer):
     def code_dim(self) -> int:
         return self.bits
 
+    def _residual(self, z: torch.Tensor, q1: torch.Tensor) -> torch.Tensor:
+        """``z − s·q1`` of the refined channels (channels at dim 1, any trailing dims)."""
+        s = self.scales.view(1, -1, *[1] * (z.dim() - 2)).to(z.dtype)
+        return z.index_select(1, self.refine) - s * q1.index_select(1, self.refine)
+
     def _refinements(self, z: torch.Tensor, q1: torch.Tensor) -> torch.Tensor:
         """``(B, base, T, H, W)`` latent and its signs → the refinement codes ``(B, len(refine), T, H, W)``, ±1,
         with a straight-through gradient to ``z`` (the encoder-side search, ``codec/search.py``, moves it)."""
-        r = z.index_select(1, self.refine) - self.scales.to(z.dtype) * q1.detach().index_select(1, self.refine)
+        r = self._residual(z, q1.detach())
         return r + (torch.where(r > 0, 1.0, -1.0).to(z.dtype) - r).detach()
 
     def forward(self, z: torch.Tensor, images: torch.Tensor | None = None) -> QuantizerOutput:
@@ -86,12 +91,11 @@ class ResidualLookupFreeQuantizer(LookupFreeQuantizer):
         a GOP's first. Returns ``(indices, the last latent frame's codes)``."""
         q1 = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
         q2 = torch.empty_like(z[:, :self.refine_bits])
-        scales = self.scales[..., 0].to(z.dtype)
         for t in range(q1.shape[2]):
             zt = z[:, :, t]
             if prev is not None:
                 q1[:, :, t] = torch.where(zt.abs() < hold, prev[:, :self.base_bits], q1[:, :, t])
-            r = zt.index_select(1, self.refine) - scales * q1[:, :, t].index_select(1, self.refine)
+            r = self._residual(zt, q1[:, :, t])
             q2[:, :, t] = torch.where(r > 0, 1.0, -1.0).to(z.dtype)
             if prev is not None and self.hold_refinements:
                 same = q1[:, :, t].index_select(1, self.refine) == prev[:, :self.base_bits].index_select(1, self.refine)
@@ -100,6 +104,7 @@ class ResidualLookupFreeQuantizer(LookupFreeQuantizer):
         return self.codes_to_indices(torch.cat([q1, q2], 1)), prev
 
     def entropy_terms(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """LFQ's entropy terms of the sign bits (the latent ``z`` has ``base_bits`` channels)."""
         saved, self.bits = self.bits, self.base_bits
         try:
             return super().entropy_terms(z)
