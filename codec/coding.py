@@ -43,7 +43,7 @@ from vtok.codec.models.tokenizer import VideoTokenizer
 from vtok.codec.models.zoo import BUNDLED_MODELS, EARLIER_IDS, build_tokenizer
 from vtok.codec.media.info import Colour, VideoError
 from vtok.codec.media.read import resize_frames
-from vtok.codec.parallel import run_jobs
+from vtok.codec.parallel import gop_jobs, run_jobs
 
 # Frames per GOP (one independently decodable unit): 1 + 4·16, about 2.2 s at 30 fps; each GOP restarts the causal
 # model with an intra latent frame, so longer GOPs cost fewer bits and seeking decodes more (docs/MODELS.md).
@@ -64,6 +64,9 @@ class Codec:
 
     tokenizer: VideoTokenizer
     prior: IntegerPrior
+    # The same tokenizer with the prior of the family its sign bits grew from (refinement bits, ``load_codec``):
+    # rates of the sign bits alone are coded as that family's files, whose bits it codes best.
+    base: "Codec | None" = None
 
     @functools.cached_property
     def family_id(self) -> str:
@@ -130,6 +133,9 @@ class Codec:
             raise ValueError(f"GOP length must be 1 + 4k frames (1, 5, 9, 13, 17, ...), got {gop}")
         rate = self.chosen_rate(rate, bits)
         scale, bits = self.settings(rate, bits)
+        if self.base is not None and bits <= self.base.model_bits:
+            return self.base.compress_to(f, gops, width, height, fps, rate, None if rate is not None else bits, gop,
+                                         colour, audio, audio_end, progress, workers, ray, hold, search)
         hold = self.hold(hold)
         header = self._header(width, height, fps, rate, bits, coded_size(width, height, scale), gop, colour)
         start = f.tell()
@@ -142,7 +148,7 @@ class Codec:
                 pending = [p for p in pending if audio.seconds(p) < audio_end]
         frames, ce_total, raw = 0, 0.0, 0
 
-        jobs = _gop_jobs(gops, (height, width), (header.coded_width, header.coded_height), bits, hold,
+        jobs = gop_jobs(gops, (height, width), (header.coded_width, header.coded_height), bits, hold,
                          search or Search(), whole=workers > 1 or ray is not None)
         for gi, (n_frames, payload, ce, n_bits) in enumerate(self._map(Codec.encode_gop, jobs, workers, ray)):
             writer.write_unit(gi, frames, n_frames, payload)
@@ -230,15 +236,17 @@ class Codec:
                 yield method(self, *job)
             return
         state = (self.tokenizer.cfg, {k: v.cpu() for k, v in self.tokenizer.state_dict().items()},
-                 self.tokenizer.meta, self.prior.on("cpu"), str(self.tokenizer._device()))
+                 self.tokenizer.meta, self.prior.on("cpu"), str(self.tokenizer._device()), self.tokenizer.precision)
         yield from run_jobs(Codec.from_state, state, method.__name__, jobs, workers, ray)
 
     @staticmethod
     def from_state(state) -> "Codec":
-        """A codec from ``(tokenizer config, weights, metadata, integer prior, device)``, as a worker builds its
-        own (on the device the caller's codec runs on)."""
-        cfg, weights, meta, prior, device = state
-        return Codec(build_tokenizer(cfg, weights, meta).eval().to(device), prior.on(device))
+        """A codec from ``(tokenizer config, weights, metadata, integer prior, device, decoder precision)``, as a
+        worker builds its own (on the device the caller's codec runs on, decoding as it does)."""
+        cfg, weights, meta, prior, device, precision = state
+        tok = build_tokenizer(cfg, weights, meta).eval().to(device)
+        tok.precision = precision
+        return Codec(tok, prior.on(device))
 
     def open(self, f: BinaryIO) -> "CodedFile":
         """Read a ``.vtok`` stream's header and unit index; raises ModelMismatch if another model made it."""
@@ -248,6 +256,8 @@ class Codec:
         """Raise ModelMismatch unless this model made ``coded``, FrameTooLarge if its frames exceed ``max_pixels``."""
         h = coded.header
         check_frame_area(h, max_pixels)
+        if self.base is not None and not self.codes(h.model_id) and self.base.codes(h.model_id):
+            return self.base.check(coded, max_pixels)
         if not self.codes(h.model_id):
             bundled = ", ".join(BUNDLED_MODELS)
             raise ModelMismatch(f"the file was made by token family {h.model_id}, which the loaded model "
@@ -268,6 +278,9 @@ class Codec:
         concealed: its frames repeat the last frame decoded before it (mid-grey before any), so the frame count and
         the audio stay in step; ``on_damage(first, end, reason)`` is told of each GOP concealed because it did not
         decode (the lost ones are ``coded.problems()``)."""
+        if self.base is not None and not self.codes(coded.header.model_id) and self.base.codes(coded.header.model_id):
+            yield from self.base.decompress_from(coded, start, frames, audio, workers, ray, on_damage)
+            return
         if not coded.frames:
             raise VideoError("the file holds no intact frames")
         end = coded.frames if frames is None else min(coded.frames, start + frames)
@@ -331,19 +344,4 @@ class Codec:
         """The bytes of a ``.vtok`` file → uint8 ``(T, H, W, 3)`` (frames ``start .. start + frames``)."""
         coded = self.open(io.BytesIO(data))
         return np.concatenate([v for v, _ in self.decompress_from(coded, start, frames, audio=False)])
-
-
-def _gop_jobs(gops, size: tuple[int, int], coded: tuple[int, int], bits: int, hold: float, search: Search,
-              whole: bool):
-    """``Codec.encode_gop``'s jobs for ``gops`` (arrays or iterables of pieces), their frames checked to be ``size``
-    ``(height, width)``; ``whole``: a GOP's pieces joined (for workers)."""
-    def size_checked(pieces):
-        for clip in pieces:
-            if clip.shape[1:3] != size:
-                raise VideoError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
-            yield clip
-
-    for clip in gops:
-        pieces = size_checked([clip] if isinstance(clip, np.ndarray) else clip)
-        yield (np.concatenate(list(pieces)) if whole else pieces), coded, bits, hold, search
 

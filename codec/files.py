@@ -22,6 +22,7 @@ from vtok.codec.search import Search, distortion_of
 from vtok.codec.coded import DEFAULT_MAX_PIXELS, CodedFile, check_frame_area
 from vtok.codec.coding import DEFAULT_GOP
 from vtok.codec.loading import bundled_codec, load_codec
+from vtok.codec.models.precision import resolved
 from vtok.codec.media.info import Colour, VideoError
 from vtok.codec.media.write import VideoWriter, check_output, clear_partial, partial_path
 from vtok.codec.media.read import iter_frames, probe
@@ -123,7 +124,7 @@ def _input_notes(src, info, log) -> None:
 def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: int | None = None,
                     audio: bool = True, codec=None, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1,
                     ray: str | None = None, device: str = "cpu", log=print, strict: bool = False, warn=None,
-                    progress=None) -> dict:
+                    progress=None, precision: str | None = None) -> dict:
     """Decode ``.vtok`` to a video file; ``start``/``frames`` pick a range and only its GOPs are decoded.
 
     The file's audio goes into ``.mkv`` / ``.mp4`` outputs, cut to the same time span (``audio=False``: left out). A
@@ -133,7 +134,8 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
     damaged range is told to ``warn`` once the output is complete (one line; default: ``log``), and
     ``DamagedInput`` is raised. ``strict``: refuse a damaged file before writing anything. Nothing decodable: an
     error, no output. ``src``: a path, or a binary file object (``name`` it in messages by its ``name``);
-    ``progress(frames, total, None)``: told as frames are written.
+    ``progress(frames, total, None)``: told as frames are written. ``precision``: the decoder's arithmetic
+    (``codec/models/precision.py``; None: the codec's as it is, float32 unless set).
     """
     check_output(out)
     clear_partial(out, log)
@@ -150,6 +152,8 @@ def decompress_file(src, out, model=None, prior=None, start: int = 0, frames: in
         if not codec.codes(h.model_id) and model is None and prior is None:
             codec = bundled_codec(h.model_id, device) or codec
         codec.check(coded, max_pixels)
+        if precision is not None:
+            codec.tokenizer.precision = resolved(precision, codec.tokenizer._device())
         end = coded.frames if frames is None else min(coded.frames, start + frames)
         lost = [p for p in coded.problems() if p.first is None or (p.first < end and p.end > start)]
         if not any(u.first_frame < end and u.first_frame + u.frames > start for u in coded.units):

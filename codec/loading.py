@@ -26,7 +26,17 @@ def load_codec(model=None, prior=None, device: str = "cpu") -> Codec:
     except ValueError:
         raise ValueError(f"prior {prior} codes {ip.cfg.bits}-bit tokens but the tokenizer makes {tok.bits}-bit "
                          f"tokens") from None
-    return Codec(tok, ip)
+    return Codec(tok, ip, _base_codec(tok, model) if Path(prior) == prior_path(model) else None)
+
+
+def _base_codec(tok, model) -> Codec | None:
+    """The codec of the family named by the weights' metadata ``base_codec``, among the earlier priors beside them:
+    the tokenizer's sign bits with the prior they grew up with (``Codec.base``)."""
+    want = tok.meta.get("base_codec")
+    for path in earlier_priors(model) if want else []:
+        if (older := Codec(tok, IntegerPrior.load(path).to(tok._device()))).family_id == want:
+            return older
+    return None
 
 
 def bundled_codec(model_id: str, device: str = "cpu") -> Codec | None:

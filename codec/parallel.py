@@ -6,7 +6,7 @@ A worker builds its codec once, from the state the caller hands over (``build(st
 weights and the integer prior, sent once — through Ray's object store on a cluster, so the nodes need vtok installed
 but not its weights files), then runs ``method(codec, *job)`` for every job sent to it. At most two jobs a worker are
 in flight, so the memory of a run is a few GOPs whatever the clip's length. A worker that dies stops the run with one
-``WorkerError`` line.
+``WorkerError`` line. ``gop_jobs`` makes the encoder's jobs, one per GOP.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ import os
 from collections import deque
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
+
 from vtok.bitstream.errors import VtokError
+from vtok.codec.media.info import VideoError
 
 
 class WorkerError(VtokError, RuntimeError):
@@ -123,3 +126,18 @@ def _on_ray(build, state, method, jobs, workers, address) -> Iterator:
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+def gop_jobs(gops, size: tuple[int, int], coded: tuple[int, int], bits: int, hold: float, search, whole: bool):
+    """``Codec.encode_gop``'s jobs for ``gops`` (arrays or iterables of pieces), their frames checked to be ``size``
+    ``(height, width)``; ``whole``: a GOP's pieces joined (for workers)."""
+    def size_checked(pieces):
+        for clip in pieces:
+            if clip.shape[1:3] != size:
+                raise VideoError(f"frame size changes mid-stream ({clip.shape[2]}x{clip.shape[1]})")
+            yield clip
+
+    for clip in gops:
+        pieces = size_checked([clip] if isinstance(clip, np.ndarray) else clip)
+        yield (np.concatenate(list(pieces)) if whole else pieces), coded, bits, hold, search
+

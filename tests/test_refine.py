@@ -126,3 +126,62 @@ def test_token_files_of_the_base_family_detokenize_with_the_grown_model(grown, t
     with np.load(tmp_path / "g.npz") as z:
         assert int(z["base_bits"]) == BASE and z["refine"].tolist() == tok.quantizer.refine.tolist()
         assert z["sub_tokens"].shape[-1] == -(-(BASE + EXTRA) // tok.group_bits)
+
+
+def test_an_enhancement_branch_leaves_every_sign_bit_prefix_as_the_base_model_decodes_it(grown):
+    """``--enhance``: the gated branch on the base model's decoder; trained (here: random weights), the full token
+    decodes otherwise, every prefix of the sign bits exactly as the base model."""
+    from vtok.codec.training.refine import with_enhancement
+
+    base, tok = grown
+    with pytest.raises(ValueError, match="family"):
+        with_enhancement(tok, 8, VideoTokenizer(tiny_config(arch="tae", bits=BASE, group_bits=4)))
+    enh = with_enhancement(tok, 8, base).eval()
+    assert enh.family_id == tok.family_id and enh.decoder_id != tok.decoder_id
+    assert enh.decoder.residual is None and enh.cfg.dec_enhance == 8
+    t_tok = enh.encode(smooth_clip(9, 32, 48), hold=0.1)
+    t_base = t_tok & ((1 << BASE) - 1)
+    assert np.array_equal(enh.decode(t_tok), base.decode(t_base))  # starts at zero
+    with torch.no_grad():
+        for p in enh.decoder.enhance.parameters():
+            p.normal_(std=0.3)
+    assert not np.array_equal(enh.decode(t_tok), base.decode(t_base))
+    for bits in (3, BASE):
+        prefix = t_tok & ((1 << bits) - 1)
+        assert np.array_equal(enh.decode(prefix, bits=bits), base.decode(prefix, bits=bits))
+
+
+def test_rates_of_the_sign_bits_are_coded_as_files_of_the_base_family(grown):
+    """``Codec.base``: with it, a sign-bit rate makes the base family's very file (its prior), which the codec
+    decodes; refinement rates make files of its own family."""
+    base, tok = grown
+    torch.manual_seed(8)
+    small = TokenPrior(PriorConfig(bits=BASE, group_bits=4, channels=8, layers=2))
+    old = Codec(base, small.freeze())
+    codec = Codec(tok, widened(small, tok.bits).freeze(), base=Codec(tok, small.freeze()))
+    clip = smooth_clip(9, 32, 48, seed=9)
+    data = codec.compress(clip, bits=BASE)
+    assert data == old.compress(clip, bits=BASE)
+    assert np.array_equal(codec.decompress(data), old.decompress(data))
+    full = codec.compress(clip)
+    assert Codec(tok, codec.prior).decompress(full).shape == clip.shape
+    assert np.array_equal(codec.decompress(full), Codec(tok, codec.prior).decompress(full))
+    with pytest.raises(ValueError, match="made by token family"):
+        Codec(tok, codec.prior).decompress(data)
+
+
+def test_load_codec_finds_the_base_codec_its_weights_name(grown, tmp_path):
+    from vtok.codec.loading import load_codec
+    from vtok.codec.models.zoo import save_tokenizer
+
+    base, tok = grown
+    torch.manual_seed(10)
+    small = TokenPrior(PriorConfig(bits=BASE, group_bits=4, channels=8, layers=2)).freeze()
+    want = Codec(tok, small).family_id
+    save_tokenizer(tok, tmp_path / "m.safetensors", half=False,
+                   extra={"base_family": base.family_id, "base_codec": want})
+    widened(TokenPrior.from_integer(small), tok.bits).freeze().save(tmp_path / "m-prior.safetensors")
+    small.save(tmp_path / f"m-prior-{want}.safetensors")
+    codec = load_codec(tmp_path / "m.safetensors")
+    assert codec.base is not None and codec.base.family_id == want and codec.model_bits == BASE + EXTRA
+    assert load_codec(tmp_path / "m.safetensors", prior=tmp_path / f"m-prior-{want}.safetensors").base is None

@@ -23,6 +23,8 @@ class TokenizerConfig:
         nested_dropout: share of training samples that keep only a random prefix of their bits (0 disables).
         min_bits: the shortest prefix kept by nested dropout. quantizer_args: extra quantizer keyword arguments.
         dec_blocks: ``arch="tae"``: extra residual blocks at the start of the decoder's 1/8 stage (``codec.models.tae``).
+        dec_enhance: with refinement bits, the width of the decoder's gated enhancement branch that reads them
+            (0: a 1×1 branch added to the signs' first dequantizer layer; ``codec.models.tae``).
     """
 
     arch: str = "magvit"
@@ -37,6 +39,7 @@ class TokenizerConfig:
     min_bits: int = 2
     quantizer_args: dict = dataclasses.field(default_factory=dict)
     dec_blocks: int = 0
+    dec_enhance: int = 0
 
     def to_json(self) -> str:
         # Fields added after models were shipped are left out at their default, so that the JSON (part of every
@@ -57,7 +60,7 @@ class TokenizerConfig:
         return cls(**data)
 
 
-LATER_FIELDS = {"dec_blocks": 0}
+LATER_FIELDS = {"dec_blocks": 0, "dec_enhance": 0}
 
 
 def default_group_bits(bits: int) -> int:

@@ -129,6 +129,29 @@ class TaeVideoEncoder(nn.Module):
         return unfold(self.proj(self.latent(h)), t)
 
 
+class Enhancement(nn.Module):
+    """A gated branch that reads a token's refinement bits with its sign bits and adds a correction to the
+    dequantizer's estimate of TAEF2's latent (an enhancement layer over a base layer, as in scalable coding).
+
+    Where a position carries no refinement bit (a prefix of the sign bits only), the gate zeroes its input, and every
+    layer being bias-free, its output is exactly zero: the sign bits decode exactly as with the decoder it grew on,
+    which can stay frozen. Its last convolution starts at zero, so at step 0 all bits decode as before.
+    """
+
+    def __init__(self, signs: int, refine: int, width: int):
+        super().__init__()
+        self.signs = signs
+        self.net = nn.Sequential(nn.Conv2d(signs + refine, width, 1, bias=False), nn.ReLU(),
+                                 nn.Conv2d(width, width, 3, padding=1, bias=False), nn.ReLU(),
+                                 nn.Conv2d(width, width, 3, padding=1, bias=False), nn.ReLU(),
+                                 nn.Conv2d(width, TAE_LATENT, 3, padding=1, bias=False))
+        nn.init.zeros_(self.net[-1].weight)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        gate = h[:, self.signs:].ne(0).any(1, keepdim=True).to(h.dtype)
+        return self.net(h * gate)
+
+
 class TaeVideoDecoder(nn.Module):
     """``(B, in_ch, 1+k, h, w)`` quantized latent → ``(B, 3, 1+4k, 8h, 8w)`` in about [-1, 1].
 
@@ -137,20 +160,24 @@ class TaeVideoDecoder(nn.Module):
     upsampling and layer 7 → layers 8–10 (1/4 stage) → temporal grow → cheap head per frame.
     Args: in_ch (quantizer code channels); refine_blocks; residual_ch: how many of the ``in_ch`` code channels are
     refinement bits (``quantizers/rlfq.py``), read by a 1×1 branch of their own that starts at zero, added to the
-    signs' first dequantizer layer — so a decoder given refinement bits starts as the decoder it grew from.
+    signs' first dequantizer layer — so a decoder given refinement bits starts as the decoder it grew from; with
+    ``enhance`` > 0, an ``Enhancement`` branch of that width instead, under which the sign bits alone decode exactly
+    as they did.
 
     The refine blocks run at 1/8 resolution on the latent frames (a quarter of the frames), where a block costs about
     a tenth of what it would at 1/4 resolution on every second frame; each one's last convolution starts at zero,
     so that blocks added to a trained decoder start as the identity.
     """
 
-    def __init__(self, in_ch: int, refine_blocks: int = 0, residual_ch: int = 0):
+    def __init__(self, in_ch: int, refine_blocks: int = 0, residual_ch: int = 0, enhance: int = 0):
         super().__init__()
         c = TAE_CH
         in_ch -= residual_ch
         self.dequant = nn.Sequential(nn.Conv2d(in_ch, c, 1), nn.ReLU(), conv3(c, TAE_LATENT))
-        self.residual = None
-        if residual_ch:
+        self.residual = self.enhance = None
+        if residual_ch and enhance:
+            self.enhance = Enhancement(in_ch, residual_ch, enhance)
+        elif residual_ch:
             self.residual = nn.Conv2d(residual_ch, c, 1, bias=False)
             nn.init.zeros_(self.residual.weight)
         self.latent = conv3(TAE_LATENT, c)
@@ -178,7 +205,9 @@ class TaeVideoDecoder(nn.Module):
 
     def _dequantized(self, h: torch.Tensor) -> torch.Tensor:
         """Folded codes ``(N, in_ch, h, w)`` → TAEF2's layer-1 features."""
-        if self.residual is None:
+        if self.enhance is not None:
+            h = self.dequant(h[:, :self.enhance.signs]) + self.enhance(h)
+        elif self.residual is None:
             h = self.dequant(h)
         else:
             n = self.dequant[0].in_channels
@@ -222,7 +251,8 @@ class TaeVideoDecoder(nn.Module):
                 g = blk(g, tg, stream)
             g, tg = self.grow2(g, tg, stream)
             # the head reaches 3 rows of its input: a halo of 4
-            yield in_strips(lambda s: to_bytes(self.head(s).mul_(2).sub_(1)), [g], FRAME_PIXELS // 32, halo=4, up=4)
+            yield in_strips(lambda s: to_bytes(self.head(s).float().mul_(2).sub_(1)), [g], FRAME_PIXELS // 32, halo=4,
+                            up=4)
 
 
 # TAEF2 key prefixes → our modules' parameter names (the blocks keep TAEF2's inner names).

@@ -23,12 +23,13 @@ from torch import nn
 
 from vtok.codec.models.config import TokenizerConfig, default_group_bits
 from vtok.codec.models.ids import weights_hash
+from vtok.codec.models.precision import autocast, run_pieces
 from vtok.codec.models.streaming import FRAME_PIXELS, Stream, as_bytes, as_frames, stream_latents, to_uint8
 from vtok.codec.models.quantizers import QUANTIZERS, build_quantizer
 from vtok.codec.models.shapes import SPATIAL_STRIDE, TEMPORAL_STRIDE, pad_video
 
 # Config fields that shape the decoder only: changing them keeps the token family.
-DECODER_FIELDS = ("dec_blocks",)
+DECODER_FIELDS = ("dec_blocks", "dec_enhance")
 
 
 class VideoTokenizer(nn.Module):
@@ -71,11 +72,12 @@ class VideoTokenizer(nn.Module):
         elif cfg.arch == "tae":
             from vtok.codec.models.tae import TaeVideoDecoder, TaeVideoEncoder
             self.encoder = TaeVideoEncoder(self.quantizer.dim, cfg.stem_blocks)
-            self.decoder = TaeVideoDecoder(self.quantizer.code_dim, cfg.dec_blocks, self.refine_bits)
+            self.decoder = TaeVideoDecoder(self.quantizer.code_dim, cfg.dec_blocks, self.refine_bits, cfg.dec_enhance)
         else:
             raise ValueError(f"unknown tokenizer architecture {cfg.arch!r} (magvit, tae)")
         self.stored_family = None  # a decode-only model's family id, as its file states it (``drop_encoder``)
         self.meta: dict = {}  # the weights file's metadata (``zoo.build_tokenizer``): e.g. its rate ladder and hold
+        self.precision = "fp32"  # the decoder's arithmetic in ``decode`` (``precision.resolved``: fp32 or bf16)
 
     def drop_encoder(self, family_id: str) -> None:
         """Make this a decode-only model of token family ``family_id``: it decodes the family's tokens and files,
@@ -140,7 +142,8 @@ class VideoTokenizer(nn.Module):
     @property
     def decoder_id(self) -> str:
         """A hash of the decoder alone (its config fields and weights): which decoder of the family this is."""
-        cfg = {k: getattr(self.cfg, k) for k in DECODER_FIELDS}
+        # dec_enhance, added later, counts only when set, so that earlier decoders keep their ids
+        cfg = {k: getattr(self.cfg, k) for k in DECODER_FIELDS if k != "dec_enhance" or self.cfg.dec_enhance}
         return weights_hash(self, json.dumps(cfg, sort_keys=True), True)
 
     def bit_mask(self, keep_bits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -329,9 +332,11 @@ class VideoTokenizer(nn.Module):
                 codes = codes * self.bit_mask(torch.tensor([bits], device=codes.device), codes)
             codes = codes.contiguous(memory_format=torch.channels_last_3d)
             if stream is None:
-                pieces = [to_uint8(self.decoder(codes)[0, :, :, :hh, :ww])]
+                with autocast(self.precision, codes.device):
+                    pieces = [to_uint8(self.decoder(codes)[0, :, :, :hh, :ww].float())]
             else:  # uint8 pieces (n, 3, H, W)
-                pieces = (x[:, :, :hh, :ww].permute(0, 2, 3, 1).cpu().numpy() for x in self.decoder.pieces(codes, stream))
+                pieces = (x[:, :, :hh, :ww].permute(0, 2, 3, 1).cpu().numpy()
+                          for x in run_pieces(self.precision, codes.device, self.decoder.pieces(codes, stream)))
             for x in pieces:
                 x = x[:left] if left < len(x) else x
                 if len(x):

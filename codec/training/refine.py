@@ -5,6 +5,10 @@ decodable: ``base_family`` in the new weights' metadata names the family they ca
 (``codec/models/quantizers/rlfq.py``) adds one bit to each of the ``N`` channels whose residual after the sign is
 largest, and the decoder gets a branch that reads them, starting at zero, so that step 0 decodes as the base model.
 The decoder then learns to read them (``--freeze-encoder``; arXiv 2406.07548 and 2203.01941 for the stacked stages).
+
+``with_enhancement`` (``--enhance WIDTH [--enhance-base MODEL]``) gives such a model a gated enhancement branch
+(``codec.models.tae.Enhancement``) in place of its 1×1 one, on the sign-bit decoder of ``MODEL`` (the model the bits
+grew on); trained alone (``--refine-only``), it leaves every prefix of the sign bits decoding exactly as ``MODEL``.
 """
 
 from __future__ import annotations
@@ -47,4 +51,25 @@ def with_refinement(model: VideoTokenizer, extra: int, clips) -> VideoTokenizer:
     if unexpected or missing != ["decoder.residual.weight"]:
         raise ValueError(f"weights do not fit the refined tokenizer: {(unexpected + missing)[:5]}")
     grown.meta = {**model.meta, "base_family": model.family_id}
+    return grown.to(model._device()).train(was_training)
+
+
+def with_enhancement(model: VideoTokenizer, width: int, base: VideoTokenizer | None = None) -> VideoTokenizer:
+    """``model`` (with refinement bits) whose decoder reads them through an ``Enhancement`` branch of ``width``
+    (starting at zero) in place of its 1×1 branch; its other decoder weights from ``base`` when given (a sign-bit
+    model of the family the refinement bits grew on, ``base_family``), else its own."""
+    if not model.refine_bits:
+        raise ValueError("an enhancement branch reads refinement bits: grow them first (`--refine-bits`)")
+    if base is not None and base.family_id != model.meta.get("base_family"):
+        raise ValueError(f"the base model's family {base.family_id} is not the one the refinement bits grew on "
+                         f"({model.meta.get('base_family')})")
+    was_training = model.training
+    grown = VideoTokenizer(dataclasses.replace(model.cfg, dec_enhance=width))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.residual.")}
+    if base is not None:
+        state.update({k: v for k, v in base.state_dict().items() if k.startswith("decoder.")})
+    missing, unexpected = grown.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("decoder.enhance.") for k in missing):
+        raise ValueError(f"weights do not fit the enhanced tokenizer: {(unexpected + missing)[:5]}")
+    grown.meta = dict(model.meta)
     return grown.to(model._device()).train(was_training)

@@ -70,6 +70,9 @@ class TrainConfig:
     dec_blocks: int = -1  # with init: grow the decoder to this many refine blocks (-1: as the init model has)
     freeze_encoder: bool = False  # train the decoder only: the tokens, and so the token prior, stay what they are
     refine_bits: int = 0  # with init: grow this many refinement bits onto its sign bits (``training/refine.py``)
+    enhance: int = 0  # with init: read the refinement bits through a gated branch this wide (``refine.with_enhancement``)
+    enhance_base: str = ""  # with enhance: the sign-bit model whose decoder it grows on (default: the init's own)
+    refine_only: bool = False  # train the refinement bits' decoder branch only: every sign-bit prefix decodes as before
     new_lr_mult: float = 10.0  # learning-rate factor of the parts that start at zero (a grown refinement branch)
     stem_head: str = ""  # arch "tae", no init: the distilled stem and head (``vtok distill``) to start from
     taef2: str = ""  # arch "tae", no init: folder of TAEF2's weights (default ../shared/weights/taef2)
@@ -191,13 +194,19 @@ def setup(tcfg: TrainConfig, mcfg: TokenizerConfig | None, resume: bool, log) ->
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if tcfg.freeze_encoder:
         model.encoder.requires_grad_(False)
+    if tcfg.refine_only:
+        if not model.refine_bits:
+            raise ValueError("`refine_only` trains the branch that reads refinement bits: the model has none")
+        for n, p in model.named_parameters():
+            p.requires_grad_(n.startswith(("decoder.enhance.", "decoder.residual.")))
     opt = torch.optim.Adam(param_groups(model, tcfg.new_lr_mult), lr=tcfg.lr, betas=(0.9, 0.99),
                            weight_decay=tcfg.weight_decay)
     net: nn.Module = model
     if dist.is_initialized():
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     # the init model's own rate ladder and hold (measured for it) and the family it grew from go with the export
-    extra = {k: model.meta[k] for k in ("rate_ladder", "hold", "base_family") if k in model.meta}
+    extra = {k: model.meta[k] for k in ("rate_ladder", "hold", "base_family", "base_codec", "default_rate")
+             if k in model.meta}
     r = Run(tcfg, run, model, ema, opt, net, TokenizerLoss(tcfg.l1_weight, tcfg.lpips_weight, tcfg.lpips_frames)
             .to(device), rank, world, warm=bool(tcfg.init) and not tcfg.inflate, extra=extra)
     if tcfg.adv_weight > 0:
@@ -228,6 +237,8 @@ def train_step(r: Run, x: torch.Tensor) -> dict:
     lr = lr_at(r.step, tcfg)
     set_lr(r.opt, lr)
     keep = model.sample_keep_bits(x.shape[0], x.device)
+    if tcfg.refine_only:  # the sign bits alone decode as before: every sample keeps some refinement bits
+        keep = torch.randint(model.base_bits + 1, model.bits + 1, (x.shape[0],), device=x.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if x.device.type == "cuda" else \
         torch.autocast("cpu", enabled=False)
     with autocast:

@@ -1,0 +1,105 @@
+"""The decoder in bfloat16 (``--precision``): close to float32's picture, the encoder and files untouched, carried to
+worker processes and through ``decompress_file``; ``vtok bench speed`` reports every precision."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import smooth_clip, tiny_config
+from vtok.codec.coding import Codec
+from vtok.codec.models.precision import native_bf16, resolved
+from vtok.codec.models.tokenizer import VideoTokenizer
+from vtok.codec.prior import PriorConfig, TokenPrior
+
+
+@pytest.fixture(scope="module")
+def codec():
+    torch.manual_seed(0)
+    tok = VideoTokenizer(tiny_config(arch="tae", bits=12, group_bits=4)).eval()
+    return Codec(tok, TokenPrior(PriorConfig(bits=12, group_bits=4, channels=8, layers=2)).freeze())
+
+
+def _decoded(tok, tokens, precision, size):
+    tok.precision = precision
+    try:
+        return tok.decode(tokens, size=size)
+    finally:
+        tok.precision = "fp32"
+
+
+def test_bf16_decodes_close_to_fp32_and_leaves_the_tokens_alone(codec):
+    tok = codec.tokenizer
+    clip = smooth_clip(9, 48, 64, seed=1)
+    tokens = tok.encode(clip, hold=0.1)
+    tok.precision = "bf16"
+    try:
+        assert np.array_equal(tok.encode(clip, hold=0.1), tokens)  # the encoder stays float32
+    finally:
+        tok.precision = "fp32"
+    a = _decoded(tok, tokens, "fp32", clip.shape[:3]).astype(int)
+    b = _decoded(tok, tokens, "bf16", clip.shape[:3]).astype(int)
+    assert a.shape == b.shape == clip.shape
+    diff = np.abs(a - b)
+    assert diff.any(), "the bf16 path computed in float32"
+    assert diff.mean() < 1.0 and diff.max() <= 8
+
+
+def test_bf16_stays_inside_the_decoder(codec):
+    """autocast covers the decoder's own steps, never the caller's code between the pieces it yields."""
+    tok = codec.tokenizer
+    tokens = tok.encode(smooth_clip(9, 48, 64, seed=2))
+    tok.precision = "bf16"
+    try:
+        seen = [torch.is_autocast_enabled("cpu") for _ in tok.decode_pieces(tokens)]
+    finally:
+        tok.precision = "fp32"
+    assert seen and not any(seen)
+
+
+def test_the_precision_reaches_workers_and_decompress_file(codec, tmp_path):
+    from vtok.codec.files import decompress_file
+    from vtok.codec.media.read import read_video
+
+    clip = smooth_clip(9, 48, 64, seed=3)
+    data = codec.compress(clip, gop=5)
+    here = {}
+    for p in ("fp32", "bf16"):
+        codec.tokenizer.precision = p
+        try:
+            here[p] = codec.decompress(data)
+            coded = codec.open(io.BytesIO(data))
+            far = np.concatenate([v for v, _ in codec.decompress_from(coded, workers=2)])
+        finally:
+            codec.tokenizer.precision = "fp32"
+        assert np.array_equal(far, here[p])
+    assert not np.array_equal(here["fp32"], here["bf16"])
+    (tmp_path / "c.vtok").write_bytes(data)
+    for p in ("fp32", "bf16"):
+        decompress_file(tmp_path / "c.vtok", tmp_path / f"{p}.mkv", codec=codec, precision=p, log=lambda *a: None)
+        assert np.array_equal(read_video(tmp_path / f"{p}.mkv"), here[p])
+    codec.tokenizer.precision = "fp32"
+
+
+def test_precision_names():
+    assert resolved("auto") == ("bf16" if native_bf16() else "fp32")
+    assert resolved("auto", "cuda") == "fp32" and resolved("fp32") == "fp32" and resolved("bf16") == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        resolved("int8")
+
+
+def test_bench_speed_reports_each_precision_and_the_whole_codec(codec, tmp_path):
+    from vtok.bench.speed import run_speed
+    from vtok.codec.models.zoo import save_tokenizer
+
+    save_tokenizer(codec.tokenizer, tmp_path / "m.safetensors", half=False)
+    codec.prior.save(tmp_path / "m-prior.safetensors")
+    rows = run_speed(str(tmp_path / "m.safetensors"), frames=5, size="64x48,32x32", repeats=1,
+                     precision="fp32,bf16", log=lambda *a: None)
+    assert [(r["width"], r["precision"]) for r in rows] == [(64, "fp32"), (64, "bf16"), (32, "fp32"), (32, "bf16")]
+    for r in rows:
+        assert r["decode_fps"] > 0 and r["codec_decode_fps"] > 0 and r["codec_encode_fps"] > 0 and r["bpp"] > 0
+        assert r["codec_decode_peak_mib"] is None or r["codec_decode_peak_mib"] > 0
