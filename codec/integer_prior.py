@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,13 +95,14 @@ class IntegerPrior:
         return bound
 
     def _choose_dtype(self) -> None:
-        """float32 when it is exact too: every partial sum below 2**24 and a self-check against float64 agrees.
+        """float32 when it is exact too: every partial sum (twice the largest: ``_first_sums``) below 2**24 and a
+        self-check against float64 agrees.
 
         Either dtype gives the same integers; float32 is only faster. The check guards against a backend that would
         not compute float32 convolutions exactly (e.g. reduced-precision modes).
         """
         self._set_dtype(torch.float64)
-        if self._accumulator_bound() >= 2 ** 24:
+        if 2 * self._accumulator_bound() >= 2 ** 24:
             return
         g = torch.Generator().manual_seed(0)
         x = torch.randint(-1, 2, (1, self.cfg.in_channels, 12, 13), generator=g).to(self.device, torch.float64)
@@ -112,7 +114,15 @@ class IntegerPrior:
     def _set_dtype(self, dtype: torch.dtype) -> None:
         """Keep the weights in the dtype inference runs in, converted once rather than at every step."""
         self.dtype = dtype
+        self._local = threading.local()  # the first layer's last sums (``_first_sums``), per thread
         self._run_weights = [(w.to(dtype), b.to(dtype)) for w, b in zip(self.weights, self.biases)]
+
+    def __getstate__(self) -> dict:  # to workers: without the per-thread sums
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     @classmethod
     def from_float(cls, prior) -> "IntegerPrior":
@@ -154,8 +164,12 @@ class IntegerPrior:
             return torch.floor((acc + 2.0 ** (shift - 1)) / 2.0 ** shift)
         return acc * 2.0 ** (-shift)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer logits (units of 1/16) ``(B, D, H, W)`` from an integer context ``(B, in_ch, H, W)``."""
+    def logits(self, x: torch.Tensor, incremental: bool = False) -> torch.Tensor:
+        """Integer logits (units of 1/16) ``(B, D, H, W)`` from an integer context ``(B, in_ch, H, W)``.
+
+        ``incremental``: the first layer's sums are updated from the previous call's (this thread's) with the
+        context channels that changed alone — a coding step changes a group's bits of the current frame — which
+        are the same integers, computed with a third of the work; the other layers run in full."""
         tf32 = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would round the products
         try:
@@ -163,12 +177,31 @@ class IntegerPrior:
                 n = len(self.weights)
                 x = x.to(self.dtype)
                 for i, ((w, b), s) in enumerate(zip(self._run_weights, self.shifts)):
-                    x = F.conv2d(x, w, b, padding=w.shape[-1] // 2)
+                    x = self._first_sums(x, incremental) if i == 0 else F.conv2d(x, w, b, padding=w.shape[-1] // 2)
                     x = self._requant(x, s)
                     x = x.clamp(-LOGIT_MAX, LOGIT_MAX) if i == n - 1 else x.clamp(0, ACT_MAX)
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
         return x.double()
+
+    def _first_sums(self, x: torch.Tensor, incremental: bool) -> torch.Tensor:
+        """The first layer's integer sums of context ``x``; ``incremental``: from the last ones of this thread plus
+        the change of ``x`` since, on its changed channels only, when fewer than half changed. Exact either way:
+        a context change is at most 2 in size, and ``_choose_dtype`` keeps float32 only where twice the largest sum
+        stays below 2**24."""
+        w, b = self._run_weights[0]
+        last = getattr(self._local, "first", None) if incremental else None
+        if last is not None and last[0].shape == x.shape:
+            delta = x - last[0]
+            changed = delta.abs().amax((0, 2, 3)).nonzero().flatten()
+            if 2 * len(changed) < x.shape[1]:
+                sums = last[1] + F.conv2d(delta[:, changed], w[:, changed], None, padding=w.shape[-1] // 2)
+                self._local.first = (x, sums)
+                return sums
+        sums = F.conv2d(x, w, b, padding=w.shape[-1] // 2)
+        if incremental:
+            self._local.first = (x, sums)
+        return sums
 
     def step_probabilities(self, prev: np.ndarray, cur: np.ndarray, has_prev: bool, step) -> np.ndarray:
         """Integer ``P(bit = 1)`` (units of ``2**-prob_bits``) for the bits coded in ``step``, in coding order.
@@ -180,7 +213,7 @@ class IntegerPrior:
         h, w = prev.shape[1:]
         x = context(self.cfg, torch.from_numpy(prev[None]).double(), torch.from_numpy(cur[None]).double(),
                     torch.tensor([float(has_prev)], dtype=torch.float64), p, g).to(self.device)
-        lg = self.logits(x)[0, s:e].cpu().numpy().astype(np.int64)
+        lg = self.logits(x, incremental=True)[0, s:e].cpu().numpy().astype(np.int64)
         pos = anchor_mask(h, w) if p == 0 else ~anchor_mask(h, w)
         return self.table[lg[:, pos].ravel() + LOGIT_MAX]
 

@@ -18,6 +18,8 @@ MODEL = SEEDS / "tiny.safetensors"
 
 
 def vtok(*args, stdin=None):
+    if args and args[0] == "decompress":  # the reference decoder (float32): its frames compare with in-memory ones
+        args = (*args, "--precision", "fp32")
     return subprocess.run([sys.executable, "-m", "vtok", *map(str, args)], capture_output=True, timeout=300,
                           input=stdin)
 

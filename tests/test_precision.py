@@ -103,3 +103,25 @@ def test_bench_speed_reports_each_precision_and_the_whole_codec(codec, tmp_path)
     for r in rows:
         assert r["decode_fps"] > 0 and r["codec_decode_fps"] > 0 and r["codec_encode_fps"] > 0 and r["bpp"] > 0
         assert r["codec_decode_peak_mib"] is None or r["codec_decode_peak_mib"] > 0
+
+
+def test_vtok_decompress_decodes_in_bf16_where_the_cpu_has_it(codec, tmp_path):
+    import subprocess
+    import sys
+
+    from vtok.codec.media.read import read_video
+    from vtok.codec.models.zoo import save_tokenizer
+
+    save_tokenizer(codec.tokenizer, tmp_path / "m.safetensors", half=False)
+    codec.prior.save(tmp_path / "m-prior.safetensors")
+    (tmp_path / "c.vtok").write_bytes(codec.compress(smooth_clip(9, 48, 64, seed=4)))
+    out = {}
+    for p in ("fp32", "bf16", None):
+        args = ["decompress", tmp_path / "c.vtok", "-o", tmp_path / f"{p}.mkv", "--model", tmp_path / "m.safetensors"]
+        r = subprocess.run([sys.executable, "-m", "vtok", *map(str, args + (["--precision", p] if p else []))],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        out[p] = read_video(tmp_path / f"{p}.mkv")
+    assert np.array_equal(out["fp32"], codec.decompress((tmp_path / "c.vtok").read_bytes()))
+    assert np.array_equal(out[None], out["bf16" if native_bf16() else "fp32"])
+    assert not np.array_equal(out["fp32"], out["bf16"])
