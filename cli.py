@@ -127,8 +127,8 @@ COMMANDS = {  # name: (the function it calls, help, arguments); "bench speed" is
         A("--freeze-encoder", action="store_true", help="train the decoder only (the token family stays)"),
         I("--refine-bits", default=_T.refine_bits, help="with --init: add N refinement bits to its sign bits (a new "
           "token family whose first bits are the init model's tokens; docs/MODELS.md)"),
-        I("--enhance", default=_T.enhance, help="with --init of a model with refinement bits: read them through a "
-          "gated branch this wide (docs/MODELS.md)"),
+        A("--enhance", action="store_true", help="with --init of a model with refinement bits: tokens that carry "
+          "them take a decoder start of their own (docs/MODELS.md)"),
         A("--enhance-base", default="", help="with --enhance: the sign-bit model whose decoder it grows on"),
         A("--refine-only", action="store_true", help="train only the branch that reads the refinement bits (the "
           "sign bits decode as before)"),

@@ -128,27 +128,33 @@ def test_token_files_of_the_base_family_detokenize_with_the_grown_model(grown, t
         assert z["sub_tokens"].shape[-1] == -(-(BASE + EXTRA) // tok.group_bits)
 
 
-def test_an_enhancement_branch_leaves_every_sign_bit_prefix_as_the_base_model_decodes_it(grown):
-    """``--enhance``: the gated branch on the base model's decoder; trained (here: random weights), the full token
-    decodes otherwise, every prefix of the sign bits exactly as the base model."""
+def test_a_refinement_path_leaves_every_sign_bit_prefix_as_the_base_model_decodes_it(grown):
+    """``--enhance``: tokens with refinement bits take a decoder start of their own, the others the base model's
+    decoder; trained (here: changed weights), the full token decodes otherwise, every sign-bit prefix exactly as the
+    base model, and a batch that mixes both decodes each as alone."""
     from vtok.codec.training.refine import with_enhancement
 
     base, tok = grown
     with pytest.raises(ValueError, match="family"):
-        with_enhancement(tok, 8, VideoTokenizer(tiny_config(arch="tae", bits=BASE, group_bits=4)))
-    enh = with_enhancement(tok, 8, base).eval()
+        with_enhancement(tok, VideoTokenizer(tiny_config(arch="tae", bits=BASE, group_bits=4)))
+    enh = with_enhancement(tok, base).eval()
     assert enh.family_id == tok.family_id and enh.decoder_id != tok.decoder_id
-    assert enh.decoder.residual is None and enh.cfg.dec_enhance == 8
+    assert enh.decoder.residual is None and enh.cfg.dec_enhance == 1
     t_tok = enh.encode(smooth_clip(9, 32, 48), hold=0.1)
-    t_base = t_tok & ((1 << BASE) - 1)
-    assert np.array_equal(enh.decode(t_tok), base.decode(t_base))  # starts at zero
+    assert np.array_equal(enh.decode(t_tok), tok.decode(t_tok))  # the path starts as the model's own start
     with torch.no_grad():
         for p in enh.decoder.enhance.parameters():
-            p.normal_(std=0.3)
-    assert not np.array_equal(enh.decode(t_tok), base.decode(t_base))
+            p.add_(torch.randn_like(p) * 0.05)
+    assert not np.array_equal(enh.decode(t_tok), tok.decode(t_tok))
     for bits in (3, BASE):
         prefix = t_tok & ((1 << bits) - 1)
         assert np.array_equal(enh.decode(prefix, bits=bits), base.decode(prefix, bits=bits))
+    codes = enh.quantizer.indices_to_codes(torch.as_tensor(t_tok)[None])
+    mixed = torch.cat([codes, codes * enh.bit_mask(torch.tensor([BASE]), codes)])
+    with torch.no_grad():
+        both = enh.decoder(mixed)
+        assert torch.allclose(both[:1], enh.decoder(mixed[:1]), atol=1e-5)
+        assert torch.allclose(both[1:], enh.decoder(mixed[1:]), atol=1e-5)
 
 
 def test_rates_of_the_sign_bits_are_coded_as_files_of_the_base_family(grown):

@@ -23,8 +23,8 @@ class TokenizerConfig:
         nested_dropout: share of training samples that keep only a random prefix of their bits (0 disables).
         min_bits: the shortest prefix kept by nested dropout. quantizer_args: extra quantizer keyword arguments.
         dec_blocks: ``arch="tae"``: extra residual blocks at the start of the decoder's 1/8 stage (``codec.models.tae``).
-        dec_enhance: with refinement bits, the width of the decoder's gated enhancement branch that reads them
-            (0: a 1×1 branch added to the signs' first dequantizer layer; ``codec.models.tae``).
+        dec_enhance: with refinement bits, 1: tokens that carry them take a decoder start of their own (a
+            ``RefinementPath``), 0: a 1×1 branch added to the signs' first dequantizer layer (``codec.models.tae``).
     """
 
     arch: str = "magvit"

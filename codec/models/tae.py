@@ -129,27 +129,27 @@ class TaeVideoEncoder(nn.Module):
         return unfold(self.proj(self.latent(h)), t)
 
 
-class Enhancement(nn.Module):
-    """A gated branch that reads a token's refinement bits with its sign bits and adds a correction to the
-    dequantizer's estimate of TAEF2's latent (an enhancement layer over a base layer, as in scalable coding).
+class RefinementPath(nn.Module):
+    """The start of the decoder (dequantizer, a 1×1 branch for the refinement bits, TAEF2's layer 1 and the refine
+    blocks) once more, for tokens that carry refinement bits; tokens of sign bits alone take the decoder's own start,
+    so that they decode exactly as with the decoder the bits grew on, which can stay frozen (a base layer and an
+    enhancement layer, as in scalable coding, sharing the rest of the decoder)."""
 
-    Where a position carries no refinement bit (a prefix of the sign bits only), the gate zeroes its input, and every
-    layer being bias-free, its output is exactly zero: the sign bits decode exactly as with the decoder it grew on,
-    which can stay frozen. Its last convolution starts at zero, so at step 0 all bits decode as before.
-    """
-
-    def __init__(self, signs: int, refine: int, width: int):
+    def __init__(self, signs: int, refine: int, blocks: int):
         super().__init__()
-        self.signs = signs
-        self.net = nn.Sequential(nn.Conv2d(signs + refine, width, 1, bias=False), nn.ReLU(),
-                                 nn.Conv2d(width, width, 3, padding=1, bias=False), nn.ReLU(),
-                                 nn.Conv2d(width, width, 3, padding=1, bias=False), nn.ReLU(),
-                                 nn.Conv2d(width, TAE_LATENT, 3, padding=1, bias=False))
-        nn.init.zeros_(self.net[-1].weight)
+        c = TAE_CH
+        self.dequant = nn.Sequential(nn.Conv2d(signs, c, 1), nn.ReLU(), conv3(c, TAE_LATENT))
+        self.residual = nn.Conv2d(refine, c, 1, bias=False)
+        self.latent = conv3(TAE_LATENT, c)
+        self.refine = nn.ModuleList(TaeBlock(c, temporal=True) for _ in range(blocks))
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        gate = h[:, self.signs:].ne(0).any(1, keepdim=True).to(h.dtype)
-        return self.net(h * gate)
+    def forward(self, h: torch.Tensor, t: int, stream: Stream | None = None) -> torch.Tensor:
+        n = self.dequant[0].in_channels
+        h = self.dequant[2](F.relu(self.dequant[0](h[:, :n]) + self.residual(h[:, n:])))
+        h = F.relu(self.latent(soft_clamp(h)))
+        for blk in self.refine:
+            h = blk(h, t, stream)
+        return h
 
 
 class TaeVideoDecoder(nn.Module):
@@ -161,22 +161,21 @@ class TaeVideoDecoder(nn.Module):
     Args: in_ch (quantizer code channels); refine_blocks; residual_ch: how many of the ``in_ch`` code channels are
     refinement bits (``quantizers/rlfq.py``), read by a 1×1 branch of their own that starts at zero, added to the
     signs' first dequantizer layer — so a decoder given refinement bits starts as the decoder it grew from; with
-    ``enhance`` > 0, an ``Enhancement`` branch of that width instead, under which the sign bits alone decode exactly
-    as they did.
+    ``enhance``, a ``RefinementPath`` of their own instead, and the sign bits alone decode exactly as they did.
 
     The refine blocks run at 1/8 resolution on the latent frames (a quarter of the frames), where a block costs about
     a tenth of what it would at 1/4 resolution on every second frame; each one's last convolution starts at zero,
     so that blocks added to a trained decoder start as the identity.
     """
 
-    def __init__(self, in_ch: int, refine_blocks: int = 0, residual_ch: int = 0, enhance: int = 0):
+    def __init__(self, in_ch: int, refine_blocks: int = 0, residual_ch: int = 0, enhance: bool = False):
         super().__init__()
         c = TAE_CH
         in_ch -= residual_ch
         self.dequant = nn.Sequential(nn.Conv2d(in_ch, c, 1), nn.ReLU(), conv3(c, TAE_LATENT))
         self.residual = self.enhance = None
         if residual_ch and enhance:
-            self.enhance = Enhancement(in_ch, residual_ch, enhance)
+            self.enhance = RefinementPath(in_ch, residual_ch, refine_blocks)
         elif residual_ch:
             self.residual = nn.Conv2d(residual_ch, c, 1, bias=False)
             nn.init.zeros_(self.residual.weight)
@@ -203,10 +202,29 @@ class TaeVideoDecoder(nn.Module):
         self.grow2 = TemporalGrow(c)
         self.head = CheapHead()
 
+    def _start(self, h: torch.Tensor, t: int, stream: Stream | None = None) -> torch.Tensor:
+        """Folded codes ``(N, in_ch, h, w)`` → the features after the refine blocks: through the refinement path for
+        the frames whose tokens carry refinement bits (kept bits are ±1, dropped ones 0), the decoder's own start
+        for the others."""
+        if self.enhance is None:
+            return self._own_start(h, t, stream)
+        refined = h[:, self.dequant[0].in_channels:].ne(0).flatten(1).any(1)
+        if bool(refined.all()):
+            return self.enhance(h, t, stream)
+        if not bool(refined.any()):
+            return self._own_start(h, t, stream)
+        return torch.where(refined[:, None, None, None], self.enhance(h, t, stream), self._own_start(h, t, stream))
+
+    def _own_start(self, h: torch.Tensor, t: int, stream: Stream | None = None) -> torch.Tensor:
+        h = self._dequantized(h)
+        for blk in self.refine:
+            h = blk(h, t, stream)
+        return h
+
     def _dequantized(self, h: torch.Tensor) -> torch.Tensor:
         """Folded codes ``(N, in_ch, h, w)`` → TAEF2's layer-1 features."""
         if self.enhance is not None:
-            h = self.dequant(h[:, :self.enhance.signs]) + self.enhance(h)
+            h = self.dequant(h[:, :self.dequant[0].in_channels])
         elif self.residual is None:
             h = self.dequant(h)
         else:
@@ -216,9 +234,7 @@ class TaeVideoDecoder(nn.Module):
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         h, t = fold(q)
-        h = self._dequantized(h)
-        for blk in self.refine:
-            h = blk(h, t)
+        h = self._start(h, t)
         for blk in self.eighth:
             h = blk(h, t)
         h, t = self.grow1(h, t)
@@ -237,9 +253,7 @@ class TaeVideoDecoder(nn.Module):
         if q.shape[0] != 1:
             raise ValueError("a stream decodes one clip at a time")
         h, t = fold(q)
-        h = self._dequantized(h)
-        for blk in self.refine:
-            h = blk(h, t, stream)
+        h = self._start(h, t, stream)
         for blk in self.eighth:
             h = blk(h, t, stream)
         h, t = self.grow1(h, t, stream)

@@ -72,7 +72,7 @@ class VideoTokenizer(nn.Module):
         elif cfg.arch == "tae":
             from vtok.codec.models.tae import TaeVideoDecoder, TaeVideoEncoder
             self.encoder = TaeVideoEncoder(self.quantizer.dim, cfg.stem_blocks)
-            self.decoder = TaeVideoDecoder(self.quantizer.code_dim, cfg.dec_blocks, self.refine_bits, cfg.dec_enhance)
+            self.decoder = TaeVideoDecoder(self.quantizer.code_dim, cfg.dec_blocks, self.refine_bits, bool(cfg.dec_enhance))
         else:
             raise ValueError(f"unknown tokenizer architecture {cfg.arch!r} (magvit, tae)")
         self.stored_family = None  # a decode-only model's family id, as its file states it (``drop_encoder``)

@@ -6,9 +6,10 @@ decodable: ``base_family`` in the new weights' metadata names the family they ca
 largest, and the decoder gets a branch that reads them, starting at zero, so that step 0 decodes as the base model.
 The decoder then learns to read them (``--freeze-encoder``; arXiv 2406.07548 and 2203.01941 for the stacked stages).
 
-``with_enhancement`` (``--enhance WIDTH [--enhance-base MODEL]``) gives such a model a gated enhancement branch
-(``codec.models.tae.Enhancement``) in place of its 1×1 one, on the sign-bit decoder of ``MODEL`` (the model the bits
-grew on); trained alone (``--refine-only``), it leaves every prefix of the sign bits decoding exactly as ``MODEL``.
+``with_enhancement`` (``--enhance [--enhance-base MODEL]``) gives such a model's tokens that carry refinement bits
+a decoder start of their own (``codec.models.tae.RefinementPath``), the others the decoder of ``MODEL`` (the model
+the bits grew on); trained alone (``--refine-only``), it leaves every prefix of the sign bits decoding exactly as
+``MODEL`` does.
 """
 
 from __future__ import annotations
@@ -54,22 +55,26 @@ def with_refinement(model: VideoTokenizer, extra: int, clips) -> VideoTokenizer:
     return grown.to(model._device()).train(was_training)
 
 
-def with_enhancement(model: VideoTokenizer, width: int, base: VideoTokenizer | None = None) -> VideoTokenizer:
-    """``model`` (with refinement bits) whose decoder reads them through an ``Enhancement`` branch of ``width``
-    (starting at zero) in place of its 1×1 branch; its other decoder weights from ``base`` when given (a sign-bit
-    model of the family the refinement bits grew on, ``base_family``), else its own."""
+def with_enhancement(model: VideoTokenizer, base: VideoTokenizer | None = None) -> VideoTokenizer:
+    """``model`` (with refinement bits) whose tokens that carry refinement bits take a decoder start of their own
+    (``RefinementPath``, from ``model``'s own start), the others the start of ``base``'s decoder; the rest of the
+    decoder from ``base`` when given (a sign-bit model of the family the refinement bits grew on, ``base_family``),
+    else from ``model``."""
     if not model.refine_bits:
-        raise ValueError("an enhancement branch reads refinement bits: grow them first (`--refine-bits`)")
+        raise ValueError("a refinement path reads refinement bits: grow them first (`--refine-bits`)")
     if base is not None and base.family_id != model.meta.get("base_family"):
         raise ValueError(f"the base model's family {base.family_id} is not the one the refinement bits grew on "
                          f"({model.meta.get('base_family')})")
     was_training = model.training
-    grown = VideoTokenizer(dataclasses.replace(model.cfg, dec_enhance=width))
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.residual.")}
+    grown = VideoTokenizer(dataclasses.replace(model.cfg, dec_enhance=1))
+    own = model.state_dict()
+    start = ("decoder.dequant.", "decoder.residual.", "decoder.latent.", "decoder.refine.")
+    state = {k: v for k, v in own.items() if not k.startswith("decoder.residual.")}
+    state.update({"decoder.enhance." + k[8:]: v for k, v in own.items() if k.startswith(start)})
     if base is not None:
         state.update({k: v for k, v in base.state_dict().items() if k.startswith("decoder.")})
     missing, unexpected = grown.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("decoder.enhance.") for k in missing):
+    if unexpected or missing:
         raise ValueError(f"weights do not fit the enhanced tokenizer: {(unexpected + missing)[:5]}")
     grown.meta = dict(model.meta)
     return grown.to(model._device()).train(was_training)

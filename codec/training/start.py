@@ -40,8 +40,7 @@ def initial_model(tcfg, mcfg: TokenizerConfig | None, state_path: Path | None, c
         model = refined(model, tcfg, state_path, cache())
     if tcfg.enhance:
         from vtok.codec.training.refine import with_enhancement
-        model = with_enhancement(model, tcfg.enhance, load_tokenizer(tcfg.enhance_base) if tcfg.enhance_base
-                                 else None)
+        model = with_enhancement(model, load_tokenizer(tcfg.enhance_base) if tcfg.enhance_base else None)
     return model
 
 
@@ -138,9 +137,9 @@ def start_prior(model: VideoTokenizer, tcfg) -> TokenPrior:
 
 
 def param_groups(model: torch.nn.Module, new_lr_mult: float) -> list[dict]:
-    """The trainable parameters, those of a grown refinement branch (``decoder.residual``, ``decoder.enhance``) in a
-    group of their own with ``new_lr_mult`` times the learning rate (``toolkit.set_lr``)."""
-    branch = ("decoder.residual.", "decoder.enhance.")
+    """The trainable parameters, those of a grown refinement branch (``decoder.residual``) in a group of their own
+    with ``new_lr_mult`` times the learning rate (``toolkit.set_lr``)."""
+    branch = ("decoder.residual.",)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     new = [p for n, p in named if n.startswith(branch)]
     old = [p for n, p in named if not n.startswith(branch)]

@@ -70,7 +70,7 @@ class TrainConfig:
     dec_blocks: int = -1  # with init: grow the decoder to this many refine blocks (-1: as the init model has)
     freeze_encoder: bool = False  # train the decoder only: the tokens, and so the token prior, stay what they are
     refine_bits: int = 0  # with init: grow this many refinement bits onto its sign bits (``training/refine.py``)
-    enhance: int = 0  # with init: read the refinement bits through a gated branch this wide (``refine.with_enhancement``)
+    enhance: bool = False  # with init: a decoder start of their own for refinement bits (``refine.with_enhancement``)
     enhance_base: str = ""  # with enhance: the sign-bit model whose decoder it grows on (default: the init's own)
     refine_only: bool = False  # train the refinement bits' decoder branch only: every sign-bit prefix decodes as before
     new_lr_mult: float = 10.0  # learning-rate factor of the parts that start at zero (a grown refinement branch)
