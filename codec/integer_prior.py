@@ -115,7 +115,9 @@ class IntegerPrior:
         """Keep the weights in the dtype inference runs in, converted once rather than at every step."""
         self.dtype = dtype
         self._local = threading.local()  # the first layer's last sums (``_first_sums``), per thread
-        self._run_weights = [(w.to(dtype), b.to(dtype)) for w, b in zip(self.weights, self.biases)]
+        # channels-last: oneDNN's fast layout on the CPU (the same integers in any layout)
+        self._run_weights = [(w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype))
+                             for w, b in zip(self.weights, self.biases)]
 
     def __getstate__(self) -> dict:  # to workers: without the per-thread sums
         return {k: v for k, v in self.__dict__.items() if k != "_local"}
@@ -175,7 +177,7 @@ class IntegerPrior:
         try:
             with torch.backends.cudnn.flags(enabled=False):  # cuDNN may pick inexact (Winograd/FFT) algorithms
                 n = len(self.weights)
-                x = x.to(self.dtype)
+                x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
                 for i, ((w, b), s) in enumerate(zip(self._run_weights, self.shifts)):
                     x = self._first_sums(x, incremental) if i == 0 else F.conv2d(x, w, b, padding=w.shape[-1] // 2)
                     x = self._requant(x, s)
