@@ -24,6 +24,7 @@ import dataclasses
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from torch import nn
 
 from vtok.codec.entropy import frame_steps
@@ -87,13 +88,16 @@ class TokenPrior(nn.Module):
             total = total + (ce * chan_ok[:, s:e] * pos).sum()
         return total / count / np.log(2)
 
-    def video_rate(self, codes: torch.Tensor, keep_bits: torch.Tensor | None = None) -> torch.Tensor:
+    def video_rate(self, codes: torch.Tensor, keep_bits: torch.Tensor | None = None,
+                   checkpointed: bool = False) -> torch.Tensor:
         """Differentiable rate in bits of each clip's codes, as the integer form would code them in one GOP.
 
         codes: ``(B, D, T', H, W)`` signed bit values (``+-1``; straight-through quantizer codes carry the gradient to
         the encoder); keep_bits: ``(B,)`` coded bits per sample (the rest are not coded and cost nothing). The first
         latent frame is coded without temporal context, as a GOP's first. Walks ``frame_steps`` like ``loss``, so
         the rate trained is the rate coded. Returns ``(B,)`` bits (the cross-entropy ``-log2 P(bit)`` summed).
+        ``checkpointed``: each step's network recomputed in the backward pass, not kept (the same gradients, in the
+        memory of one step).
         """
         cfg = self.cfg
         b, d, t_, h, w = codes.shape
@@ -109,12 +113,18 @@ class TokenPrior(nn.Module):
             cur = codes[:, :, t] * chan_ok
             has_prev = torch.full((b,), float(t > 0), device=codes.device)
             for step, pos, known in steps:
-                s, e = step.start, step.end
-                logits = self(context(cfg, prev, cur * known, has_prev, step.pass_, step.group))[:, s:e]
-                ce = F.softplus(-logits * cur[:, s:e])  # -ln P(bit) for a bit of sign cur
-                total = total + (ce * chan_ok[:, s:e] * pos).sum((1, 2, 3))
+                args = (step, prev, cur, has_prev, known, pos, chan_ok)
+                total = total + (checkpoint(self._step_rate, *args, use_reentrant=False) if checkpointed
+                                 else self._step_rate(*args))
             prev = cur
         return total / np.log(2)
+
+    def _step_rate(self, step, prev, cur, has_prev, known, pos, chan_ok) -> torch.Tensor:
+        """``video_rate``'s nats of one coding step, ``(B,)``."""
+        s, e = step.start, step.end
+        logits = self(context(self.cfg, prev, cur * known, has_prev, step.pass_, step.group))[:, s:e]
+        ce = F.softplus(-logits * cur[:, s:e])  # -ln P(bit) for a bit of sign cur
+        return (ce * chan_ok[:, s:e] * pos).sum((1, 2, 3))
 
     @classmethod
     def from_integer(cls, prior: "IntegerPrior") -> "TokenPrior":

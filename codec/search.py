@@ -131,13 +131,16 @@ def _search_window(tok, prior, distortion, z, frames, bits, search, ts, ys, xs) 
     target = frames[f_lo:f_hi, :, 8 * y0:8 * y1, 8 * x0:8 * x1].float().div_(127.5).sub_(1)
     window_pixels = 4 * 64 * (t1 - c0) * (a1 - a0) * (b1 - b0)  # about the pixels the window's tokens code
     keep = torch.tensor([bits])
+    # activations recomputed block by block (decoder) and step by step (prior) in the backward pass: the same
+    # gradients in a fraction of the memory
+    decode = functools.partial(tok.decoder, checkpointed=True) if tok.cfg.arch == "tae" else tok.decoder
     for _ in range(search.steps):
         full = ctx.clone()
         full[inner] = var
         codes = tok.quantizer(full).codes * tok.bit_mask(keep, full.new_empty(1, tok.bits))  # straight through
-        y = tok.decoder(codes)[0].transpose(0, 1)  # (T, 3, H, W)
+        y = decode(codes)[0].transpose(0, 1)  # (T, 3, H, W)
         y = y[out_lo:out_lo + len(target), :, 8 * (y0 - a0):8 * (y1 - a0), 8 * (x0 - b0):8 * (x1 - b0)]
-        rate = prior.video_rate(codes[:, :prior.cfg.bits], keep)[0]
+        rate = prior.video_rate(codes[:, :prior.cfg.bits], keep, checkpointed=True)[0]
         loss = distortion(target, y) + search.lam * rate / window_pixels
         opt.zero_grad()
         loss.backward()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vtok.codec.models.layers import TaeBlock, TemporalGrow, TemporalPool, conv3, fold, soft_clamp, unfold
 from vtok.codec.models.streaming import FRAME_PIXELS, Stream, from_bytes, in_strips, to_bytes
@@ -232,17 +233,20 @@ class TaeVideoDecoder(nn.Module):
             h = self.dequant[2](F.relu(self.dequant[0](h[:, :n]) + self.residual(h[:, n:])))
         return F.relu(self.latent(soft_clamp(h)))
 
-    def forward(self, q: torch.Tensor) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, checkpointed: bool = False) -> torch.Tensor:
+        """``checkpointed``: keep only each block's input for the backward pass and recompute the rest (the same
+        numbers and gradients in a fraction of the memory: the encoder's search, ``codec/search.py``)."""
+        run = (lambda f, *a: checkpoint(f, *a, use_reentrant=False)) if checkpointed else (lambda f, *a: f(*a))
         h, t = fold(q)
-        h = self._start(h, t)
+        h = run(self._start, h, t)
         for blk in self.eighth:
-            h = blk(h, t)
+            h = run(blk, h, t)
         h, t = self.grow1(h, t)
-        h = self.up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        h = run(lambda x: self.up(F.interpolate(x, scale_factor=2.0, mode="nearest")), h)
         for blk in self.quarter:
-            h = blk(h, t)
+            h = run(blk, h, t)
         h, t = self.grow2(h, t)
-        return unfold(self.head(h).mul(2).sub(1), t)
+        return unfold(run(self.head, h).mul(2).sub(1), t)
 
     def pieces(self, q: torch.Tensor, stream: Stream):
         """One chunk of latent frames ``(1, in_ch, k, h, w)`` of a stream → its output frames as uint8 ``(n, 3, H,
