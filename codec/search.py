@@ -14,7 +14,8 @@ side changes: the decoder, the prior, the format and the token family stay, so e
 * Memory stays bounded at any frame size: the GOP's latent is searched in windows of a few latent frames and a tile
   of ``TILE`` latent positions, each decoded with a margin (one latent frame before it, ``MARGIN`` positions around)
   that is read but not changed; the loss counts the window's own pixels. Windows are searched in coding order, each
-  seeing its neighbours' searched values.
+  seeing its neighbours' searched values. Inside a window, the decoder's blocks, the prior's coding steps and LPIPS
+  (four frames at a time) are recomputed in the backward pass rather than kept (the same gradients).
 """
 
 from __future__ import annotations
