@@ -170,7 +170,8 @@ EARLIER_DEFAULT_FILES = ["default-rd-090e53a39cdc335d", "default-hp-cc1d7174b340
 @pytest.mark.parametrize("name", EARLIER_DEFAULT_FILES)
 def test_a_file_of_the_defaults_earlier_families_decodes_with_it(tmp_path, name):
     """Found by itself through the prior kept beside the default's weights, and decoded with today's decoder from
-    the first 36 bits of its tokens; the default with its own prior refuses it in one line."""
+    the first 36 bits of its tokens. The family its sign bits code in (weights metadata ``base_codec``) is one the
+    default codes itself (``Codec.base``); the default refuses the other in one line."""
     from vtok.codec.coding import Codec
     from vtok.codec.models.zoo import earlier_priors
     from vtok.codec.prior import IntegerPrior
@@ -183,8 +184,35 @@ def test_a_file_of_the_defaults_earlier_families_decodes_with_it(tmp_path, name)
     assert older.model_bits == 36 == vtok_info(src)["model_bits"]
     decompress_file(src, tmp_path / "out.mkv", log=lambda *a: None)
     np.testing.assert_array_equal(read_video(tmp_path / "out.mkv"), older.decompress(src.read_bytes()))
-    with pytest.raises(ModelMismatch):
-        load_codec("default").decompress(src.read_bytes())
+    default = load_codec("default")
+    if default.base is not None and default.base.family_id == family:
+        np.testing.assert_array_equal(default.decompress(src.read_bytes()), older.decompress(src.read_bytes()))
+    else:
+        with pytest.raises(ModelMismatch):
+            default.decompress(src.read_bytes())
+
+
+def test_the_default_codes_its_sign_bit_rates_as_the_family_they_grew_from():
+    """Rates 0-7 (36 bits and fewer) of the default are files of the family its sign bits grew from, the bytes that
+    family's codec makes; rates above carry refinement bits and name the default's own family."""
+    from vtok.bitstream.info import file_info
+    from vtok.codec.coding import Codec
+
+    codec = load_codec("default")
+    assert codec.base is not None and codec.base.model_bits == codec.tokenizer.base_bits == 36
+    clip = _sample_clip()[:5, :64, :96]
+    low = codec.compress(clip, rate=7)
+    assert low == Codec(codec.tokenizer, codec.base.prior).compress(clip, rate=7)
+    assert np.array_equal(codec.decompress(low), codec.base.decompress(low))
+    high = codec.compress(clip, rate=9)
+    assert codec.codes(_model_id(high)) and not codec.codes(_model_id(low))
+
+
+def _model_id(data: bytes) -> str:
+    import io
+
+    from vtok.codec.coded import CodedFile
+    return CodedFile(io.BytesIO(data)).header.model_id
 
 
 def test_the_two_decoders_of_one_family_wrote_the_same_bits():

@@ -125,3 +125,20 @@ def test_vtok_decompress_decodes_in_bf16_where_the_cpu_has_it(codec, tmp_path):
     assert np.array_equal(out["fp32"], codec.decompress((tmp_path / "c.vtok").read_bytes()))
     assert np.array_equal(out[None], out["bf16" if native_bf16() else "fp32"])
     assert not np.array_equal(out["fp32"], out["bf16"])
+
+
+def test_the_prior_s_incremental_first_layer_gives_the_same_integers():
+    """``IntegerPrior.logits(incremental=True)``: a context that changes in a few channels, in none, or in most gives
+    the logits of the full computation."""
+    from vtok.codec.integer_prior import IntegerPrior
+
+    torch.manual_seed(11)
+    prior = TokenPrior(PriorConfig(bits=12, group_bits=4, channels=8, layers=2)).freeze()
+    x = torch.randint(-1, 2, (1, prior.cfg.in_channels, 5, 7)).double()
+    assert torch.equal(prior.logits(x, incremental=True), prior.logits(x))
+    for change in (3, 0, prior.cfg.in_channels):
+        y = x.clone()
+        y[:, :change] = torch.randint(-1, 2, y[:, :change].shape).double()
+        assert torch.equal(prior.logits(y, incremental=True), prior.logits(y)), change
+        x = y
+    assert isinstance(prior, IntegerPrior)
