@@ -64,8 +64,7 @@ class Codec:
 
     tokenizer: VideoTokenizer
     prior: IntegerPrior
-    # The same tokenizer with the prior of the family its sign bits grew from (refinement bits, ``load_codec``):
-    # rates of the sign bits alone are coded as that family's files, whose bits it codes best.
+    # The tokenizer with the prior its sign bits grew up with (``load_codec``): their rates code as that family's files
     base: "Codec | None" = None
 
     @functools.cached_property
@@ -85,6 +84,10 @@ class Codec:
         """Whether a file whose header names ``model_id`` is of this codec's family (ids of earlier releases,
         which hashed the decoder as well, included)."""
         return EARLIER_IDS.get(model_id, model_id) == self.family_id
+
+    def _coder_of(self, model_id: str) -> "Codec":
+        """The codec for a file of family ``model_id``: ``base`` for its family's files, else this one."""
+        return self.base if self.base and not self.codes(model_id) and self.base.codes(model_id) else self
 
     @property
     def rate_ladder(self) -> list:
@@ -256,8 +259,8 @@ class Codec:
         """Raise ModelMismatch unless this model made ``coded``, FrameTooLarge if its frames exceed ``max_pixels``."""
         h = coded.header
         check_frame_area(h, max_pixels)
-        if self.base is not None and not self.codes(h.model_id) and self.base.codes(h.model_id):
-            return self.base.check(coded, max_pixels)
+        if (coder := self._coder_of(h.model_id)) is not self:
+            return coder.check(coded, max_pixels)
         if not self.codes(h.model_id):
             bundled = ", ".join(BUNDLED_MODELS)
             raise ModelMismatch(f"the file was made by token family {h.model_id}, which the loaded model "
@@ -278,8 +281,8 @@ class Codec:
         concealed: its frames repeat the last frame decoded before it (mid-grey before any), so the frame count and
         the audio stay in step; ``on_damage(first, end, reason)`` is told of each GOP concealed because it did not
         decode (the lost ones are ``coded.problems()``)."""
-        if self.base is not None and not self.codes(coded.header.model_id) and self.base.codes(coded.header.model_id):
-            yield from self.base.decompress_from(coded, start, frames, audio, workers, ray, on_damage)
+        if (coder := self._coder_of(coded.header.model_id)) is not self:
+            yield from coder.decompress_from(coded, start, frames, audio, workers, ray, on_damage)
             return
         if not coded.frames:
             raise VideoError("the file holds no intact frames")

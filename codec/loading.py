@@ -33,10 +33,13 @@ def _base_codec(tok, model) -> Codec | None:
     """The codec of the family named by the weights' metadata ``base_codec``, among the earlier priors beside them:
     the tokenizer's sign bits with the prior they grew up with (``Codec.base``)."""
     want = tok.meta.get("base_codec")
-    for path in earlier_priors(model) if want else []:
-        if (older := Codec(tok, IntegerPrior.load(path).to(tok._device()))).family_id == want:
-            return older
-    return None
+    return next((c for c in _earlier_codecs(tok, model) if c.family_id == want), None) if want else None
+
+
+def _earlier_codecs(tok, model):
+    """``tok`` with each of the earlier priors kept beside ``model``'s weights (``zoo.earlier_priors``)."""
+    for path in earlier_priors(model):
+        yield Codec(tok, IntegerPrior.load(path).to(tok._device()))
 
 
 def bundled_codec(model_id: str, device: str = "cpu") -> Codec | None:
@@ -47,8 +50,7 @@ def bundled_codec(model_id: str, device: str = "cpu") -> Codec | None:
             continue
         if (codec := load_codec(name, device=device)).codes(model_id):
             return codec
-        tok = codec.tokenizer
-        for path in earlier_priors(name):
-            if (older := Codec(tok, IntegerPrior.load(path).to(tok._device()))).codes(model_id):
+        for older in _earlier_codecs(codec.tokenizer, name):
+            if older.codes(model_id):
                 return older
     return None

@@ -236,9 +236,9 @@ def train_step(r: Run, x: torch.Tensor) -> dict:
     tcfg, model = r.tcfg, r.model
     lr = lr_at(r.step, tcfg)
     set_lr(r.opt, lr)
-    keep = model.sample_keep_bits(x.shape[0], x.device)
-    if tcfg.refine_only:  # the sign bits alone decode as before: every sample keeps some refinement bits
-        keep = torch.randint(model.base_bits + 1, model.bits + 1, (x.shape[0],), device=x.device)
+    # refine_only: the sign bits alone decode as before, so every sample keeps some refinement bits
+    keep = (torch.randint(model.base_bits + 1, model.bits + 1, (x.shape[0],), device=x.device) if tcfg.refine_only
+            else model.sample_keep_bits(x.shape[0], x.device))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if x.device.type == "cuda" else \
         torch.autocast("cpu", enabled=False)
     with autocast:
