@@ -11,6 +11,7 @@ this one's numbers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -60,6 +61,18 @@ def context(cfg: PriorConfig, prev: torch.Tensor, cur: torch.Tensor, has_prev: t
     onehot[:, pass_] = 1
     onehot[:, 2 + group] = 1
     return torch.cat(planes + [onehot], 1)
+
+
+@contextlib.contextmanager
+def _exact():
+    """Convolutions that keep integers exact: no TF32 products, no cuDNN (which may pick Winograd or FFT)."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def weight_shift(w: torch.Tensor) -> int:
@@ -172,18 +185,13 @@ class IntegerPrior:
         ``incremental``: the first layer's sums are updated from the previous call's (this thread's) with the
         context channels that changed alone — a coding step changes a group's bits of the current frame — which
         are the same integers, computed with a third of the work; the other layers run in full."""
-        tf32 = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would round the products
-        try:
-            with torch.backends.cudnn.flags(enabled=False):  # cuDNN may pick inexact (Winograd/FFT) algorithms
-                n = len(self.weights)
-                x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-                for i, ((w, b), s) in enumerate(zip(self._run_weights, self.shifts)):
-                    x = self._first_sums(x, incremental) if i == 0 else F.conv2d(x, w, b, padding=w.shape[-1] // 2)
-                    x = self._requant(x, s)
-                    x = x.clamp(-LOGIT_MAX, LOGIT_MAX) if i == n - 1 else x.clamp(0, ACT_MAX)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+        with _exact():
+            n = len(self.weights)
+            x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+            for i, ((w, b), s) in enumerate(zip(self._run_weights, self.shifts)):
+                x = self._first_sums(x, incremental) if i == 0 else F.conv2d(x, w, b, padding=w.shape[-1] // 2)
+                x = self._requant(x, s)
+                x = x.clamp(-LOGIT_MAX, LOGIT_MAX) if i == n - 1 else x.clamp(0, ACT_MAX)
         return x.double()
 
     def _first_sums(self, x: torch.Tensor, incremental: bool) -> torch.Tensor:
@@ -217,9 +225,34 @@ class IntegerPrior:
         h, w = prev.shape[1:]
         x = context(self.cfg, torch.from_numpy(prev[None]).double(), torch.from_numpy(cur[None]).double(),
                     torch.tensor([float(has_prev)], dtype=torch.float64), p, g).to(self.device)
-        lg = self.logits(x, incremental=True)[0, s:e].cpu().numpy().astype(np.int64)
-        pos = anchor_mask(h, w) if p == 0 else ~anchor_mask(h, w)
-        return self.table[lg[:, pos].ravel() + LOGIT_MAX]
+        lg = self.pass_logits(x, p, s, e).cpu().numpy().astype(np.int64)
+        return self.table[lg.ravel() + LOGIT_MAX]
+
+    def pass_logits(self, x: torch.Tensor, pass_: int, start: int, end: int) -> torch.Tensor:
+        """``logits(x, incremental=True)[0, start:end]`` at the positions of checkerboard pass ``pass_`` alone, in
+        raster order: ``(end - start, n_positions)``. The same integers with less work: the last 3×3 layer is
+        computed where the output layer (1×1) reads it, the step's positions (two stride-2 convolutions, one per
+        parity of row), and the output layer for the step's bits alone."""
+        with _exact():
+            n = len(self._run_weights)
+            x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+            for i, ((w, b), sh) in enumerate(zip(self._run_weights[:n - 2], self.shifts)):
+                x = self._first_sums(x, True) if i == 0 else F.conv2d(x, w, b, padding=w.shape[-1] // 2)
+                x = self._requant(x, sh).clamp(0, ACT_MAX)
+            (w3, b3), (wo, bo) = self._run_weights[n - 2:]
+            h, wd = x.shape[-2:]
+            pad = F.pad(x, (1, 1, 1, 1))
+            out = torch.zeros(end - start, h, wd, dtype=self.dtype, device=x.device)
+            for row in (0, 1):  # rows of this parity: columns ``col::2`` are the pass's positions
+                col = (pass_ + row) % 2
+                if row >= h or col >= wd:
+                    continue
+                y = F.conv2d(pad[:, :, row:, col:], w3, b3, stride=2)
+                y = self._requant(y, self.shifts[n - 2]).clamp(0, ACT_MAX)
+                y = self._requant(F.conv2d(y, wo[start:end], bo[start:end]), self.shifts[n - 1])
+                out[:, row::2, col::2] = y[0].clamp(-LOGIT_MAX, LOGIT_MAX)
+        positions = torch.from_numpy(anchor_mask(h, wd) if pass_ == 0 else ~anchor_mask(h, wd)).to(x.device)
+        return out[:, positions].double()
 
     # --- storage ---------------------------------------------------------------------------------------------------
     def tensors(self) -> dict:

@@ -3,6 +3,7 @@ worker processes and through ``decompress_file``; ``vtok bench speed`` reports e
 
 from __future__ import annotations
 
+import copy
 import io
 
 import numpy as np
@@ -142,3 +143,43 @@ def test_the_prior_s_incremental_first_layer_gives_the_same_integers():
         assert torch.equal(prior.logits(y, incremental=True), prior.logits(y)), change
         x = y
     assert isinstance(prior, IntegerPrior)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_prior_s_pass_logits_are_its_logits_at_the_pass_positions(layers):
+    """``IntegerPrior.pass_logits`` (the last 3×3 layer at the step's positions only, the output layer for the
+    step's bits only) gives the same integers as the full computation, in coding order, at any frame size."""
+    from vtok.codec.entropy import anchor_mask
+
+    torch.manual_seed(12)
+    prior = TokenPrior(PriorConfig(bits=12, group_bits=4, channels=8, layers=layers)).freeze()
+    for h, w in [(5, 7), (1, 1), (1, 2), (2, 1), (4, 4), (3, 6)]:
+        x = torch.randint(-1, 2, (1, prior.cfg.in_channels, h, w)).double()
+        full = prior.logits(x)[0]
+        for pass_ in (0, 1):
+            positions = torch.from_numpy(anchor_mask(h, w) if pass_ == 0 else ~anchor_mask(h, w))
+            for start, end in [(0, 4), (8, 12), (0, 12)]:
+                got = prior.pass_logits(x, pass_, start, end)
+                assert got.shape == (end - start, int(positions.sum()))
+                assert torch.equal(got, full[start:end][:, positions]), (h, w, pass_, start, end)
+
+
+def test_the_decoder_holds_channels_last_weights_and_a_bf16_twin_that_autocast_agrees_with(codec):
+    """The decoder's convolution weights are channels-last (the ids and saved bytes do not see it); its bf16 twin
+    (``for_precision``) computes what autocast computes on the float32 weights, and is made again once a weight
+    changes."""
+    from vtok.codec.models.precision import autocast, for_precision
+
+    tok = copy.deepcopy(codec.tokenizer)
+    convs = [p for p in tok.decoder.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    codes = tok.quantizer.indices_to_codes(torch.as_tensor(tok.encode(smooth_clip(5, 48, 64, seed=3)))[None])
+    twin = for_precision(tok.decoder, "bf16")
+    assert for_precision(tok.decoder, "fp32") is tok.decoder and for_precision(tok.decoder, "bf16") is twin
+    assert all(p.dtype == torch.bfloat16 for m in twin.modules() if isinstance(m, torch.nn.Conv2d)
+               for p in m.parameters())
+    with torch.inference_mode(), autocast("bf16"):
+        assert torch.equal(twin(codes), tok.decoder(codes))
+    with torch.no_grad():
+        convs[0].add_(0.01)
+    assert for_precision(tok.decoder, "bf16") is not twin

@@ -12,9 +12,11 @@ emulated, and slower).
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import torch
+from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -43,6 +45,26 @@ def autocast(precision: str, device: torch.device | str = "cpu"):
     """The context the decoder runs in at a resolved ``precision``."""
     kind = torch.device(device).type
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def for_precision(module: nn.Module, precision: str) -> nn.Module:
+    """``module`` to run at a resolved ``precision`` under ``autocast``: itself for fp32; for bf16 a copy whose
+    convolutions hold their weights and biases in bfloat16 already — the numbers autocast computes with (it rounds
+    them alike), without casting every weight at every piece (autocast's cache ends with each ``run_pieces`` step).
+    The copy is kept on the module until a parameter of it changes (training, ``.to``)."""
+    if precision != "bf16":
+        return module
+    key = tuple((p.data_ptr(), p._version) for p in module.parameters())
+    cached = module.__dict__.get("_bf16_copy")
+    if cached is None or cached[0] != key:
+        module.__dict__.pop("_bf16_copy", None)
+        twin = copy.deepcopy(module).requires_grad_(False)
+        for m in twin.modules():
+            if isinstance(m, nn.modules.conv._ConvNd):
+                for p in m.parameters(recurse=False):
+                    p.data = p.data.to(torch.bfloat16)
+        cached = module.__dict__["_bf16_copy"] = (key, twin)
+    return cached[1]
 
 
 def run_pieces(precision: str, device, pieces):

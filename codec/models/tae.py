@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vtok.codec.models.layers import TaeBlock, TemporalGrow, TemporalPool, conv3, fold, soft_clamp, unfold
+from vtok.codec.models.layers import (TaeBlock, TemporalGrow, TemporalPool, channels_last, conv3, fold, soft_clamp,
+                                      unfold)
 from vtok.codec.models.streaming import FRAME_PIXELS, Stream, from_bytes, in_strips, to_bytes
 from vtok.codec.models.taef2 import TAE_CH, TAE_LATENT, read_taef2
 
@@ -202,6 +203,7 @@ class TaeVideoDecoder(nn.Module):
         self.quarter = nn.ModuleList(TaeBlock(c, temporal=True) for i in range(3))
         self.grow2 = TemporalGrow(c)
         self.head = CheapHead()
+        channels_last(self)
 
     def _start(self, h: torch.Tensor, t: int, stream: Stream | None = None) -> torch.Tensor:
         """Folded codes ``(N, in_ch, h, w)`` → the features after the refine blocks: through the refinement path for

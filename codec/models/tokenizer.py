@@ -23,7 +23,7 @@ from torch import nn
 
 from vtok.codec.models.config import TokenizerConfig, default_group_bits
 from vtok.codec.models.ids import weights_hash
-from vtok.codec.models.precision import autocast, run_pieces
+from vtok.codec.models.precision import autocast, for_precision, run_pieces
 from vtok.codec.models.streaming import FRAME_PIXELS, Stream, as_bytes, as_frames, stream_latents, to_uint8
 from vtok.codec.models.quantizers import QUANTIZERS, build_quantizer
 from vtok.codec.models.shapes import SPATIAL_STRIDE, TEMPORAL_STRIDE, pad_video
@@ -331,12 +331,13 @@ class VideoTokenizer(nn.Module):
             if bits < self.bits:
                 codes = codes * self.bit_mask(torch.tensor([bits], device=codes.device), codes)
             codes = codes.contiguous(memory_format=torch.channels_last_3d)
+            decoder = for_precision(self.decoder, self.precision)
             if stream is None:
                 with autocast(self.precision, codes.device):
-                    pieces = [to_uint8(self.decoder(codes)[0, :, :, :hh, :ww].float())]
+                    pieces = [to_uint8(decoder(codes)[0, :, :, :hh, :ww].float())]
             else:  # uint8 pieces (n, 3, H, W)
                 pieces = (x[:, :, :hh, :ww].permute(0, 2, 3, 1).cpu().numpy()
-                          for x in run_pieces(self.precision, codes.device, self.decoder.pieces(codes, stream)))
+                          for x in run_pieces(self.precision, codes.device, decoder.pieces(codes, stream)))
             for x in pieces:
                 x = x[:left] if left < len(x) else x
                 if len(x):
