@@ -326,12 +326,12 @@ class VideoTokenizer(nn.Module):
             n = max(1, n // TEMPORAL_STRIDE)  # latent frames per chunk
         hh, ww = min(h or full[0], full[0]), min(w or full[1], full[1])
         left = t if t is not None else float("inf")  # frames still wanted
+        decoder = for_precision(self.decoder, self.precision)  # once a clip, not per chunk
         for a in range(0, idx.shape[0], n or max(1, idx.shape[0])):
             codes = self.quantizer.indices_to_codes(idx[a:a + (n or idx.shape[0])].to(self._device()).unsqueeze(0))
             if bits < self.bits:
                 codes = codes * self.bit_mask(torch.tensor([bits], device=codes.device), codes)
             codes = codes.contiguous(memory_format=torch.channels_last_3d)
-            decoder = for_precision(self.decoder, self.precision)
             if stream is None:
                 with autocast(self.precision, codes.device):
                     pieces = [to_uint8(decoder(codes)[0, :, :, :hh, :ww].float())]
