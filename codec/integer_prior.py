@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from vtok.codec.entropy import anchor_mask
+from vtok.codec.prior_int8 import Int8Convs, available
 
 ACT_FRAC = 4  # activations: 1/16 steps, 8-bit unsigned (0 .. 255/16)
 ACT_MAX = 255
@@ -115,6 +116,7 @@ class IntegerPrior:
         not compute float32 convolutions exactly (e.g. reduced-precision modes).
         """
         self._set_dtype(torch.float64)
+        self.use_int8(True)
         if 2 * self._accumulator_bound() >= 2 ** 24:
             return
         g = torch.Generator().manual_seed(0)
@@ -123,6 +125,13 @@ class IntegerPrior:
         self._set_dtype(torch.float32)
         if not torch.equal(self.logits(x).double(), ref):
             self._set_dtype(torch.float64)
+
+    def use_int8(self, on: bool) -> None:
+        """Run ``pass_logits`` on int8 matrix products (``codec/prior_int8.py``) where they are exact here (CPU, a
+        kernel that passes ``available()``, weights and sums in range); the same integers either way."""
+        ok = (on and self.device.type == "cpu" and len(self.weights) > 2
+              and Int8Convs.fits(self.weights, self.biases, self.shifts, ACT_MAX) and available())
+        self._int8 = Int8Convs(self.weights, self.biases, self.shifts) if ok else None
 
     def _set_dtype(self, dtype: torch.dtype) -> None:
         """Keep the weights in the dtype inference runs in, converted once rather than at every step."""
@@ -223,6 +232,11 @@ class IntegerPrior:
         """
         p, g, s, e = step
         h, w = prev.shape[1:]
+        if self._int8 is not None:
+            onehot = np.zeros((2 + self.cfg.groups, h, w), np.int8)
+            onehot[[p, 2 + g]] = 1
+            x = np.concatenate([prev, cur, np.full((1, h, w), int(has_prev), np.int8), onehot])
+            return self.table[self._int8_pass_logits(x, p, s, e).numpy().ravel().astype(np.int64) + LOGIT_MAX]
         x = context(self.cfg, torch.from_numpy(prev[None]).double(), torch.from_numpy(cur[None]).double(),
                     torch.tensor([float(has_prev)], dtype=torch.float64), p, g).to(self.device)
         lg = self.pass_logits(x, p, s, e).cpu().numpy().astype(np.int64)
@@ -233,6 +247,8 @@ class IntegerPrior:
         raster order: ``(end - start, n_positions)``. The same integers with less work: the last 3×3 layer is
         computed where the output layer (1×1) reads it, the step's positions (two stride-2 convolutions, one per
         parity of row), and the output layer for the step's bits alone."""
+        if self._int8 is not None:
+            return self._int8_pass_logits(x[0].to(torch.int8).cpu().numpy(), pass_, start, end).double()
         with _exact():
             n = len(self._run_weights)
             x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
@@ -253,6 +269,23 @@ class IntegerPrior:
                 out[:, row::2, col::2] = y[0].clamp(-LOGIT_MAX, LOGIT_MAX)
         positions = torch.from_numpy(anchor_mask(h, wd) if pass_ == 0 else ~anchor_mask(h, wd)).to(x.device)
         return out[:, positions].double()
+
+    def _int8_pass_logits(self, x: np.ndarray, pass_: int, start: int, end: int) -> torch.Tensor:
+        """``pass_logits`` of an int8 context ``(C_in, H, W)`` on int8 matrix products (``Int8Convs``): the same
+        integers, as int32."""
+        k, n = self._int8, len(self.weights)
+        _, h, w = x.shape
+        a = k.first(x, self._local, True)
+        for i in range(1, n - 2):
+            a = k.hidden(a, i, (h, w), self._local)
+        out = torch.zeros(end - start, h, w, dtype=torch.int32)
+        for row in (0, 1):
+            col = (pass_ + row) % 2
+            if row >= h or col >= w:
+                continue
+            lg = k.output(k.hidden(a, n - 2, (h, w), self._local, (row, col)), start, end, LOGIT_MAX)
+            out[:, row::2, col::2] = lg.t().reshape(end - start, len(range(row, h, 2)), len(range(col, w, 2)))
+        return out[:, torch.from_numpy(anchor_mask(h, w) if pass_ == 0 else ~anchor_mask(h, w))]
 
     # --- storage ---------------------------------------------------------------------------------------------------
     def tensors(self) -> dict:
