@@ -3,8 +3,9 @@
 ``IntegerPrior`` is what ``TokenPrior.freeze()`` (``codec/prior.py``, the float form that trains) makes: integer
 weights, integer activations and power-of-two requantization, run in float64 (or float32 where that is exact) on
 integer values only, so every product and partial sum is an integer far below 2**53 and the results do not depend
-on summation order, thread count or device. The final integer logit indexes a fixed integer table of
-probabilities stored with the weights. The quantization constants, the architecture (``PriorConfig``) and the
+on summation order, thread count or device. Coding (``step_probabilities``) runs the same integers as int8 matrix
+products with int32 sums where the CPU's kernel is exact (``codec/prior_int8.py``). The final integer logit indexes
+a fixed integer table of probabilities stored with the weights. The quantization constants, the architecture (``PriorConfig``) and the
 network's input (``context``) live here because both forms use them: the float form is trained to land exactly on
 this one's numbers.
 """
