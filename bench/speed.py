@@ -3,15 +3,16 @@
 For each frame size (``--size 640x360,1920x1080``), model and decoder precision (``--precision fp32,bf16``:
 ``codec/models/precision.py``) it times, on a synthetic clip after one warm-up run, best of ``repeats``:
 ``VideoTokenizer.encode`` / ``decode`` (uint8 in, uint8 out, all bits) and ``Codec.compress`` / ``decompress`` in
-memory (the model's default rate: tokenizer, prior and range coder), with the peak resident memory of each (the
-kernel's peak mark reset before it, ``/proc/self/clear_refs``; Linux only). The encoder runs in float32 whatever the
-precision, so its numbers repeat per precision as a check of the run's noise. Everything of one run is measured side
-by side and the CPU is named, since the same code runs at different speeds on different (and shared, noisy)
-machines; on the GPU too when there is one.
+memory (the model's default rate: tokenizer, prior and range coder; the prior and range decoder's share alone too),
+with the peak resident memory of each (the kernel's peak mark reset before it, ``/proc/self/clear_refs``; Linux
+only). The encoder runs in float32 whatever the precision, so its numbers repeat per precision as a check of the
+run's noise. Everything of one run is measured side by side and the CPU is named, since the same code runs at
+different speeds on different (and shared, noisy) machines; on the GPU too when there is one.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import time
 
@@ -69,10 +70,20 @@ def measure_speed(model=None, frames: int = 33, width: int = 640, height: int = 
     if whole:
         tc, data, pc = _timed(lambda: codec.compress(clip), repeats, sync)
         tx, _, px = _timed(lambda: codec.decompress(data), repeats, sync)
+        tp, _, _ = _timed(lambda: _entropy_decode(codec, data), repeats, sync)
         row.update({"rate": codec.chosen_rate(None, None), "bpp": len(data) * 8 / clip[..., 0].size,
                     "codec_encode_fps": frames / tc, "codec_decode_fps": frames / tx,
+                    "prior_decode_ms": 1000 * tp / frames,
                     "codec_encode_peak_mib": pc, "codec_decode_peak_mib": px})
     return row
+
+
+def _entropy_decode(codec, data: bytes) -> None:
+    """The prior and range decoder's share of decoding ``data``: every GOP's tokens, no pixels."""
+    coded = codec.open(io.BytesIO(data))
+    coder = codec._coder_of(coded.header.model_id)
+    for slot in coded.slots():
+        coder._gop_tokens(coded.reader.read_payload(slot.unit), slot.unit.frames, coded.header)
 
 
 def cpu_name() -> str:
@@ -94,7 +105,7 @@ def _line(r: dict) -> str:
             f"{r['width']}x{r['height']}: tokenizer encode {r['encode_fps']:.1f} / decode {r['decode_fps']:.1f} fps")
     if "codec_decode_fps" in r:
         text += (f"; codec (rate {r['rate']}, {r['bpp']:.4f} bpp) encode {r['codec_encode_fps']:.1f} / decode "
-                 f"{r['codec_decode_fps']:.1f} fps")
+                 f"{r['codec_decode_fps']:.1f} fps (prior and range decoder {r['prior_decode_ms']:.1f} ms a frame)")
         if r["codec_decode_peak_mib"] is not None:
             text += f", peak {r['codec_encode_peak_mib']:.0f} / {r['codec_decode_peak_mib']:.0f} MiB"
     return text

@@ -103,6 +103,7 @@ def test_bench_speed_reports_each_precision_and_the_whole_codec(codec, tmp_path)
     assert [(r["width"], r["precision"]) for r in rows] == [(64, "fp32"), (64, "bf16"), (32, "fp32"), (32, "bf16")]
     for r in rows:
         assert r["decode_fps"] > 0 and r["codec_decode_fps"] > 0 and r["codec_encode_fps"] > 0 and r["bpp"] > 0
+        assert r["prior_decode_ms"] > 0
         assert r["codec_decode_peak_mib"] is None or r["codec_decode_peak_mib"] > 0
 
 
