@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 SHIFT = 128  # activations 0..255 → int8 -128..127
+BAND = 4096  # positions per im2col: at most 4096 × 9 × C_in bytes at once, whatever the frame size
 
 
 @functools.lru_cache(maxsize=None)
@@ -59,6 +60,18 @@ def _cols(x: torch.Tensor, parity: tuple[int, int] | None = None) -> torch.Tenso
         view = x.as_strided((b, len(range(r, h, 2)), len(range(cl, w, 2)), 3, 3, c), (sb, 2 * sh, 2 * sw, sh, sw, 1),
                             x.storage_offset() + r * sh + cl * sw)
     return view.reshape(-1, 9 * c).contiguous()  # a copy: reshape keeps a view of overlapping rows when w == 1
+
+
+def _product(x: torch.Tensor, mat: torch.Tensor, parity: tuple[int, int] | None = None) -> torch.Tensor:
+    """``_cols(x, parity) @ mat`` (int32), in bands of an even number of rows of about ``BAND`` positions, so that
+    the im2col copy stays small at any frame size (bands keep the row parity and the raster order)."""
+    h, w = x.shape[1] - 2, x.shape[2] - 2
+    rows = max(2, BAND // max(w, 1) // 2 * 2)
+    if h <= rows:
+        return torch._int_mm(_cols(x, parity), mat)
+    first = parity[0] if parity else 0  # a band's first row of the parity; a one-row band may hold none
+    return torch.cat([torch._int_mm(_cols(x[:, r:r + rows + 2], parity), mat) for r in range(0, h, rows)
+                      if min(rows, h - r) > first])
 
 
 class Int8Convs:
@@ -110,11 +123,11 @@ class Int8Convs:
                 if len(changed):
                     delta = torch.from_numpy(np.ascontiguousarray((x[changed] - last[0][changed]).transpose(1, 2, 0)))
                     rows = self.mats[0].view(9, c, -1)[:, torch.from_numpy(changed)].reshape(9 * len(changed), -1)
-                    sums = sums + torch._int_mm(_cols(F.pad(delta[None], (0, 0, 1, 1, 1, 1))), rows)
+                    sums = sums + _product(F.pad(delta[None], (0, 0, 1, 1, 1, 1)), rows)
                 local.first8 = (x, sums)
                 return self._activations(sums.clone(), 0, -SHIFT, 255 - SHIFT)
         xi = torch.from_numpy(np.ascontiguousarray(x.transpose(1, 2, 0)))[None]
-        sums = torch._int_mm(_cols(F.pad(xi, (0, 0, 1, 1, 1, 1))), self.mats[0])
+        sums = _product(F.pad(xi, (0, 0, 1, 1, 1, 1)), self.mats[0])
         if incremental:
             local.first8 = (x, sums)
         return self._activations(sums.clone(), 0, -SHIFT, 255 - SHIFT)
@@ -129,7 +142,7 @@ class Int8Convs:
             buf = torch.full((1, h + 2, w + 2, a.shape[1]), -SHIFT, dtype=torch.int8)
             local.buffers = {**getattr(local, "buffers", {}), key: buf}
         buf[0, 1:-1, 1:-1] = a.view(h, w, -1)
-        return self._activations(torch._int_mm(_cols(buf, parity), self.mats[i]), i, -SHIFT, 255 - SHIFT)
+        return self._activations(_product(buf, self.mats[i], parity), i, -SHIFT, 255 - SHIFT)
 
     def _out(self, start: int, end: int) -> torch.Tensor:
         """The output layer's columns for bits ``start .. end - 1``, contiguous (made once per range)."""

@@ -12,6 +12,7 @@ import torch
 from vtok.codec.entropy import coding_steps, decode_tokens, encode_tokens
 from vtok.codec.integer_prior import IntegerPrior
 from vtok.codec.prior import PriorConfig, TokenPrior
+from vtok.codec import prior_int8
 from vtok.codec.prior_int8 import Int8Convs, available
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "codec" / "weights"
@@ -43,12 +44,15 @@ def test_the_kernel_check_rejects_a_saturating_product(monkeypatch):
 
 
 @needs_int8
-def test_every_step_s_probabilities_are_the_float_path_s(shipped):
+@pytest.mark.parametrize("band", [4096, 6])
+def test_every_step_s_probabilities_are_the_float_path_s(shipped, band, monkeypatch):
     """``step_probabilities`` with and without int8 products: identical integers for every step of two frames, at
-    frame sizes with one row, one column, odd and even sides."""
+    frame sizes with one row, one column, odd and even sides; also with the im2col in bands of a few rows (as at
+    large frames), odd row counts leaving a last band of one row."""
+    monkeypatch.setattr(prior_int8, "BAND", band)
     rng = np.random.default_rng(3)
     d = shipped.cfg.bits
-    for h, w in [(6, 9), (1, 5), (4, 1), (1, 1), (3, 2)]:
+    for h, w in [(6, 9), (1, 5), (4, 1), (1, 1), (3, 2), (7, 3), (9, 1)]:
         prev = np.zeros((d, h, w), np.int8)
         for t in range(2):
             cur = np.zeros((d, h, w), np.int8)
