@@ -12,13 +12,14 @@ per-output constant ``128·Σw`` added to the bias, and the zero padding of ``a`
 values, so every sum equals the float path's. Requantization is an arithmetic shift (``floor((acc + 2^(s−1)) / 2^s)``).
 
 Kernels that sum pairs of products in int16 (int8 GEMMs on CPUs without VNNI may) would saturate instead of being
-exact: ``available()`` checks the kernel once per process at extreme values and against float64, and the float path
-runs when it fails.
+exact: ``available()`` checks the kernel once per process at extreme values and against float64, and that it is
+faster than the float path's convolution; the float path runs when either fails.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 
 import numpy as np
 import torch
@@ -31,9 +32,34 @@ BAND = 4096  # positions per im2col: at most 4096 × 9 × C_in bytes at once, wh
 @functools.lru_cache(maxsize=None)
 def available() -> bool:
     """Whether ``torch._int_mm`` computes exact int32 sums here (CPU): at the extremes where a pairwise int16
-    accumulation would saturate, and on random values, against float64."""
+    accumulation would saturate, and on random values, against float64 — and is faster than float32 at a layer's
+    size (a build without int8 kernels may fall back to a plain loop); a few milliseconds, once per process."""
     if not hasattr(torch, "_int_mm"):
         return False
+    return _exact_sums() and _faster()
+
+
+def _best_seconds(fn, repeats: int = 3) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _faster() -> bool:
+    """A 3×3 96→96 layer at 45 × 80 latents (a 640×360 frame's) as an int8 product, its im2col included, against
+    the float path's float32 convolution."""
+    x = torch.zeros(1, 47, 82, 96, dtype=torch.int8)
+    mat = torch.ones(864, 96, dtype=torch.int8)
+    xf = torch.zeros(1, 96, 45, 80).contiguous(memory_format=torch.channels_last)
+    wf = torch.ones(96, 96, 3, 3).contiguous(memory_format=torch.channels_last)
+    return _best_seconds(lambda: _product(x, mat)) < _best_seconds(lambda: F.conv2d(xf, wf, padding=1))
+
+
+def _exact_sums() -> bool:
     g = torch.Generator().manual_seed(0)
     cases = [(torch.full((24, 256), 127, dtype=torch.int8), torch.full((256, 16), 127, dtype=torch.int8)),
              (torch.full((24, 256), -128, dtype=torch.int8), torch.full((256, 16), -127, dtype=torch.int8)),
