@@ -25,6 +25,17 @@ def shipped():
     return IntegerPrior.load(WEIGHTS / "vtok-default-prior.safetensors")
 
 
+def _available_with(kernel, monkeypatch) -> bool:
+    """``available()`` with ``torch._int_mm`` replaced by ``kernel`` (the real one and its verdict restored after)."""
+    monkeypatch.setattr(torch, "_int_mm", kernel)
+    available.cache_clear()
+    try:
+        return available()
+    finally:
+        monkeypatch.undo()
+        available.cache_clear()
+
+
 def test_the_kernel_check_rejects_a_saturating_product(monkeypatch):
     """``available()`` compares against float64 at the extremes, where a kernel that makes the activations unsigned
     (``a + 128``, compensated after) and sums pairs of products in int16 saturates (as int8 GEMMs without VNNI
@@ -34,13 +45,7 @@ def test_the_kernel_check_rejects_a_saturating_product(monkeypatch):
         pairs = (u[:, :, None] * s[None]).view(a.shape[0], -1, 2, b.shape[1]).sum(2)
         return (pairs.clamp(-2 ** 15, 2 ** 15 - 1).sum(1) - 128 * s.sum(0)).to(torch.int32)
 
-    monkeypatch.setattr(torch, "_int_mm", saturating)
-    available.cache_clear()
-    try:
-        assert not available()
-    finally:
-        monkeypatch.undo()
-        available.cache_clear()
+    assert not _available_with(saturating, monkeypatch)
 
 
 def test_an_exact_but_slow_kernel_is_not_used(monkeypatch):
@@ -51,13 +56,7 @@ def test_an_exact_but_slow_kernel_is_not_used(monkeypatch):
         time.sleep(0.02)
         return (a.double() @ b.double()).to(torch.int32)
 
-    monkeypatch.setattr(torch, "_int_mm", slow)
-    available.cache_clear()
-    try:
-        assert not available()
-    finally:
-        monkeypatch.undo()
-        available.cache_clear()
+    assert not _available_with(slow, monkeypatch)
 
 
 @needs_int8
