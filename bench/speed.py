@@ -81,9 +81,9 @@ def measure_speed(model=None, frames: int = 33, width: int = 640, height: int = 
 def _entropy_decode(codec, data: bytes) -> None:
     """The prior and range decoder's share of decoding ``data``: every GOP's tokens, no pixels."""
     coded = codec.open(io.BytesIO(data))
-    coder = codec._coder_of(coded.header.model_id)
-    for slot in coded.slots():
-        coder._gop_tokens(coded.reader.read_payload(slot.unit), slot.unit.frames, coded.header)
+    coder = codec.coder_of(coded.header.model_id)
+    for unit in coded.units:
+        coder.gop_tokens(coded.reader.read_payload(unit), unit.frames, coded.header)
 
 
 def cpu_name() -> str:

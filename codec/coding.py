@@ -85,7 +85,7 @@ class Codec:
         which hashed the decoder as well, included)."""
         return EARLIER_IDS.get(model_id, model_id) == self.family_id
 
-    def _coder_of(self, model_id: str) -> "Codec":
+    def coder_of(self, model_id: str) -> "Codec":
         """The codec for a file of family ``model_id``: ``base`` for its family's files, else this one."""
         return self.base if self.base and not self.codes(model_id) and self.base.codes(model_id) else self
 
@@ -215,17 +215,17 @@ class Codec:
 
     def decode_gop(self, payload: bytes, frames: int, header: Header) -> np.ndarray:
         """One GOP unit's payload → its uint8 frames at the file's size, in one array."""
-        tokens, size = self._gop_tokens(payload, frames, header)
+        tokens, size = self.gop_tokens(payload, frames, header)
         return at_file_size(self.tokenizer.decode(tokens, header.bits_per_token, size), header)
 
     def decode_gop_pieces(self, payload: bytes, frames: int, header: Header) -> Iterator[np.ndarray]:
         """``decode_gop``'s frames a piece at a time as the decoder streams them (``VideoTokenizer.decode_pieces``),
         so that a whole GOP of frames is never held at once."""
-        tokens, size = self._gop_tokens(payload, frames, header)
+        tokens, size = self.gop_tokens(payload, frames, header)
         for video in self.tokenizer.decode_pieces(tokens, header.bits_per_token, size):
             yield at_file_size(video, header)
 
-    def _gop_tokens(self, payload: bytes, frames: int, h: Header) -> tuple[np.ndarray, tuple[int, int, int]]:
+    def gop_tokens(self, payload: bytes, frames: int, h: Header) -> tuple[np.ndarray, tuple[int, int, int]]:
         """One GOP unit's payload → (its tokens, the size ``(frames, H, W)`` they are coded at)."""
         tokens = decode_tokens(self.prior, payload, token_shape(frames, h.coded_height, h.coded_width),
                                h.bits_per_token)
@@ -259,7 +259,7 @@ class Codec:
         """Raise ModelMismatch unless this model made ``coded``, FrameTooLarge if its frames exceed ``max_pixels``."""
         h = coded.header
         check_frame_area(h, max_pixels)
-        if (coder := self._coder_of(h.model_id)) is not self:
+        if (coder := self.coder_of(h.model_id)) is not self:
             return coder.check(coded, max_pixels)
         if not self.codes(h.model_id):
             bundled = ", ".join(BUNDLED_MODELS)
@@ -281,7 +281,7 @@ class Codec:
         concealed: its frames repeat the last frame decoded before it (mid-grey before any), so the frame count and
         the audio stay in step; ``on_damage(first, end, reason)`` is told of each GOP concealed because it did not
         decode (the lost ones are ``coded.problems()``)."""
-        if (coder := self._coder_of(coded.header.model_id)) is not self:
+        if (coder := self.coder_of(coded.header.model_id)) is not self:
             yield from coder.decompress_from(coded, start, frames, audio, workers, ray, on_damage)
             return
         if not coded.frames:

@@ -5,9 +5,9 @@ weights, integer activations and power-of-two requantization, run in float64 (or
 integer values only, so every product and partial sum is an integer far below 2**53 and the results do not depend
 on summation order, thread count or device. Coding (``step_probabilities``) runs the same integers as int8 matrix
 products with int32 sums where the CPU's kernel is exact (``codec/prior_int8.py``). The final integer logit indexes
-a fixed integer table of probabilities stored with the weights. The quantization constants, the architecture (``PriorConfig``) and the
-network's input (``context``) live here because both forms use them: the float form is trained to land exactly on
-this one's numbers.
+a fixed integer table of probabilities stored with the weights. The quantization constants, the architecture
+(``PriorConfig``) and the network's input (``context``) live here because both forms use them: the float form is
+trained to land exactly on this one's numbers.
 """
 
 from __future__ import annotations
@@ -63,6 +63,17 @@ def context(cfg: PriorConfig, prev: torch.Tensor, cur: torch.Tensor, has_prev: t
     onehot[:, pass_] = 1
     onehot[:, 2 + group] = 1
     return torch.cat(planes + [onehot], 1)
+
+
+def _at_pass(out: torch.Tensor, pass_: int, at) -> torch.Tensor:
+    """``out`` ``(k, H, W)`` filled at checkerboard pass ``pass_``'s positions, row parity by row parity (``at(row,
+    col)`` gives the values at rows ``row::2``, columns ``col::2``), then those positions in raster order ``(k, n)``."""
+    h, w = out.shape[-2:]
+    for row in (0, 1):
+        col = (pass_ + row) % 2
+        if row < h and col < w:
+            out[:, row::2, col::2] = at(row, col)
+    return out[:, torch.from_numpy(anchor_mask(h, w) if pass_ == 0 else ~anchor_mask(h, w)).to(out.device)]
 
 
 @contextlib.contextmanager
@@ -234,9 +245,8 @@ class IntegerPrior:
         p, g, s, e = step
         h, w = prev.shape[1:]
         if self._int8 is not None:
-            onehot = np.zeros((2 + self.cfg.groups, h, w), np.int8)
-            onehot[[p, 2 + g]] = 1
-            x = np.concatenate([prev, cur, np.full((1, h, w), int(has_prev), np.int8), onehot])
+            x = context(self.cfg, torch.from_numpy(prev[None]), torch.from_numpy(cur[None]),
+                        torch.tensor([has_prev], dtype=torch.int8), p, g)[0].numpy()
             return self.table[self._int8_pass_logits(x, p, s, e).numpy().ravel().astype(np.int64) + LOGIT_MAX]
         x = context(self.cfg, torch.from_numpy(prev[None]).double(), torch.from_numpy(cur[None]).double(),
                     torch.tensor([float(has_prev)], dtype=torch.float64), p, g).to(self.device)
@@ -257,19 +267,16 @@ class IntegerPrior:
                 x = self._first_sums(x, True) if i == 0 else F.conv2d(x, w, b, padding=w.shape[-1] // 2)
                 x = self._requant(x, sh).clamp(0, ACT_MAX)
             (w3, b3), (wo, bo) = self._run_weights[n - 2:]
-            h, wd = x.shape[-2:]
             pad = F.pad(x, (1, 1, 1, 1))
-            out = torch.zeros(end - start, h, wd, dtype=self.dtype, device=x.device)
-            for row in (0, 1):  # rows of this parity: columns ``col::2`` are the pass's positions
-                col = (pass_ + row) % 2
-                if row >= h or col >= wd:
-                    continue
+
+            def at(row, col):
                 y = F.conv2d(pad[:, :, row:, col:], w3, b3, stride=2)
                 y = self._requant(y, self.shifts[n - 2]).clamp(0, ACT_MAX)
                 y = self._requant(F.conv2d(y, wo[start:end], bo[start:end]), self.shifts[n - 1])
-                out[:, row::2, col::2] = y[0].clamp(-LOGIT_MAX, LOGIT_MAX)
-        positions = torch.from_numpy(anchor_mask(h, wd) if pass_ == 0 else ~anchor_mask(h, wd)).to(x.device)
-        return out[:, positions].double()
+                return y[0].clamp(-LOGIT_MAX, LOGIT_MAX)
+
+            out = torch.zeros(end - start, *x.shape[-2:], dtype=self.dtype, device=x.device)
+            return _at_pass(out, pass_, at).double()
 
     def _int8_pass_logits(self, x: np.ndarray, pass_: int, start: int, end: int) -> torch.Tensor:
         """``pass_logits`` of an int8 context ``(C_in, H, W)`` on int8 matrix products (``Int8Convs``): the same
@@ -279,14 +286,12 @@ class IntegerPrior:
         a = k.first(x, self._local, True)
         for i in range(1, n - 2):
             a = k.hidden(a, i, (h, w), self._local)
-        out = torch.zeros(end - start, h, w, dtype=torch.int32)
-        for row in (0, 1):
-            col = (pass_ + row) % 2
-            if row >= h or col >= w:
-                continue
+
+        def at(row, col):
             lg = k.output(k.hidden(a, n - 2, (h, w), self._local, (row, col)), start, end, LOGIT_MAX)
-            out[:, row::2, col::2] = lg.t().reshape(end - start, len(range(row, h, 2)), len(range(col, w, 2)))
-        return out[:, torch.from_numpy(anchor_mask(h, w) if pass_ == 0 else ~anchor_mask(h, w))]
+            return lg.t().reshape(end - start, len(range(row, h, 2)), len(range(col, w, 2)))
+
+        return _at_pass(torch.zeros(end - start, h, w, dtype=torch.int32), pass_, at)
 
     # --- storage ---------------------------------------------------------------------------------------------------
     def tensors(self) -> dict:

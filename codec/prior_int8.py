@@ -9,7 +9,8 @@ probabilities and the coded bytes are the float path's exactly (tests compare th
 How: a 3×3 convolution is an im2col (one copy of a strided view of the padded channels-last frame) times the
 weights as a ``(9·C_in, C_out)`` matrix. Activations are shifted into int8 (``a − 128``); the shift returns as a
 per-output constant ``128·Σw`` added to the bias, and the zero padding of ``a`` becomes −128 padding of the shifted
-values, so every sum equals the float path's. Requantization is an arithmetic shift (``floor((acc + 2^(s−1)) / 2^s)``).
+values, so every sum equals the float path's. Requantization is an arithmetic shift
+(``floor((acc + 2^(s−1)) / 2^s)``).
 
 Kernels that sum pairs of products in int16 (int8 GEMMs on CPUs without VNNI may) would saturate instead of being
 exact: ``available()`` checks the kernel once per process at extreme values and against float64, and that it is
@@ -88,6 +89,12 @@ def _cols(x: torch.Tensor, parity: tuple[int, int] | None = None) -> torch.Tenso
     return view.reshape(-1, 9 * c).contiguous()  # a copy: reshape keeps a view of overlapping rows when w == 1
 
 
+def _framed(x: np.ndarray) -> torch.Tensor:
+    """int8 planes ``(C, H, W)`` → the padded channels-last frame ``(1, H+2, W+2, C)`` that ``_cols`` reads (a zero
+    border)."""
+    return F.pad(torch.from_numpy(np.ascontiguousarray(x.transpose(1, 2, 0)))[None], (0, 0, 1, 1, 1, 1))
+
+
 def _product(x: torch.Tensor, mat: torch.Tensor, parity: tuple[int, int] | None = None) -> torch.Tensor:
     """``_cols(x, parity) @ mat`` (int32), in bands of an even number of rows of about ``BAND`` positions, so that
     the im2col copy stays small at any frame size (bands keep the row parity and the raster order)."""
@@ -130,45 +137,46 @@ class Int8Convs:
                     for i, (w, b, s) in enumerate(zip(weights, biases, shifts)))
         return 2 * bound < 2 ** 31
 
-    def _activations(self, acc: torch.Tensor, i: int, lo: int, hi: int) -> torch.Tensor:
-        """Layer ``i``'s sums (without offsets) → its outputs: shifted activations (hidden) or logits, int32."""
+    def _activations(self, acc: torch.Tensor, i: int, lo: int = -SHIFT, hi: int = 255 - SHIFT,
+                     offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """Layer ``i``'s sums (without offsets; changed in place) → its outputs: shifted activations (hidden) or
+        logits (``lo``, ``hi`` and the ``offsets`` of the output channels computed), int32."""
         if self.scales[i] > 1:
             acc.mul_(self.scales[i])
-        return acc.add_(self.offsets[i]).bitwise_right_shift_(self.shifts[i]).clamp_(lo, hi)
+        off = self.offsets[i] if offsets is None else offsets
+        return acc.add_(off).bitwise_right_shift_(self.shifts[i]).clamp_(lo, hi)
 
     def first(self, x: np.ndarray, local, incremental: bool) -> torch.Tensor:
         """The first layer's shifted activations ``(H·W, C_out)`` of an integer context ``(C_in, H, W)`` (int8,
         {-1, 0, 1}); ``incremental``: its sums from this thread's last ones plus the change on the channels that
         changed, when fewer than half did (the same integers)."""
-        c, h, w = x.shape
+        c = x.shape[0]
         last = getattr(local, "first8", None) if incremental else None
+        sums = None
         if last is not None and last[0].shape == x.shape:
             changed = np.flatnonzero((x != last[0]).reshape(c, -1).any(1))
-            if 2 * len(changed) < c:
+            if not len(changed):
                 sums = last[1]
-                if len(changed):
-                    delta = torch.from_numpy(np.ascontiguousarray((x[changed] - last[0][changed]).transpose(1, 2, 0)))
-                    rows = self.mats[0].view(9, c, -1)[:, torch.from_numpy(changed)].reshape(9 * len(changed), -1)
-                    sums = sums + _product(F.pad(delta[None], (0, 0, 1, 1, 1, 1)), rows)
-                local.first8 = (x, sums)
-                return self._activations(sums.clone(), 0, -SHIFT, 255 - SHIFT)
-        xi = torch.from_numpy(np.ascontiguousarray(x.transpose(1, 2, 0)))[None]
-        sums = _product(F.pad(xi, (0, 0, 1, 1, 1, 1)), self.mats[0])
+            elif 2 * len(changed) < c:
+                rows = self.mats[0].view(9, c, -1)[:, torch.from_numpy(changed)].reshape(9 * len(changed), -1)
+                sums = last[1] + _product(_framed(x[changed] - last[0][changed]), rows)
+        if sums is None:
+            sums = _product(_framed(x), self.mats[0])
         if incremental:
             local.first8 = (x, sums)
-        return self._activations(sums.clone(), 0, -SHIFT, 255 - SHIFT)
+        return self._activations(sums.clone(), 0)
 
     def hidden(self, a: torch.Tensor, i: int, size: tuple[int, int], local, parity=None) -> torch.Tensor:
         """3×3 layer ``i`` on shifted activations ``a`` (int32 ``(H·W, C)``) → its shifted activations (at
         ``parity``'s positions only, when given)."""
         h, w = size
-        key = ("pad", h, w, a.shape[1])
-        buf = getattr(local, "buffers", {}).get(key)
-        if buf is None:  # the border stays -128 (zero activations); the inside is written every call
-            buf = torch.full((1, h + 2, w + 2, a.shape[1]), -SHIFT, dtype=torch.int8)
-            local.buffers = {**getattr(local, "buffers", {}), key: buf}
+        buffers = local.__dict__.setdefault("buffers", {})  # this thread's
+        key = (h, w, a.shape[1])
+        if key not in buffers:  # the border stays -128 (zero activations); the inside is written every call
+            buffers[key] = torch.full((1, h + 2, w + 2, a.shape[1]), -SHIFT, dtype=torch.int8)
+        buf = buffers[key]
         buf[0, 1:-1, 1:-1] = a.view(h, w, -1)
-        return self._activations(_product(buf, self.mats[i], parity), i, -SHIFT, 255 - SHIFT)
+        return self._activations(_product(buf, self.mats[i], parity), i)
 
     def _out(self, start: int, end: int) -> torch.Tensor:
         """The output layer's columns for bits ``start .. end - 1``, contiguous (made once per range)."""
@@ -181,7 +189,4 @@ class Int8Convs:
         """The 1×1 output layer for bits ``start .. end - 1`` on shifted activations → int32 logits
         ``(n, end - start)``."""
         acc = torch._int_mm(a.to(torch.int8), self._out(start, end))
-        i = len(self.mats) - 1
-        if self.scales[i] > 1:
-            acc.mul_(self.scales[i])
-        return acc.add_(self.offsets[i][start:end]).bitwise_right_shift_(self.shifts[i]).clamp_(-logit_max, logit_max)
+        return self._activations(acc, len(self.mats) - 1, -logit_max, logit_max, self.offsets[-1][start:end])
