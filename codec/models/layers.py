@@ -165,6 +165,32 @@ def conv3(cin: int, cout: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride, 1, bias=bias)
 
 
+_POINTWISE = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+
+
+def conv_relu(layer: nn.Conv2d, x: torch.Tensor, add: torch.Tensor | None = None, relu: bool = True) -> torch.Tensor:
+    """``relu(layer(x) + add)`` (``add`` and ``relu`` optional). In float32 inference on the CPU it is one oneDNN
+    convolution with the sum and the ReLU as post-ops (``torch.ops.mkldnn._convolution_pointwise``), which spares
+    the passes over memory of separate ops: TAEF2's blocks so run 1.4–1.8× as fast (docs/MODELS.md, "Decoding
+    speed"). The same float32 numbers as the separate ops, bit for bit (the convolution's sums are the same, and a
+    sum of two terms does not depend on their order; tested); elsewhere (gradients, bfloat16 autocast, another
+    device or a build without oneDNN) it is the separate ops."""
+    w = layer.weight
+    if (_POINTWISE is not None and x.device.type == "cpu" and x.dtype == w.dtype == torch.float32
+            and layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
+            and not torch.is_autocast_enabled("cpu")
+            and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad
+                                                  or (add is not None and add.requires_grad)))):
+        args = (w, layer.bias, list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups)
+        if add is None:
+            return _POINTWISE(x, *args, "relu" if relu else "none", [], None)
+        return _POINTWISE.binary(x, add.to(x.dtype), *args, "add", None, "relu" if relu else None, [], None)
+    y = layer(x)
+    if add is not None:
+        y = y + add
+    return F.relu(y) if relu else y
+
+
 def channels_last(module: nn.Module) -> nn.Module:
     """Hold ``module``'s convolution weights channels-last (NHWC), oneDNN's fast layout on the CPU: the decoder so
     runs 1.1× (float32) to 1.3× (bfloat16) as fast at 640×360 (docs/MODELS.md, "Decoding speed"). The same
@@ -191,13 +217,16 @@ def unfold(x: torch.Tensor, t: int) -> torch.Tensor:
 def previous_frames(x: torch.Tensor, t: int, before: torch.Tensor | None = None) -> torch.Tensor:
     """Folded frames → each frame's predecessor: ``before`` (``(B, C, H, W)``, the frame preceding this chunk of a
     stream) for frame 0, or frame 0 itself at the start, as in a causal convolution. One frame a clip: that frame
-    or ``before`` as it is, no copy."""
+    or ``before`` as it is, no copy. The result keeps ``x``'s memory format (channels-last from the frames' bytes),
+    so that the tap's convolution runs in the layout of the block's others."""
     if t == 1:
         return x if before is None else before
     n, c, h, w = x.shape
-    v = x.reshape(n // t, t, c, h, w)
-    first = v[:, :1] if before is None else before[:, None]
-    return torch.cat([first, v[:, :-1]], 1).reshape(n, c, h, w)
+    p = torch.empty_like(x)
+    v, pv = x.unflatten(0, (n // t, t)), p.unflatten(0, (n // t, t))
+    pv[:, 1:] = v[:, :-1]
+    pv[:, 0] = v[:, 0] if before is None else before
+    return p
 
 
 class TaeBlock(nn.Module):
@@ -232,11 +261,8 @@ class TaeBlock(nn.Module):
 
     def _body(self, x: torch.Tensor, p: torch.Tensor | None = None) -> torch.Tensor:
         """The three convolutions (reaching 3 rows) and the previous-frame tap on ``p``, per frame."""
-        h = self.conv[0](x)
-        if p is not None:
-            h = h + self.prev(p)
-        h = self.conv[4](F.relu(self.conv[2](F.relu(h))))
-        return F.relu(h + x)
+        h = conv_relu(self.conv[0], x, None if p is None else self.prev(p))
+        return conv_relu(self.conv[4], conv_relu(self.conv[2], h), x)
 
 
 class TemporalPool(nn.Module):

@@ -20,18 +20,23 @@ from vtok.codec.models.shapes import padded_size
 # Pixels a streaming layer works on at once (``in_strips``), counted at full resolution: one 1080p frame. Larger
 # frames run in strips of rows; smaller ones several at a time.
 FRAME_PIXELS = 1920 * 1088
+# Whole frames run through a layer in groups of at most ``budget / CACHE_SHARE`` pixels (one frame at least), so that
+# a group's activations stay in the CPU's cache between one layer and the next (docs/MODELS.md, "Decoding speed").
+CACHE_SHARE = 8
 
 
 def in_strips(fn, xs: list[torch.Tensor], budget: int, halo: int = 0, up: int = 1, down: int = 1) -> torch.Tensor:
     """``fn`` over folded frames ``xs`` (tensors ``(N, C, H, W)`` of one shape but channels) in pieces of at most
-    ``budget`` pixels of their resolution: groups of whole frames, or one frame in strips of rows when a frame alone
-    is larger. A strip reads ``halo`` more rows on each side (clipped at the frame's edges, where ``fn``'s own
-    padding then applies as on the whole frame), so a strip's rows are the whole frame's when ``halo`` covers how far
-    ``fn`` reaches vertically. ``fn`` maps ``down`` input rows to ``up`` output rows; strips and ``halo`` are
-    multiples of ``down``. Per-frame functions only (nothing that mixes frames or takes statistics over a frame).
-    """
+    ``budget`` pixels of their resolution: groups of whole frames (of at most ``budget / CACHE_SHARE`` pixels, for the
+    cache), or one frame in strips of rows when a frame alone is larger. A strip reads ``halo`` more rows on each side
+    (clipped at the frame's edges, where ``fn``'s own padding then applies as on the whole frame), so a strip's rows are
+    the whole frame's when ``halo`` covers how far ``fn`` reaches vertically. ``fn`` maps ``down`` input rows to ``up``
+    output rows; strips and ``halo`` are multiples of ``down``. Per-frame functions only (nothing that mixes frames or
+    takes statistics over a frame)."""
     n, _, h, w = xs[0].shape
     per = budget // (h * w)
+    if per >= 1:
+        per = max(1, budget // CACHE_SHARE // (h * w))
     if per >= n:
         return fn(*xs)
     if per >= 1:

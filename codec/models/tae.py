@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vtok.codec.models.layers import (TaeBlock, TemporalGrow, TemporalPool, channels_last, conv3, fold, soft_clamp,
-                                      unfold)
-from vtok.codec.models.streaming import FRAME_PIXELS, Stream, from_bytes, in_strips, to_bytes
+from vtok.codec.models.layers import (TaeBlock, TemporalGrow, TemporalPool, channels_last, conv3, conv_relu, fold,
+                                      soft_clamp, unfold)
+from vtok.codec.models.streaming import CACHE_SHARE, FRAME_PIXELS, Stream, from_bytes, in_strips, to_bytes
 from vtok.codec.models.taef2 import TAE_CH, TAE_LATENT, read_taef2
 
 
@@ -48,7 +48,12 @@ class CheapStem(nn.Module):
         self.blocks = nn.ModuleList(TaeBlock(TAE_CH) for _ in range(blocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.at_half(F.pixel_unshuffle(x, 2)))
+        return self.unshuffled(F.pixel_unshuffle(x, 2))
+
+    def unshuffled(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` from its first 2× space-to-depth on: a stream converts the bytes after it, on 4× fewer
+        elements (the same numbers: the conversion is elementwise)."""
+        h = conv_relu(self.at_half, x)
         h = self.at_quarter(F.pixel_unshuffle(h, 2))
         for blk in self.blocks:
             h = blk(h)
@@ -70,8 +75,8 @@ class CheapHead(nn.Module):
         self.to_full = conv3(mid, 12)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = F.relu(F.pixel_shuffle(self.to_half(h), 2))
-        h = F.relu(h + self.half2(F.relu(self.half1(h))))
+        h = F.pixel_shuffle(conv_relu(self.to_half, h), 2)  # a ReLU commutes with the shuffle
+        h = conv_relu(self.half2, conv_relu(self.half1, h), h)
         return F.pixel_shuffle(self.to_full(h), 2)
 
 
@@ -113,7 +118,8 @@ class TaeVideoEncoder(nn.Module):
         does not grow with the frame area beyond the frames themselves; the result is ``forward``'s on the whole
         clip."""
         # the stem reaches 18 full-resolution rows: a halo of 32
-        h = in_strips(lambda s: self.stem(from_bytes(s).add_(1).mul_(0.5)), [u], FRAME_PIXELS, halo=32, down=4)
+        h = in_strips(lambda s: self.stem.unshuffled(from_bytes(F.pixel_unshuffle(s, 2)).add_(1).mul_(0.5)), [u],
+                      FRAME_PIXELS, halo=32, down=4)
         return self._body(h, len(u), stream, (u.shape[-2] // 8, u.shape[-1] // 8))
 
     def _body(self, h: torch.Tensor, t: int, stream: Stream | None = None, size=None) -> torch.Tensor:
@@ -147,8 +153,8 @@ class RefinementPath(nn.Module):
 
     def forward(self, h: torch.Tensor, t: int, stream: Stream | None = None) -> torch.Tensor:
         n = self.dequant[0].in_channels
-        h = self.dequant[2](F.relu(self.dequant[0](h[:, :n]) + self.residual(h[:, n:])))
-        h = F.relu(self.latent(soft_clamp(h)))
+        h = self.dequant[2](conv_relu(self.dequant[0], h[:, :n], self.residual(h[:, n:])))
+        h = conv_relu(self.latent, soft_clamp(h))
         for blk in self.refine:
             h = blk(h, t, stream)
         return h
@@ -226,14 +232,12 @@ class TaeVideoDecoder(nn.Module):
 
     def _dequantized(self, h: torch.Tensor) -> torch.Tensor:
         """Folded codes ``(N, in_ch, h, w)`` → TAEF2's layer-1 features."""
-        if self.enhance is not None:
-            h = self.dequant(h[:, :self.dequant[0].in_channels])
-        elif self.residual is None:
-            h = self.dequant(h)
+        n = self.dequant[0].in_channels
+        if self.residual is None:
+            h = self.dequant[2](conv_relu(self.dequant[0], h[:, :n]))
         else:
-            n = self.dequant[0].in_channels
-            h = self.dequant[2](F.relu(self.dequant[0](h[:, :n]) + self.residual(h[:, n:])))
-        return F.relu(self.latent(soft_clamp(h)))
+            h = self.dequant[2](conv_relu(self.dequant[0], h[:, :n], self.residual(h[:, n:])))
+        return conv_relu(self.latent, soft_clamp(h))
 
     def forward(self, q: torch.Tensor, checkpointed: bool = False) -> torch.Tensor:
         """``checkpointed``: keep only each block's input for the backward pass and recompute the rest (the same
@@ -251,11 +255,11 @@ class TaeVideoDecoder(nn.Module):
         return unfold(run(self.head, h).mul(2).sub(1), t)
 
     def pieces(self, q: torch.Tensor, stream: Stream):
-        """One chunk of latent frames ``(1, in_ch, k, h, w)`` of a stream → its output frames as uint8 ``(n, 3, H,
-        W)``, yielded a few at a time: after the 1/8 stage, each piece of frames runs the 1/4 stage and the head on
-        its own, about ``FRAME_PIXELS`` output pixels (the 1/4 stage in strips of rows when a frame is larger, the
-        head, whose activations are the widest, in strips of half that, each turned into bytes at once), so
-        full-resolution floats never pile up; the frames are ``forward``'s on the whole clip."""
+        """One chunk of latent frames ``(1, in_ch, k, h, w)`` of a stream → its output frames as uint8 ``(n, 3, H, W)``,
+        yielded a few at a time: after the 1/8 stage, each piece of frames runs the 1/4 stage and the head on its own,
+        about ``FRAME_PIXELS / CACHE_SHARE`` output pixels or one frame of it (the 1/4 stage in strips of rows when a
+        frame is larger, the head, whose activations are the widest, in strips of half that, each turned into bytes at
+        once), so full-resolution floats never pile up; the frames are ``forward``'s on the whole clip."""
         if q.shape[0] != 1:
             raise ValueError("a stream decodes one clip at a time")
         h, t = fold(q)
@@ -263,7 +267,8 @@ class TaeVideoDecoder(nn.Module):
         for blk in self.eighth:
             h = blk(h, t, stream)
         h, t = self.grow1(h, t, stream)
-        per = max(1, FRAME_PIXELS // (2 * 64 * h.shape[-2] * h.shape[-1]))  # 1/4-stage frames → twice as many out
+        # 1/4-stage frames a piece (each → two out), few enough that a piece's activations stay in the cache
+        per = max(1, FRAME_PIXELS // CACHE_SHARE // (2 * 64 * h.shape[-2] * h.shape[-1]))
         for a in range(0, t, per):
             g = self.up(F.interpolate(h[a:a + per], scale_factor=2.0, mode="nearest"))
             tg = g.shape[0]
