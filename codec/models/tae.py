@@ -48,12 +48,7 @@ class CheapStem(nn.Module):
         self.blocks = nn.ModuleList(TaeBlock(TAE_CH) for _ in range(blocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unshuffled(F.pixel_unshuffle(x, 2))
-
-    def unshuffled(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward`` from its first 2× space-to-depth on: a stream converts the bytes after it, on 4× fewer
-        elements (the same numbers: the conversion is elementwise)."""
-        h = conv_relu(self.at_half, x)
+        h = conv_relu(self.at_half, F.pixel_unshuffle(x, 2))
         h = self.at_quarter(F.pixel_unshuffle(h, 2))
         for blk in self.blocks:
             h = blk(h)
@@ -118,8 +113,7 @@ class TaeVideoEncoder(nn.Module):
         does not grow with the frame area beyond the frames themselves; the result is ``forward``'s on the whole
         clip."""
         # the stem reaches 18 full-resolution rows: a halo of 32
-        h = in_strips(lambda s: self.stem.unshuffled(from_bytes(F.pixel_unshuffle(s, 2)).add_(1).mul_(0.5)), [u],
-                      FRAME_PIXELS, halo=32, down=4)
+        h = in_strips(lambda s: self.stem(from_bytes(s).add_(1).mul_(0.5)), [u], FRAME_PIXELS, halo=32, down=4)
         return self._body(h, len(u), stream, (u.shape[-2] // 8, u.shape[-1] // 8))
 
     def _body(self, h: torch.Tensor, t: int, stream: Stream | None = None, size=None) -> torch.Tensor:
