@@ -38,6 +38,18 @@ def tiny_tokenizer() -> VideoTokenizer:
     return VideoTokenizer(tiny_config()).eval()
 
 
+def tae_tokenizer_with_taps() -> VideoTokenizer:
+    """A small TAEF2-shaped tokenizer (12 bits, one decoder refine block) whose previous-frame taps, which start at
+    zero, are made to matter."""
+    torch.manual_seed(0)
+    tok = VideoTokenizer(TokenizerConfig(arch="tae", bits=12, group_bits=6, dec_blocks=1)).eval()
+    with torch.no_grad():
+        for m in tok.modules():
+            if getattr(m, "prev", None) is not None:
+                m.prev.weight.normal_(0, 0.02)
+    return tok
+
+
 def random_clip(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
 

@@ -11,9 +11,8 @@ import torch
 from torch import nn
 
 import vtok.codec.models.layers as layers
-from vtok.codec.models.config import TokenizerConfig
 from vtok.codec.models.layers import conv_relu, previous_frames
-from vtok.codec.models.tokenizer import VideoTokenizer
+from tests.conftest import tae_tokenizer_with_taps
 
 CL = torch.channels_last
 fused_only = pytest.mark.skipif(layers._POINTWISE is None, reason="this PyTorch build has no oneDNN pointwise fusion")
@@ -98,12 +97,7 @@ def test_previous_frames_keep_the_frames_layout():
 
 @fused_only
 def test_the_tokenizer_fused_gives_the_tokens_and_pictures_of_the_separate_ops(monkeypatch):
-    torch.manual_seed(0)
-    tok = VideoTokenizer(TokenizerConfig(arch="tae", bits=12, group_bits=6, dec_blocks=1)).eval()
-    with torch.no_grad():  # previous-frame taps start at zero: make them matter
-        for m in tok.modules():
-            if getattr(m, "prev", None) is not None:
-                m.prev.weight.normal_(0, 0.02)
+    tok = tae_tokenizer_with_taps()
     clip = np.random.default_rng(0).integers(0, 256, (9, 48, 64, 3), dtype=np.uint8)
     seen = _calls(monkeypatch)
     tokens = tok.encode(clip)

@@ -15,7 +15,7 @@ from vtok.codec.models.tae import TaeVideoDecoder, TaeVideoEncoder, init_from_ta
 from vtok.codec.models.taef2 import TAE_CH, load_taef2
 from vtok.codec.models.config import TokenizerConfig
 from vtok.codec.models.tokenizer import VideoTokenizer
-from tests.conftest import need_shared
+from tests.conftest import need_shared, tae_tokenizer_with_taps
 
 
 def test_pool_and_grow_frame_counts_and_identity_start():
@@ -181,12 +181,7 @@ def test_streaming_matches_the_whole_clip(monkeypatch):
     import vtok.codec.models.tae as tae_module
     import vtok.codec.models.tokenizer as tokenizer_module
 
-    torch.manual_seed(0)
-    tok = VideoTokenizer(TokenizerConfig(arch="tae", bits=12, group_bits=6, dec_blocks=1)).eval()
-    with torch.no_grad():  # previous-frame taps start at zero: make them matter
-        for m in tok.modules():
-            if getattr(m, "prev", None) is not None:
-                m.prev.weight.normal_(0, 0.02)
+    tok = tae_tokenizer_with_taps()
     rng = np.random.default_rng(0)
     clip = np.clip(rng.normal(128, 40, (1, 100, 60, 3)) + np.arange(15)[:, None, None, None] * 6, 0, 255)
     clip = clip.astype(np.uint8)
