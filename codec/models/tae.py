@@ -252,8 +252,9 @@ class TaeVideoDecoder(nn.Module):
         """One chunk of latent frames ``(1, in_ch, k, h, w)`` of a stream → its output frames as uint8 ``(n, 3, H, W)``,
         yielded a few at a time: after the 1/8 stage, each piece of frames runs the 1/4 stage and the head on its own,
         about ``FRAME_PIXELS / CACHE_SHARE`` output pixels or one frame of it (the 1/4 stage in strips of rows when a
-        frame is larger, the head, whose activations are the widest, in strips of half that, each turned into bytes at
-        once), so full-resolution floats never pile up; the frames are ``forward``'s on the whole clip."""
+        frame is larger, the head, whose activations are the widest, in strips of 1/64 of ``FRAME_PIXELS`` at its input
+        in float32 and 1/32 in bfloat16 — at 1080p float32 decodes about 5 % faster so than with 1/32 — each turned into
+        bytes at once), so full-resolution floats never pile up; the frames are ``forward``'s on the whole clip."""
         if q.shape[0] != 1:
             raise ValueError("a stream decodes one clip at a time")
         h, t = fold(q)
@@ -263,15 +264,15 @@ class TaeVideoDecoder(nn.Module):
         h, t = self.grow1(h, t, stream)
         # 1/4-stage frames a piece (each → two out), few enough that a piece's activations stay in the cache
         per = max(1, FRAME_PIXELS // CACHE_SHARE // (2 * 64 * h.shape[-2] * h.shape[-1]))
+        head_pixels = FRAME_PIXELS // 16 // self.head.to_half.weight.element_size()
         for a in range(0, t, per):
             g = self.up(F.interpolate(h[a:a + per], scale_factor=2.0, mode="nearest"))
             tg = g.shape[0]
             for blk in self.quarter:
                 g = blk(g, tg, stream)
             g, tg = self.grow2(g, tg, stream)
-            # the head reaches 3 rows of its input: a halo of 4
-            yield in_strips(lambda s: to_bytes(self.head(s).float().mul_(2).sub_(1)), [g], FRAME_PIXELS // 32, halo=4,
-                            up=4)
+            # the head reaches 3 rows of its input: a halo of 4; strips of one size in bytes whatever the precision
+            yield in_strips(lambda s: to_bytes(self.head(s).float().mul_(2).sub_(1)), [g], head_pixels, halo=4, up=4)
 
 
 # TAEF2 key prefixes → our modules' parameter names (the blocks keep TAEF2's inner names).
