@@ -243,7 +243,6 @@ class IntegerPrior:
         Coding order: bit channel ``start .. end-1``, then the step's positions in raster order.
         """
         p, g, s, e = step
-        h, w = prev.shape[1:]
         if self._int8 is not None:
             x = context(self.cfg, torch.from_numpy(prev[None]), torch.from_numpy(cur[None]),
                         torch.tensor([has_prev], dtype=torch.int8), p, g)[0].numpy()

@@ -179,13 +179,13 @@ def conv_relu(layer: nn.Conv2d, x: torch.Tensor, add: torch.Tensor | None = None
     w = layer.weight
     if (_POINTWISE is not None and x.device.type == "cpu" and x.dtype == w.dtype == torch.float32
             and layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
-            and not torch.is_autocast_enabled("cpu")
+            and (add is None or add.dtype == torch.float32) and not torch.is_autocast_enabled("cpu")
             and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad
                                                   or (add is not None and add.requires_grad)))):
         args = (w, layer.bias, list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups)
         if add is None:
             return _POINTWISE(x, *args, "relu" if relu else "none", [], None)
-        return _POINTWISE.binary(x, add.to(x.dtype), *args, "add", None, "relu" if relu else None, [], None)
+        return _POINTWISE.binary(x, add, *args, "add", None, "relu" if relu else None, [], None)
     y = layer(x)
     if add is not None:
         y = y + add

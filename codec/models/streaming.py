@@ -35,8 +35,8 @@ def in_strips(fn, xs: list[torch.Tensor], budget: int, halo: int = 0, up: int = 
     takes statistics over a frame)."""
     n, _, h, w = xs[0].shape
     per = budget // (h * w)
-    if per >= 1:
-        per = max(1, budget // CACHE_SHARE // (h * w))
+    if per >= 1:  # whole frames, in cache-sized groups
+        per = max(1, per // CACHE_SHARE)
     if per >= n:
         return fn(*xs)
     if per >= 1:

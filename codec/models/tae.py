@@ -131,6 +131,15 @@ class TaeVideoEncoder(nn.Module):
         return unfold(self.proj(self.latent(h)), t)
 
 
+def dequantized(dequant: nn.Sequential, latent: nn.Conv2d, h: torch.Tensor, residual: nn.Conv2d | None = None):
+    """Folded codes ``(N, C, h, w)`` → TAEF2's layer-1 features: the 1×1 + 3×3 dequantizer on the first
+    ``dequant[0].in_channels`` code channels (the sign bits), with ``residual``'s 1×1 branch on the others (the
+    refinement bits) added before its ReLU when given, then TAEF2's soft clamp and layer 1 (``latent``)."""
+    n = dequant[0].in_channels
+    h = dequant[2](conv_relu(dequant[0], h[:, :n], None if residual is None else residual(h[:, n:])))
+    return conv_relu(latent, soft_clamp(h))
+
+
 class RefinementPath(nn.Module):
     """The start of the decoder (dequantizer, a 1×1 branch for the refinement bits, TAEF2's layer 1 and the refine
     blocks) once more, for tokens that carry refinement bits; tokens of sign bits alone take the decoder's own start,
@@ -146,9 +155,7 @@ class RefinementPath(nn.Module):
         self.refine = nn.ModuleList(TaeBlock(c, temporal=True) for _ in range(blocks))
 
     def forward(self, h: torch.Tensor, t: int, stream: Stream | None = None) -> torch.Tensor:
-        n = self.dequant[0].in_channels
-        h = self.dequant[2](conv_relu(self.dequant[0], h[:, :n], self.residual(h[:, n:])))
-        h = conv_relu(self.latent, soft_clamp(h))
+        h = dequantized(self.dequant, self.latent, h, self.residual)
         for blk in self.refine:
             h = blk(h, t, stream)
         return h
@@ -219,19 +226,10 @@ class TaeVideoDecoder(nn.Module):
         return torch.where(refined[:, None, None, None], self.enhance(h, t, stream), self._own_start(h, t, stream))
 
     def _own_start(self, h: torch.Tensor, t: int, stream: Stream | None = None) -> torch.Tensor:
-        h = self._dequantized(h)
+        h = dequantized(self.dequant, self.latent, h, self.residual)
         for blk in self.refine:
             h = blk(h, t, stream)
         return h
-
-    def _dequantized(self, h: torch.Tensor) -> torch.Tensor:
-        """Folded codes ``(N, in_ch, h, w)`` → TAEF2's layer-1 features."""
-        n = self.dequant[0].in_channels
-        if self.residual is None:
-            h = self.dequant[2](conv_relu(self.dequant[0], h[:, :n]))
-        else:
-            h = self.dequant[2](conv_relu(self.dequant[0], h[:, :n], self.residual(h[:, n:])))
-        return conv_relu(self.latent, soft_clamp(h))
 
     def forward(self, q: torch.Tensor, checkpointed: bool = False) -> torch.Tensor:
         """``checkpointed``: keep only each block's input for the backward pass and recompute the rest (the same
