@@ -106,3 +106,52 @@ def test_the_tokenizer_fused_gives_the_tokens_and_pictures_of_the_separate_ops(m
     monkeypatch.setattr(layers, "_POINTWISE", None)
     np.testing.assert_array_equal(tok.encode(clip), tokens)
     np.testing.assert_array_equal(tok.decode(tokens, size=clip.shape[:3]), pictures)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_conv_relu_into_writes_the_separate_ops_numbers_over_its_sum(monkeypatch, fused):
+    if fused and layers._POINTWISE is None:
+        pytest.skip("this PyTorch build has no oneDNN pointwise fusion")
+    if not fused:
+        monkeypatch.setattr(layers, "_POINTWISE", None)
+    torch.manual_seed(0)
+    layer = nn.Conv2d(16, 16, 3, 1, 1)
+    with torch.no_grad():
+        for x_cl, w_cl, add_cl, relu, dtype in itertools.product((False, True), (False, True), (False, True),
+                                                                  (False, True), (torch.float32, torch.bfloat16)):
+            lay = nn.Conv2d(16, 16, 3, 1, 1).to(dtype)
+            lay.load_state_dict(layer.state_dict())
+            lay.weight.data = lay.weight.data.contiguous(memory_format=CL if w_cl else torch.contiguous_format)
+            x = torch.randn(3, 16, 20, 28).to(dtype)
+            x = x.contiguous(memory_format=CL) if x_cl else x
+            add = torch.randn(3, 16, 20, 28).to(dtype)
+            add = add.contiguous(memory_format=CL) if add_cl else add
+            ref = _separate(lay, x, add, relu)
+            target = add.clone(memory_format=torch.preserve_format)
+            got = conv_relu(lay, x, target, relu, into=True)
+            assert got.data_ptr() == target.data_ptr() and torch.equal(target, ref)
+    with pytest.raises(ValueError, match="inference"):
+        conv_relu(layer, x.float(), torch.randn(3, 16, 20, 28, requires_grad=True), into=True)
+
+
+def test_a_block_in_a_stream_writes_its_groups_over_its_input_last_first(monkeypatch):
+    """A chunk of several groups of whole frames: each group's output is written over its input, the last group
+    first, so that the previous-frame tap still reads inputs — the numbers of the groups run one by one on a copy
+    (bit for bit), the input's memory reused, the next chunk's tap given this chunk's last input frame."""
+    from vtok.codec.models.streaming import Stream
+
+    torch.manual_seed(0)
+    block = layers.TaeBlock(8, temporal=True).eval()
+    nn.init.normal_(block.prev.weight, std=0.1)
+    chunks = [torch.randn(n, 8, 6, 10).contiguous(memory_format=CL) for n in (1, 5, 4)]
+    monkeypatch.setattr(layers, "FRAME_PIXELS", 16 * 8 * 2 * 60)  # two frames a group
+    stream, before = Stream(), None
+    with torch.no_grad():
+        for x in chunks:
+            copy = x.clone(memory_format=torch.preserve_format)
+            p = previous_frames(copy, len(copy), before)
+            ref = torch.cat([block._body(copy[a:a + 2], p[a:a + 2]) for a in range(0, len(copy), 2)])
+            got = block(x, len(x), stream)
+            assert torch.equal(got, ref)
+            assert (got.data_ptr() == x.data_ptr()) == (len(x) > 2)
+            before = copy[-1:]

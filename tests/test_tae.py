@@ -174,9 +174,10 @@ def test_config_json_of_earlier_models_is_unchanged():
 
 def test_streaming_matches_the_whole_clip(monkeypatch):
     """Run chunk by chunk with the causal state carried along — one frame per chunk, three (a temporal pool's odd
-    frame waits in the stream), and with every stage in strips of rows (``in_strips``) — the tokenizer gives the
-    tokens and pictures it gives on the whole clip at once (to float rounding: pixels within 1), for a clip whose
-    length needs temporal padding and a frame size that needs spatial padding."""
+    frame waits in the stream), three with the 1/4 stage in groups of one frame (written over their input), and
+    with every stage in strips of rows (``in_strips``) — the tokenizer gives the tokens and pictures it gives on the
+    whole clip at once (to float rounding: pixels within 1), for a clip whose length needs temporal padding and a
+    frame size that needs spatial padding."""
     import vtok.codec.models.layers as layers_module
     import vtok.codec.models.tae as tae_module
     import vtok.codec.models.tokenizer as tokenizer_module
@@ -192,10 +193,12 @@ def test_streaming_matches_the_whole_clip(monkeypatch):
     whole_pictures = tok.decode(whole, size=clip.shape[:3])
     assert whole.shape == (5, 13, 8) and whole_pictures.shape == clip.shape
     frame = 104 * 64  # the padded frame
-    for chunk, strips in ((1, False), (3, False), (1, True)):
+    for chunk, split in ((1, None), (3, None), (3, "groups"), (1, "strips")):
         monkeypatch.setattr(tokenizer_module, "FRAME_PIXELS", chunk * frame)
         assert tok.stream_chunk(104, 64) == chunk
-        if strips:  # every stage in strips of rows: the stem 24 rows, the 1/4 stage and the head 6
+        if split == "groups":  # one 1/4-stage frame a group: blocks write their groups over their input
+            monkeypatch.setattr(layers_module, "FRAME_PIXELS", 16 * 8 * frame // 16)
+        if split == "strips":  # every stage in strips of rows: the stem 24 rows, the 1/4 stage and the head 6
             monkeypatch.setattr(layers_module, "FRAME_PIXELS", 24 * 64)
             monkeypatch.setattr(tae_module, "FRAME_PIXELS", 24 * 64)
         streamed = tok.encode(clip)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vtok.codec.models.streaming import FRAME_PIXELS, Stream, in_strips
+from vtok.codec.models.streaming import FRAME_PIXELS, Stream, group_frames, in_strips, kept
 
 
 def _triple(v) -> tuple[int, int, int]:
@@ -166,30 +166,37 @@ def conv3(cin: int, cout: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
 
 
 _POINTWISE = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+_POINTWISE_INTO = getattr(torch.ops.mkldnn, "_convolution_pointwise_", None)  # writes over its "other"
 
 
-def conv_relu(layer: nn.Conv2d, x: torch.Tensor, add: torch.Tensor | None = None, relu: bool = True) -> torch.Tensor:
-    """``relu(layer(x) + add)`` (``add`` and ``relu`` optional). In float32 inference on the CPU it is one oneDNN
-    convolution with the sum and the ReLU as post-ops (``torch.ops.mkldnn._convolution_pointwise``), which spares
-    the passes over memory of separate ops: a 1/4-stage block on five 640×360 frames, channels-last, 60 → 41 ms
-    (docs/MODELS.md, "Decoding speed"). The separate ops' float32 numbers, bit for bit, in their memory layout (the
-    output's layout follows ``x`` and the weight as the convolution's own does, and oneDNN's order of summation
-    depends on the layout; tested); elsewhere (gradients, bfloat16 autocast, another device or a build without
-    oneDNN) it is the separate ops."""
+def conv_relu(layer: nn.Conv2d, x: torch.Tensor, add: torch.Tensor | None = None, relu: bool = True,
+              into: bool = False) -> torch.Tensor:
+    """``relu(layer(x) + add)`` (``add`` and ``relu`` optional); ``into``: written over ``add`` and returned (inference
+    only). In float32 inference on the CPU it is one oneDNN convolution with the sum and the ReLU as post-ops
+    (``torch.ops.mkldnn._convolution_pointwise``, or its in-place twin for ``into``), which spares the passes over
+    memory of separate ops: a 1/4-stage block on five 640×360 frames, channels-last, 60 → 41 ms (docs/MODELS.md,
+    "Decoding speed"). The separate ops' float32 numbers, bit for bit, in their memory layout (the output's layout
+    follows ``x`` and the weight as the convolution's own does, and oneDNN's order of summation depends on the
+    layout; tested); elsewhere (gradients, bfloat16 autocast, another device or a build without oneDNN) it is the
+    separate ops."""
     w = layer.weight
-    if (_POINTWISE is not None and x.device.type == "cpu" and x.dtype == w.dtype == torch.float32
-            and layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
-            and (add is None or add.dtype == torch.float32) and not torch.is_autocast_enabled("cpu")
+    if into and (add is None or add.requires_grad):
+        raise ValueError("conv_relu writes over add only in inference")
+    if (_POINTWISE is not None and (_POINTWISE_INTO is not None or not into) and x.device.type == "cpu"
+            and x.dtype == w.dtype == torch.float32 and layer.padding_mode == "zeros"
+            and not isinstance(layer.padding, str) and (add is None or add.dtype == torch.float32) and not torch.is_autocast_enabled("cpu")
             and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad
                                                   or (add is not None and add.requires_grad)))):
         args = (w, layer.bias, list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups)
         if add is None:
             return _POINTWISE(x, *args, "relu" if relu else "none", [], None)
+        if into:
+            return _POINTWISE_INTO.binary(add, x, *args, "add", None, "relu" if relu else None, [], None)
         return _POINTWISE.binary(x, add, *args, "add", None, "relu" if relu else None, [], None)
     y = layer(x)
     if add is not None:
-        y = y + add
-    return F.relu(y) if relu else y
+        y = add.add_(y) if into else y + add
+    return (y.relu_() if into else F.relu(y)) if relu else y
 
 
 def channels_last(module: nn.Module) -> nn.Module:
@@ -248,22 +255,33 @@ class TaeBlock(nn.Module):
             nn.init.zeros_(self.prev.weight)
 
     def forward(self, x: torch.Tensor, t: int = 1, stream: Stream | None = None) -> torch.Tensor:
-        """``stream``: one chunk of a stream; its frames then run in pieces of ``FRAME_PIXELS / 16`` pixels (the
-        1/4 stage's share of a 1080p frame; ``in_strips``)."""
+        """``stream``: one chunk of a stream (of one clip); its frames then run in pieces of ``FRAME_PIXELS / 16``
+        pixels (the 1/4 stage's share of a 1080p frame; ``in_strips``), and the block may write its output over
+        its input ``x``, which its caller then no longer holds."""
         if self.pool is not None:
             x = x + self.pool(x)  # statistics over the whole frame: before any strips
-        p = None
-        if self.prev is not None:
-            before = stream.take(self, x, t) if stream is not None else None
-            p = previous_frames(x, t, before)
+        before = None
+        if self.prev is not None and stream is not None:
+            before = stream.take(self, x, t)
         if stream is None:
-            return self._body(x, p)
+            return self._body(x, None if self.prev is None else previous_frames(x, t))
+        per = group_frames(x, FRAME_PIXELS // 16)
+        if 0 < per < len(x) == t and not x.requires_grad:
+            # Groups of whole frames, each written over its input, the last first: a group's previous frames are
+            # then still the inputs, read in place (no copy of the chunk for the tap, no concatenation of groups).
+            for a in reversed(range(0, t, per)):
+                g = x[a:a + per]
+                p = None if self.prev is None else previous_frames(g, len(g), x[a - 1:a] if a else before)
+                self._body(g, p, into=True)
+            return x
+        p = None if self.prev is None else previous_frames(x, t, before)
         return in_strips(self._body, [x] if p is None else [x, p], FRAME_PIXELS // 16, halo=4)
 
-    def _body(self, x: torch.Tensor, p: torch.Tensor | None = None) -> torch.Tensor:
-        """The three convolutions (reaching 3 rows) and the previous-frame tap on ``p``, per frame."""
-        h = conv_relu(self.conv[0], x, None if p is None else self.prev(p))
-        return conv_relu(self.conv[4], conv_relu(self.conv[2], h), x)
+    def _body(self, x: torch.Tensor, p: torch.Tensor | None = None, into: bool = False) -> torch.Tensor:
+        """The three convolutions (reaching 3 rows) and the previous-frame tap on ``p``, per frame; ``into``: the
+        result written over ``x``."""
+        h = conv_relu(self.conv[0], x, None if p is None else conv_relu(self.prev, p, relu=False))
+        return conv_relu(self.conv[4], conv_relu(self.conv[2], h), x, into=into)
 
 
 class TemporalPool(nn.Module):
@@ -299,7 +317,7 @@ class TemporalPool(nn.Module):
             if held is not None:
                 frames.insert(0, held)
             if len(frames) % 2:
-                stream.pending[id(self)] = frames.pop().clone()
+                stream.pending[id(self)] = kept(frames.pop())
             if not frames:
                 return x.new_zeros((0, c, h, w)), 0
             mixed = [in_strips(lambda a, z: self.mix(torch.cat([a, z], 1)), [a, z], FRAME_PIXELS // 16)

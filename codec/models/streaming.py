@@ -34,9 +34,7 @@ def in_strips(fn, xs: list[torch.Tensor], budget: int, halo: int = 0, up: int = 
     output rows; strips and ``halo`` are multiples of ``down``. Per-frame functions only (nothing that mixes frames or
     takes statistics over a frame)."""
     n, _, h, w = xs[0].shape
-    per = budget // (h * w)
-    if per >= 1:  # whole frames, in cache-sized groups
-        per = max(1, per // CACHE_SHARE)
+    per = group_frames(xs[0], budget)
     if per >= n:
         return fn(*xs)
     if per >= 1:
@@ -55,6 +53,14 @@ def in_strips(fn, xs: list[torch.Tensor], budget: int, halo: int = 0, up: int = 
     return out
 
 
+def group_frames(x: torch.Tensor, budget: int) -> int:
+    """How many of the folded frames ``x`` (``(N, C, H, W)``) ``in_strips`` takes at a time for ``budget`` pixels:
+    at most ``budget / CACHE_SHARE`` pixels' worth, at least one frame; 0 when a frame alone is over ``budget``
+    (strips of rows)."""
+    per = budget // (x.shape[-2] * x.shape[-1])
+    return max(1, per // CACHE_SHARE) if per >= 1 else 0
+
+
 def from_bytes(u: torch.Tensor) -> torch.Tensor:
     """uint8 pixels → float in [-1, 1] (elementwise: a strip converts to exactly what the whole frame does)."""
     return u.float().div_(127.5).sub_(1.0)
@@ -65,13 +71,21 @@ def to_bytes(x: torch.Tensor) -> torch.Tensor:
     return x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def kept(x: torch.Tensor) -> torch.Tensor:
+    """``x`` to keep beyond its chunk: ``x`` itself when it is all of its memory (a chunk of one frame), which so
+    stays no larger than it is, else a copy, so that a view never keeps a whole chunk's activations alive."""
+    if x.untyped_storage().nbytes() == x.numel() * x.element_size():
+        return x
+    return x.clone()
+
+
 class Stream:
     """What the causal video layers carry from one chunk of frames to the next, so that a clip run chunk by chunk
     (``TaeVideoEncoder`` / ``TaeVideoDecoder`` with a ``Stream``) computes what it computes in one piece, in memory
     that does not grow with the clip's length: each previous-frame tap's last input frame, a temporal pool's frame
     still waiting for its partner (so chunks may hold any number of frames), and whether the stream has started
-    (the first frame's special case in pooling and growth). What it keeps are copies, never views that would keep a
-    whole chunk's activations alive."""
+    (the first frame's special case in pooling and growth). What it keeps is never a view that would keep a whole
+    chunk's activations alive (``kept``)."""
 
     def __init__(self):
         self.last: dict[int, torch.Tensor] = {}
@@ -82,7 +96,7 @@ class Stream:
         """The frame before this chunk for ``layer`` (None at the start); keeps this chunk's last frame."""
         before = self.last.get(id(layer))
         n, c, h, w = x.shape
-        self.last[id(layer)] = x.reshape(n // t, t, c, h, w)[:, -1].clone()
+        self.last[id(layer)] = kept(x.reshape(n // t, t, c, h, w)[:, -1])
         return before
 
     def first_chunk(self, layer: nn.Module) -> bool:

@@ -49,7 +49,7 @@ class CheapStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = conv_relu(self.at_half, F.pixel_unshuffle(x, 2))
-        h = self.at_quarter(F.pixel_unshuffle(h, 2))
+        h = conv_relu(self.at_quarter, F.pixel_unshuffle(h, 2), relu=False)
         for blk in self.blocks:
             h = blk(h)
         return h
