@@ -155,3 +155,25 @@ def test_a_block_in_a_stream_writes_its_groups_over_its_input_last_first(monkeyp
             assert torch.equal(got, ref)
             assert (got.data_ptr() == x.data_ptr()) == (len(x) > 2)
             before = copy[-1:]
+
+
+def test_a_pool_in_a_stream_mixes_the_pairs_of_pieces_of_any_length():
+    """Frames fed to a temporal pool as a stream of chunks, each chunk a list of pieces (``in_pieces``) or one
+    tensor, of any length (an odd frame waits for its partner): the whole clip's pairs, mixed as on the whole clip."""
+    from vtok.codec.models.streaming import Stream, in_pieces
+
+    torch.manual_seed(0)
+    pool = layers.TemporalPool(8).eval()
+    nn.init.normal_(pool.mix.weight, std=0.2)
+    clip = torch.randn(13, 8, 6, 10).contiguous(memory_format=CL)
+    with torch.no_grad():
+        ref, t = pool(clip, 13)
+        stream, out = Stream(), []
+        for a, b, as_list in ((0, 1, False), (1, 4, True), (4, 5, True), (5, 10, False), (10, 13, True)):
+            x = clip[a:b].clone(memory_format=torch.preserve_format)
+            y, k = pool(in_pieces(lambda f: f.clone(), [x], 60 * 8) if as_list else x, b - a, stream)
+            assert y.shape[0] == k and (not k or y.is_contiguous(memory_format=CL))
+            out.append(y)
+    got = torch.cat(out)
+    assert t == 7 and got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-6)

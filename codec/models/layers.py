@@ -297,34 +297,47 @@ class TemporalPool(nn.Module):
             self.mix.weight.zero_()
             self.mix.weight[:, ch:, 0, 0] = torch.eye(ch)
 
-    def forward(self, x: torch.Tensor, t: int, stream: Stream | None = None) -> tuple[torch.Tensor, int]:
+    def forward(self, x, t: int, stream: Stream | None = None) -> tuple[torch.Tensor, int]:
         """A stream's chunk may hold any number of frames: an odd one out waits in the stream for its partner (the
-        result may then hold no frames: ``(0, C, H, W)`` and ``t = 0``)."""
-        n, c, h, w = x.shape
-        b = n // t
-        v = x.reshape(b, t, c, h, w)
+        result may then hold no frames: ``(0, C, H, W)`` and ``t = 0``); in a stream ``x`` may also be a list of
+        folded frames (``in_pieces``), ``t`` of them in all."""
         if stream is None:
+            n, c, h, w = x.shape
+            b = n // t
             if (t - 1) % 2:
                 raise ValueError(f"temporal pooling needs 1 + 2k frames, got {t}")
+            v = x.reshape(b, t, c, h, w)
             v = torch.cat([v[:, :1], v], 1)  # the clip's frame 0 is pooled with itself
-        else:  # frame by frame, each pair mixed in pieces: no copy of the chunk
-            if b != 1:
-                raise ValueError("a stream runs one clip at a time")
-            frames = [v[:, i] for i in range(t)]
-            if stream.first_chunk(self):
-                frames.insert(0, frames[0])
-            held = stream.pending.pop(id(self), None)
-            if held is not None:
-                frames.insert(0, held)
-            if len(frames) % 2:
-                stream.pending[id(self)] = kept(frames.pop())
-            if not frames:
-                return x.new_zeros((0, c, h, w)), 0
-            mixed = [in_strips(lambda a, z: self.mix(torch.cat([a, z], 1)), [a, z], FRAME_PIXELS // 16)
+            t2 = v.shape[1] // 2
+            return self.mix(v.reshape(b * t2, 2 * c, h, w)), t2
+        # frame by frame (slices keep their tensor's strides, so its memory format too)
+        frames = [g[i:i + 1] for g in (x if isinstance(x, list) else [x]) for i in range(len(g))]
+        if len(frames) != t:
+            raise ValueError("a stream runs one clip at a time")
+        like = frames[0]
+        _, c, h, w = like.shape
+        if stream.first_chunk(self):
+            frames.insert(0, frames[0])
+        held = stream.pending.pop(id(self), None)
+        if held is not None:
+            frames.insert(0, held)
+        if len(frames) % 2:
+            stream.pending[id(self)] = kept(frames.pop())
+        k, budget = len(frames) // 2, FRAME_PIXELS // 16
+        if not k:
+            return like.new_zeros((0, c, h, w)), 0
+        if h * w > budget:  # each pair in strips of rows
+            mixed = [in_strips(lambda a, z: self.mix(torch.cat([a, z], 1)), [a, z], budget)
                      for a, z in zip(frames[0::2], frames[1::2])]
-            return (mixed[0] if len(mixed) == 1 else torch.cat(mixed)), len(mixed)
-        t2 = v.shape[1] // 2
-        return self.mix(v.reshape(b * t2, 2 * c, h, w)), t2
+            return (mixed[0] if k == 1 else torch.cat(mixed)), k
+        # the chunk's pairs side by side in one tensor (a copy of each frame), mixed at once
+        layout = torch.channels_last if like.is_contiguous(memory_format=torch.channels_last) else None
+        pairs = torch.empty((k, 2 * c, h, w), dtype=like.dtype, device=like.device,
+                            memory_format=layout or torch.contiguous_format)
+        for j in range(k):
+            pairs[j:j + 1, :c] = frames[2 * j]
+            pairs[j:j + 1, c:] = frames[2 * j + 1]
+        return self.mix(pairs), k
 
 
 class TemporalGrow(nn.Module):

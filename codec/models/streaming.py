@@ -1,5 +1,5 @@
 """Running the causal video layers as a stream, in bounded memory: the one pixel budget (``FRAME_PIXELS``), work in
-strips of rows (``in_strips``), the state carried from one chunk of frames to the next (``Stream``), and the uint8 ⇄
+strips of rows (``in_strips``, or ``in_pieces`` unjoined), the state carried from one chunk of frames to the next (``Stream``), and the uint8 ⇄
 float conversion done strip by strip (``from_bytes``, ``to_bytes``) and at the tokenizer's edges (``as_bytes``,
 ``as_frames``, ``to_uint8``), and the encoder fed as a stream (``stream_latents``).
 
@@ -33,12 +33,19 @@ def in_strips(fn, xs: list[torch.Tensor], budget: int, halo: int = 0, up: int = 
     the whole frame's when ``halo`` covers how far ``fn`` reaches vertically. ``fn`` maps ``down`` input rows to ``up``
     output rows; strips and ``halo`` are multiples of ``down``. Per-frame functions only (nothing that mixes frames or
     takes statistics over a frame)."""
+    parts = in_pieces(fn, xs, budget, halo, up, down)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def in_pieces(fn, xs: list[torch.Tensor], budget: int, halo: int = 0, up: int = 1, down: int = 1) -> list:
+    """``in_strips``' results before they are joined: one tensor a group of whole frames, or a single tensor of all
+    frames when they run in strips (for a consumer that takes frames one by one: no copy into one tensor)."""
     n, _, h, w = xs[0].shape
     per = group_frames(xs[0], budget)
     if per >= n:
-        return fn(*xs)
+        return [fn(*xs)]
     if per >= 1:
-        return torch.cat([fn(*(x[i:i + per] for x in xs)) for i in range(0, n, per)])
+        return [fn(*(x[i:i + per] for x in xs)) for i in range(0, n, per)]
     rows = max(down, budget // w // down * down)
     out = None
     for i in range(n):
@@ -50,7 +57,7 @@ def in_strips(fn, xs: list[torch.Tensor], budget: int, halo: int = 0, up: int = 
             if out is None:
                 out = y.new_empty((n, y.shape[1], h * up // down, y.shape[3]))
             out[i:i + 1, :, a * up // down:b * up // down] = y
-    return out
+    return [out]
 
 
 def group_frames(x: torch.Tensor, budget: int) -> int:
@@ -95,8 +102,7 @@ class Stream:
     def take(self, layer: nn.Module, x: torch.Tensor, t: int) -> torch.Tensor | None:
         """The frame before this chunk for ``layer`` (None at the start); keeps this chunk's last frame."""
         before = self.last.get(id(layer))
-        n, c, h, w = x.shape
-        self.last[id(layer)] = kept(x.reshape(n // t, t, c, h, w)[:, -1])
+        self.last[id(layer)] = kept(x[t - 1::t])  # a slice keeps x's strides, so its memory format too
         return before
 
     def first_chunk(self, layer: nn.Module) -> bool:

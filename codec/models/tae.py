@@ -30,7 +30,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vtok.codec.models.layers import (TaeBlock, TemporalGrow, TemporalPool, channels_last, conv3, conv_relu, fold,
                                       soft_clamp, unfold)
-from vtok.codec.models.streaming import CACHE_SHARE, FRAME_PIXELS, Stream, from_bytes, in_strips, to_bytes
+from vtok.codec.models.streaming import CACHE_SHARE, FRAME_PIXELS, Stream, from_bytes, in_pieces, in_strips, to_bytes
 from vtok.codec.models.taef2 import TAE_CH, TAE_LATENT, read_taef2
 
 
@@ -113,11 +113,11 @@ class TaeVideoEncoder(nn.Module):
         does not grow with the frame area beyond the frames themselves; the result is ``forward``'s on the whole
         clip."""
         # the stem reaches 18 full-resolution rows: a halo of 32
-        h = in_strips(lambda s: self.stem(from_bytes(s).add_(1).mul_(0.5)), [u], FRAME_PIXELS, halo=32, down=4)
+        h = in_pieces(lambda s: self.stem(from_bytes(s).add_(1).mul_(0.5)), [u], FRAME_PIXELS, halo=32, down=4)
         return self._body(h, len(u), stream, (u.shape[-2] // 8, u.shape[-1] // 8))
 
-    def _body(self, h: torch.Tensor, t: int, stream: Stream | None = None, size=None) -> torch.Tensor:
-        """Everything after the stem, on folded 1/4-resolution frames."""
+    def _body(self, h, t: int, stream: Stream | None = None, size=None) -> torch.Tensor:
+        """Everything after the stem, on folded 1/4-resolution frames (in a stream, a list of them: ``in_pieces``)."""
         h, t = self.pool1(h, t, stream)
         if t:
             for blk in self.quarter:
