@@ -184,7 +184,8 @@ def conv_relu(layer: nn.Conv2d, x: torch.Tensor, add: torch.Tensor | None = None
         raise ValueError("conv_relu writes over add only in inference")
     if (_POINTWISE is not None and (_POINTWISE_INTO is not None or not into) and x.device.type == "cpu"
             and x.dtype == w.dtype == torch.float32 and layer.padding_mode == "zeros"
-            and not isinstance(layer.padding, str) and (add is None or add.dtype == torch.float32) and not torch.is_autocast_enabled("cpu")
+            and not isinstance(layer.padding, str) and (add is None or add.dtype == torch.float32)
+            and not torch.is_autocast_enabled("cpu")
             and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad
                                                   or (add is not None and add.requires_grad)))):
         args = (w, layer.bias, list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups)

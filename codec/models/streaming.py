@@ -1,7 +1,7 @@
 """Running the causal video layers as a stream, in bounded memory: the one pixel budget (``FRAME_PIXELS``), work in
-strips of rows (``in_strips``, or ``in_pieces`` unjoined), the state carried from one chunk of frames to the next (``Stream``), and the uint8 ⇄
-float conversion done strip by strip (``from_bytes``, ``to_bytes``) and at the tokenizer's edges (``as_bytes``,
-``as_frames``, ``to_uint8``), and the encoder fed as a stream (``stream_latents``).
+strips of rows (``in_strips``, or ``in_pieces`` unjoined), the state carried from one chunk of frames to the next
+(``Stream``), and the uint8 ⇄ float conversion done strip by strip (``from_bytes``, ``to_bytes``) and at the
+tokenizer's edges (``as_bytes``, ``as_frames``, ``to_uint8``), and the encoder fed as a stream (``stream_latents``).
 
 A GOP runs through the tokenizer chunk by chunk (about ``FRAME_PIXELS`` pixels a chunk) with each causal layer's last
 frame carried along, and a frame larger than the budget runs in strips of rows with a halo that covers a layer's
