@@ -1,4 +1,4 @@
-"""One oneDNN convolution with its sum and ReLU as post-ops (``layers.conv_relu``): the separate ops' float32 numbers,
+"""One oneDNN convolution with its sum and ReLU as post-ops (``fused.conv_relu``): the separate ops' float32 numbers,
 bit for bit and in their memory layout, so tokens and pictures do not change; the separate ops where it cannot run."""
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ import pytest
 import torch
 from torch import nn
 
+import vtok.codec.models.fused as fused
 import vtok.codec.models.layers as layers
-from vtok.codec.models.layers import conv_relu, previous_frames
+from vtok.codec.models.fused import conv_relu
+from vtok.codec.models.layers import previous_frames
 from tests.conftest import tae_tokenizer_with_taps
 
 CL = torch.channels_last
-fused_only = pytest.mark.skipif(layers._POINTWISE is None, reason="this PyTorch build has no oneDNN pointwise fusion")
+fused_only = pytest.mark.skipif(fused._POINTWISE is None, reason="this PyTorch build has no oneDNN pointwise fusion")
 
 
 def _separate(layer, x, add, relu):
@@ -28,7 +30,7 @@ def _separate(layer, x, add, relu):
 def _calls(monkeypatch):
     """Count the fused op's calls (so that a test of equality cannot pass by never fusing)."""
     seen = []
-    op = layers._POINTWISE
+    op = fused._POINTWISE
 
     class Counted:
         def __call__(self, *a):
@@ -39,7 +41,7 @@ def _calls(monkeypatch):
             seen.append("binary")
             return op.binary(*a)
 
-    monkeypatch.setattr(layers, "_POINTWISE", Counted())
+    monkeypatch.setattr(fused, "_POINTWISE", Counted())
     return seen
 
 
@@ -103,17 +105,17 @@ def test_the_tokenizer_fused_gives_the_tokens_and_pictures_of_the_separate_ops(m
     tokens = tok.encode(clip)
     pictures = tok.decode(tokens, size=clip.shape[:3])
     assert "binary" in seen and "unary" in seen
-    monkeypatch.setattr(layers, "_POINTWISE", None)
+    monkeypatch.setattr(fused, "_POINTWISE", None)
     np.testing.assert_array_equal(tok.encode(clip), tokens)
     np.testing.assert_array_equal(tok.decode(tokens, size=clip.shape[:3]), pictures)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_conv_relu_into_writes_the_separate_ops_numbers_over_its_sum(monkeypatch, fused):
-    if fused and layers._POINTWISE is None:
+@pytest.mark.parametrize("fusion", [True, False])
+def test_conv_relu_into_writes_the_separate_ops_numbers_over_its_sum(monkeypatch, fusion):
+    if fusion and fused._POINTWISE is None:
         pytest.skip("this PyTorch build has no oneDNN pointwise fusion")
-    if not fused:
-        monkeypatch.setattr(layers, "_POINTWISE", None)
+    if not fusion:
+        monkeypatch.setattr(fused, "_POINTWISE", None)
     torch.manual_seed(0)
     layer = nn.Conv2d(16, 16, 3, 1, 1)
     with torch.no_grad():

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vtok.codec.models.layers import (TaeBlock, TemporalGrow, TemporalPool, channels_last, conv3, conv_relu, fold,
-                                      soft_clamp, unfold)
+from vtok.codec.models.fused import channels_last, conv_relu
+from vtok.codec.models.layers import TaeBlock, TemporalGrow, TemporalPool, conv3, fold, soft_clamp, unfold
 from vtok.codec.models.streaming import CACHE_SHARE, FRAME_PIXELS, Stream, from_bytes, in_pieces, in_strips, to_bytes
 from vtok.codec.models.taef2 import TAE_CH, TAE_LATENT, read_taef2
 
