@@ -287,9 +287,8 @@ class TemporalPool(nn.Module):
                      for a, z in zip(frames[0::2], frames[1::2])]
             return (mixed[0] if k == 1 else torch.cat(mixed)), k
         # the chunk's pairs side by side in one tensor (a copy of each frame), mixed at once
-        layout = torch.channels_last if like.is_contiguous(memory_format=torch.channels_last) else None
-        pairs = torch.empty((k, 2 * c, h, w), dtype=like.dtype, device=like.device,
-                            memory_format=layout or torch.contiguous_format)
+        fmt = torch.channels_last if like.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        pairs = torch.empty((k, 2 * c, h, w), dtype=like.dtype, device=like.device, memory_format=fmt)
         for j in range(k):
             pairs[j:j + 1, :c] = frames[2 * j]
             pairs[j:j + 1, c:] = frames[2 * j + 1]
